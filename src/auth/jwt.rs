@@ -1,0 +1,566 @@
+//! JWT verification with jwt-simple. The algorithm always comes from the configured key, never
+//! from the token: a token is only checked against keys whose algorithm equals its `alg`, so
+//! `alg: none` and HS256-signed-with-the-RSA-public-key tokens find no key. Time claims are
+//! checked against the proxy's clock, passed in as `now`.
+
+use crate::config::raw::RawJwt;
+use crate::config::ConfigError;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jwt_simple::prelude::*;
+use jwt_simple::JWTError;
+use serde_json::{Map, Value};
+use std::collections::HashSet;
+
+pub const DEFAULT_MAX_TOKEN_LENGTH: usize = 8192;
+pub const DEFAULT_CLOCK_SKEW_SECONDS: u64 = 60;
+pub const DEFAULT_REQUIRED_CLAIMS: [&str; 4] = ["client_id", "exp", "iat", "aud"];
+const MIN_HMAC_SECRET_BYTES: usize = 32;
+
+enum Key {
+    HS256(HS256Key),
+    HS384(HS384Key),
+    HS512(HS512Key),
+    RS256(RS256PublicKey),
+    RS384(RS384PublicKey),
+    RS512(RS512PublicKey),
+    PS256(PS256PublicKey),
+    PS384(PS384PublicKey),
+    PS512(PS512PublicKey),
+    ES256(ES256PublicKey),
+    ES384(ES384PublicKey),
+    EdDSA(Ed25519PublicKey),
+}
+
+struct ConfiguredKey {
+    kid: Option<String>,
+    alg: &'static str,
+    key: Key,
+}
+
+pub struct JwtVerifier {
+    keys: Vec<ConfiguredKey>,
+    audiences: Option<HashSet<String>>,
+    issuers: Option<HashSet<String>>,
+    required_claims: Vec<String>,
+    skew_seconds: u64,
+    max_token_length: usize,
+    revoked_jti: HashSet<String>,
+    client_id_claim: String,
+}
+
+impl std::fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtVerifier")
+            .field("keys", &self.keys.len())
+            .field("audiences", &self.audiences)
+            .field("issuers", &self.issuers)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedToken {
+    pub client_id: String,
+    pub scopes: Vec<String>,
+}
+
+/// Why a token was refused; `code` is stable (metrics, JSON), `message` is safe to return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtFailure {
+    TooLong,
+    Malformed,
+    ForbiddenHeader,
+    UnknownCritical,
+    AlgorithmNotAllowed,
+    UnknownKeyId,
+    BadSignature,
+    Expired,
+    NotYetValid,
+    IssuedInFuture,
+    WrongAudience,
+    WrongIssuer,
+    MissingClaim,
+    Revoked,
+}
+
+impl JwtFailure {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::TooLong => "token_too_long",
+            Self::Malformed => "token_malformed",
+            Self::ForbiddenHeader => "token_forbidden_header",
+            Self::UnknownCritical => "token_unknown_crit",
+            Self::AlgorithmNotAllowed => "token_algorithm_not_allowed",
+            Self::UnknownKeyId => "token_unknown_kid",
+            Self::BadSignature => "token_bad_signature",
+            Self::Expired => "token_expired",
+            Self::NotYetValid => "token_not_yet_valid",
+            Self::IssuedInFuture => "token_issued_in_future",
+            Self::WrongAudience => "token_wrong_audience",
+            Self::WrongIssuer => "token_wrong_issuer",
+            Self::MissingClaim => "token_missing_claim",
+            Self::Revoked => "token_revoked",
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::TooLong => "token is longer than allowed",
+            Self::Malformed => "token is not a well-formed JWT",
+            Self::ForbiddenHeader => "token header carries jwk, jku, x5u or x5c, which are refused",
+            Self::UnknownCritical => {
+                "token header lists critical extensions that are not supported"
+            }
+            Self::AlgorithmNotAllowed => "token algorithm does not match any configured key",
+            Self::UnknownKeyId => "token key id (kid) is not configured",
+            Self::BadSignature => "token signature is invalid",
+            Self::Expired => "token has expired",
+            Self::NotYetValid => "token is not valid yet (nbf)",
+            Self::IssuedInFuture => "token is issued in the future (iat)",
+            Self::WrongAudience => "token audience is not accepted",
+            Self::WrongIssuer => "token issuer is not accepted",
+            Self::MissingClaim => "token lacks a required claim",
+            Self::Revoked => "token has been revoked",
+        }
+    }
+}
+
+/// Cheap shape test used to route a bearer credential: three dot-separated base64url parts whose
+/// first decodes to a JSON object. An opaque API key never passes it.
+pub fn looks_like_jwt(token: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(token) else {
+        return false;
+    };
+    let parts: Vec<&str> = text.split('.').collect();
+    if parts.len() != 3 || parts[0].is_empty() {
+        return false;
+    }
+    URL_SAFE_NO_PAD
+        .decode(parts[0])
+        .map(|header| header.first() == Some(&b'{'))
+        .unwrap_or(false)
+}
+
+impl JwtVerifier {
+    pub fn compile(raw: RawJwt) -> Result<Self, ConfigError> {
+        let mut keys = Vec::new();
+        for (i, k) in raw.keys.iter().enumerate() {
+            let field = format!("jwt.keys[{i}]");
+            keys.push(ConfiguredKey {
+                kid: k.kid.clone(),
+                alg: canonical_alg(&format!("{field}.alg"), &k.alg)?,
+                key: key_from_inline(&field, &k.alg, k.secret.as_deref(), k.pem.as_deref())?,
+            });
+        }
+        if let Some(jwks) = &raw.jwks {
+            keys.extend(keys_from_jwks("jwt.jwks", jwks)?);
+        }
+        if keys.is_empty() {
+            return Err(ConfigError::new(
+                "jwt.keys",
+                "at least one key (or jwt.jwks) is required",
+            ));
+        }
+        let to_set =
+            |v: Option<crate::config::raw::OneOrMany>, field: &str| match v.map(|v| v.into_vec()) {
+                Some(list) if list.is_empty() || list.iter().any(|s| s.is_empty()) => Err(
+                    ConfigError::new(field, "must be a non-empty string or list of strings"),
+                ),
+                other => Ok(other.map(|l| l.into_iter().collect::<HashSet<_>>())),
+            };
+        let audiences = to_set(raw.audience, "jwt.audience")?;
+        let issuers = to_set(raw.issuer, "jwt.issuer")?;
+        let required_claims = raw.required_claims.unwrap_or_else(|| {
+            DEFAULT_REQUIRED_CLAIMS
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        });
+        if required_claims.iter().any(|c| c == "aud") && audiences.is_none() {
+            return Err(ConfigError::new(
+                "jwt.audience",
+                "required when `aud` is a required claim (the default)",
+            ));
+        }
+        let max_token_length = raw.max_token_length.unwrap_or(DEFAULT_MAX_TOKEN_LENGTH);
+        if max_token_length == 0 {
+            return Err(ConfigError::new(
+                "jwt.max_token_length",
+                "must be greater than 0",
+            ));
+        }
+        Ok(Self {
+            keys,
+            audiences,
+            issuers,
+            required_claims,
+            skew_seconds: raw.clock_skew_seconds.unwrap_or(DEFAULT_CLOCK_SKEW_SECONDS),
+            max_token_length,
+            revoked_jti: raw.revoked_jti.into_iter().collect(),
+            client_id_claim: raw
+                .client_id_claim
+                .unwrap_or_else(|| "client_id".to_string()),
+        })
+    }
+
+    pub fn verify(&self, token: &[u8], now_secs: u64) -> Result<VerifiedToken, JwtFailure> {
+        if token.len() > self.max_token_length {
+            return Err(JwtFailure::TooLong);
+        }
+        let token = std::str::from_utf8(token).map_err(|_| JwtFailure::Malformed)?;
+        let header = decode_header(token)?;
+        for forbidden in ["jwk", "jku", "x5u", "x5c"] {
+            if header.contains_key(forbidden) {
+                return Err(JwtFailure::ForbiddenHeader);
+            }
+        }
+        if header.get("crit").is_some() {
+            return Err(JwtFailure::UnknownCritical);
+        }
+        let alg = header
+            .get("alg")
+            .and_then(Value::as_str)
+            .ok_or(JwtFailure::Malformed)?;
+        let kid = match header.get("kid") {
+            None => None,
+            Some(Value::String(kid)) => Some(kid.as_str()),
+            Some(_) => return Err(JwtFailure::Malformed),
+        };
+        // A kid picks the keys carrying it (else the keys without one); no kid, every key. The
+        // token's alg then only filters candidates: it never changes how a key is used.
+        let candidates: Vec<&ConfiguredKey> = match kid {
+            None => self.keys.iter().collect(),
+            Some(kid) if self.keys.iter().any(|k| k.kid.as_deref() == Some(kid)) => self
+                .keys
+                .iter()
+                .filter(|k| k.kid.as_deref() == Some(kid))
+                .collect(),
+            Some(_) => self.keys.iter().filter(|k| k.kid.is_none()).collect(),
+        };
+        if candidates.is_empty() {
+            return Err(JwtFailure::UnknownKeyId);
+        }
+        let candidates: Vec<&ConfiguredKey> =
+            candidates.into_iter().filter(|k| k.alg == alg).collect();
+        if candidates.is_empty() {
+            return Err(JwtFailure::AlgorithmNotAllowed);
+        }
+        let mut failure = JwtFailure::BadSignature;
+        for key in candidates {
+            match self.verify_with(key, token, now_secs) {
+                Ok(claims) => return self.check_claims(claims),
+                // A signature mismatch may just mean "another key"; anything else is final.
+                Err(JwtFailure::BadSignature) => continue,
+                Err(other) => {
+                    failure = other;
+                    break;
+                }
+            }
+        }
+        Err(failure)
+    }
+
+    fn options(&self, now_secs: u64) -> VerificationOptions {
+        VerificationOptions {
+            allowed_audiences: self.audiences.clone(),
+            allowed_issuers: self.issuers.clone(),
+            time_tolerance: Some(Duration::from_secs(self.skew_seconds)),
+            max_token_length: Some(self.max_token_length),
+            artificial_time: Some(UnixTimeStamp::from_secs(now_secs)),
+            ..Default::default()
+        }
+    }
+
+    fn verify_with(
+        &self,
+        key: &ConfiguredKey,
+        token: &str,
+        now: u64,
+    ) -> Result<JWTClaims<Map<String, Value>>, JwtFailure> {
+        let o = Some(self.options(now));
+        let result = match &key.key {
+            Key::HS256(k) => k.verify_token(token, o),
+            Key::HS384(k) => k.verify_token(token, o),
+            Key::HS512(k) => k.verify_token(token, o),
+            Key::RS256(k) => k.verify_token(token, o),
+            Key::RS384(k) => k.verify_token(token, o),
+            Key::RS512(k) => k.verify_token(token, o),
+            Key::PS256(k) => k.verify_token(token, o),
+            Key::PS384(k) => k.verify_token(token, o),
+            Key::PS512(k) => k.verify_token(token, o),
+            Key::ES256(k) => k.verify_token(token, o),
+            Key::ES384(k) => k.verify_token(token, o),
+            Key::EdDSA(k) => k.verify_token(token, o),
+        };
+        result.map_err(classify)
+    }
+
+    fn check_claims(
+        &self,
+        claims: JWTClaims<Map<String, Value>>,
+    ) -> Result<VerifiedToken, JwtFailure> {
+        for name in &self.required_claims {
+            let present = match name.as_str() {
+                "exp" => claims.expires_at.is_some(),
+                "iat" => claims.issued_at.is_some(),
+                "nbf" => claims.invalid_before.is_some(),
+                "aud" => claims.audiences.is_some(),
+                "iss" => claims.issuer.is_some(),
+                "sub" => claims.subject.is_some(),
+                "jti" => claims.jwt_id.is_some(),
+                other => claims.custom.get(other).is_some_and(|v| !v.is_null()),
+            };
+            if !present {
+                return Err(JwtFailure::MissingClaim);
+            }
+        }
+        if let Some(jti) = &claims.jwt_id {
+            if self.revoked_jti.contains(jti) {
+                return Err(JwtFailure::Revoked);
+            }
+        }
+        let client_id = match self.client_id_claim.as_str() {
+            "sub" => claims.subject.clone(),
+            other => claims
+                .custom
+                .get(other)
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        }
+        .ok_or(JwtFailure::MissingClaim)?;
+        Ok(VerifiedToken {
+            client_id,
+            scopes: scopes_of(&claims.custom),
+        })
+    }
+}
+
+fn decode_header(token: &str) -> Result<Map<String, Value>, JwtFailure> {
+    let first = token.split('.').next().ok_or(JwtFailure::Malformed)?;
+    if token.split('.').count() != 3 || first.len() > 4096 {
+        return Err(JwtFailure::Malformed);
+    }
+    let bytes = URL_SAFE_NO_PAD
+        .decode(first)
+        .map_err(|_| JwtFailure::Malformed)?;
+    serde_json::from_slice(&bytes).map_err(|_| JwtFailure::Malformed)
+}
+
+/// `scope` as a space-separated string (RFC 8693) or `scp` as a list (common in the wild).
+fn scopes_of(custom: &Map<String, Value>) -> Vec<String> {
+    match (custom.get("scope"), custom.get("scp")) {
+        (Some(Value::String(s)), _) => s.split_whitespace().map(str::to_string).collect(),
+        (_, Some(Value::Array(list))) | (Some(Value::Array(list)), _) => list
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn classify(err: jwt_simple::Error) -> JwtFailure {
+    match err.downcast_ref::<JWTError>() {
+        Some(JWTError::TokenHasExpired) => JwtFailure::Expired,
+        Some(JWTError::TokenNotValidYet) => JwtFailure::NotYetValid,
+        Some(JWTError::ClockDrift) => JwtFailure::IssuedInFuture,
+        Some(JWTError::RequiredAudienceMismatch) | Some(JWTError::RequiredAudienceMissing) => {
+            JwtFailure::WrongAudience
+        }
+        Some(JWTError::RequiredIssuerMismatch) | Some(JWTError::RequiredIssuerMissing) => {
+            JwtFailure::WrongIssuer
+        }
+        Some(JWTError::AlgorithmMismatch) => JwtFailure::AlgorithmNotAllowed,
+        Some(JWTError::UnknownCriticalExtension) => JwtFailure::UnknownCritical,
+        Some(JWTError::TokenTooLong) => JwtFailure::TooLong,
+        Some(JWTError::InvalidAuthenticationTag) | Some(JWTError::InvalidSignature) => {
+            JwtFailure::BadSignature
+        }
+        Some(_) => JwtFailure::Malformed,
+        // Decoding errors (base64, JSON) and signature-library errors.
+        None => {
+            let text = err.to_string().to_ascii_lowercase();
+            if text.contains("signature") || text.contains("verification") {
+                JwtFailure::BadSignature
+            } else {
+                JwtFailure::Malformed
+            }
+        }
+    }
+}
+
+fn canonical_alg(field: &str, alg: &str) -> Result<&'static str, ConfigError> {
+    Ok(match alg {
+        "HS256" => "HS256",
+        "HS384" => "HS384",
+        "HS512" => "HS512",
+        "RS256" => "RS256",
+        "RS384" => "RS384",
+        "RS512" => "RS512",
+        "PS256" => "PS256",
+        "PS384" => "PS384",
+        "PS512" => "PS512",
+        "ES256" => "ES256",
+        "ES384" => "ES384",
+        "EdDSA" => "EdDSA",
+        other => {
+            return Err(ConfigError::new(
+                field,
+                format!("unsupported algorithm {other:?} (HS256/384/512, RS256/384/512, PS256/384/512, ES256/384, EdDSA)"),
+            ))
+        }
+    })
+}
+
+fn key_from_inline(
+    field: &str,
+    alg: &str,
+    secret: Option<&str>,
+    pem: Option<&str>,
+) -> Result<Key, ConfigError> {
+    let bad = |what: &str, e: jwt_simple::Error| {
+        ConfigError::new(
+            format!("{field}.pem"),
+            format!("not a valid {what} public key: {e}"),
+        )
+    };
+    match (alg, secret, pem) {
+        ("HS256" | "HS384" | "HS512", Some(secret), None) => {
+            hmac_key(&format!("{field}.secret"), alg, secret.as_bytes())
+        }
+        ("HS256" | "HS384" | "HS512", _, _) => Err(ConfigError::new(
+            field,
+            "HS* keys take `secret` (and no `pem`): a public key is never used as an HMAC secret",
+        )),
+        (_, Some(_), _) => Err(ConfigError::new(
+            format!("{field}.secret"),
+            format!("{alg} keys take `pem`, not `secret`"),
+        )),
+        (_, None, None) => Err(ConfigError::new(format!("{field}.pem"), "missing")),
+        (alg, None, Some(pem)) => Ok(match alg {
+            "RS256" => Key::RS256(RS256PublicKey::from_pem(pem).map_err(|e| bad("RSA", e))?),
+            "RS384" => Key::RS384(RS384PublicKey::from_pem(pem).map_err(|e| bad("RSA", e))?),
+            "RS512" => Key::RS512(RS512PublicKey::from_pem(pem).map_err(|e| bad("RSA", e))?),
+            "PS256" => Key::PS256(PS256PublicKey::from_pem(pem).map_err(|e| bad("RSA", e))?),
+            "PS384" => Key::PS384(PS384PublicKey::from_pem(pem).map_err(|e| bad("RSA", e))?),
+            "PS512" => Key::PS512(PS512PublicKey::from_pem(pem).map_err(|e| bad("RSA", e))?),
+            "ES256" => Key::ES256(ES256PublicKey::from_pem(pem).map_err(|e| bad("P-256", e))?),
+            "ES384" => Key::ES384(ES384PublicKey::from_pem(pem).map_err(|e| bad("P-384", e))?),
+            "EdDSA" => Key::EdDSA(Ed25519PublicKey::from_pem(pem).map_err(|e| bad("Ed25519", e))?),
+            other => {
+                return Err(ConfigError::new(
+                    format!("{field}.alg"),
+                    format!("unsupported {other:?}"),
+                ))
+            }
+        }),
+    }
+}
+
+fn hmac_key(field: &str, alg: &str, secret: &[u8]) -> Result<Key, ConfigError> {
+    if secret.len() < MIN_HMAC_SECRET_BYTES {
+        return Err(ConfigError::new(
+            field,
+            format!("HMAC secrets must be at least {MIN_HMAC_SECRET_BYTES} bytes"),
+        ));
+    }
+    Ok(match alg {
+        "HS384" => Key::HS384(HS384Key::from_bytes(secret)),
+        "HS512" => Key::HS512(HS512Key::from_bytes(secret)),
+        _ => Key::HS256(HS256Key::from_bytes(secret)),
+    })
+}
+
+fn keys_from_jwks(field: &str, jwks: &Value) -> Result<Vec<ConfiguredKey>, ConfigError> {
+    let list = jwks
+        .get("keys")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ConfigError::new(field, "must be a JWK set: {\"keys\": [...]}"))?;
+    let mut out = Vec::new();
+    for (i, jwk) in list.iter().enumerate() {
+        let field = format!("{field}.keys[{i}]");
+        if jwk
+            .get("use")
+            .and_then(Value::as_str)
+            .is_some_and(|u| u != "sig")
+        {
+            continue;
+        }
+        out.push(key_from_jwk(&field, jwk)?);
+    }
+    Ok(out)
+}
+
+fn key_from_jwk(field: &str, jwk: &Value) -> Result<ConfiguredKey, ConfigError> {
+    let text = |name: &str| jwk.get(name).and_then(Value::as_str);
+    let bytes = |name: &str| -> Result<Vec<u8>, ConfigError> {
+        let value =
+            text(name).ok_or_else(|| ConfigError::new(format!("{field}.{name}"), "missing"))?;
+        URL_SAFE_NO_PAD
+            .decode(value.trim_end_matches('='))
+            .map_err(|_| ConfigError::new(format!("{field}.{name}"), "not base64url"))
+    };
+    let kty = text("kty").ok_or_else(|| ConfigError::new(format!("{field}.kty"), "missing"))?;
+    let crv = text("crv");
+    let default_alg = match (kty, crv) {
+        ("RSA", _) => "RS256",
+        ("EC", Some("P-256")) => "ES256",
+        ("EC", Some("P-384")) => "ES384",
+        ("OKP", Some("Ed25519")) => "EdDSA",
+        ("oct", _) => "HS256",
+        _ => {
+            return Err(ConfigError::new(
+                format!("{field}.kty"),
+                format!("unsupported key type {kty:?} / curve {crv:?}"),
+            ))
+        }
+    };
+    let alg = canonical_alg(&format!("{field}.alg"), text("alg").unwrap_or(default_alg))?;
+    let bad = |e: jwt_simple::Error| ConfigError::new(field, format!("invalid key: {e}"));
+    let key = match (kty, alg) {
+        ("RSA", "RS256" | "RS384" | "RS512" | "PS256" | "PS384" | "PS512") => {
+            let (n, e) = (bytes("n")?, bytes("e")?);
+            match alg {
+                "RS256" => Key::RS256(RS256PublicKey::from_components(&n, &e).map_err(bad)?),
+                "RS384" => Key::RS384(RS384PublicKey::from_components(&n, &e).map_err(bad)?),
+                "RS512" => Key::RS512(RS512PublicKey::from_components(&n, &e).map_err(bad)?),
+                "PS256" => Key::PS256(PS256PublicKey::from_components(&n, &e).map_err(bad)?),
+                "PS384" => Key::PS384(PS384PublicKey::from_components(&n, &e).map_err(bad)?),
+                _ => Key::PS512(PS512PublicKey::from_components(&n, &e).map_err(bad)?),
+            }
+        }
+        ("EC", "ES256" | "ES384") => {
+            let mut point = vec![0x04];
+            point.extend(bytes("x")?);
+            point.extend(bytes("y")?);
+            if alg == "ES256" && crv == Some("P-256") {
+                Key::ES256(ES256PublicKey::from_bytes(&point).map_err(bad)?)
+            } else if alg == "ES384" && crv == Some("P-384") {
+                Key::ES384(ES384PublicKey::from_bytes(&point).map_err(bad)?)
+            } else {
+                return Err(ConfigError::new(
+                    format!("{field}.alg"),
+                    "does not match the curve",
+                ));
+            }
+        }
+        ("OKP", "EdDSA") => Key::EdDSA(Ed25519PublicKey::from_bytes(&bytes("x")?).map_err(bad)?),
+        ("oct", "HS256" | "HS384" | "HS512") => hmac_key(&format!("{field}.k"), alg, &bytes("k")?)?,
+        _ => {
+            return Err(ConfigError::new(
+                format!("{field}.alg"),
+                format!("{alg} cannot be used with a {kty} key"),
+            ))
+        }
+    };
+    Ok(ConfiguredKey {
+        kid: text("kid").map(str::to_string),
+        alg,
+        key,
+    })
+}
+
+#[cfg(test)]
+#[path = "jwt_tests.rs"]
+mod tests;

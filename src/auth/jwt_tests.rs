@@ -1,0 +1,372 @@
+use super::*;
+use crate::config::raw::OneOrMany;
+
+const SECRET: &str = "demo-jwt-secret-change-me-0123456789abcdef";
+const NOW: u64 = 1_800_000_000;
+
+fn raw(keys: Vec<crate::config::raw::RawJwtKey>, jwks: Option<Value>) -> RawJwt {
+    RawJwt {
+        audience: Some(OneOrMany::One("email-api".into())),
+        issuer: None,
+        keys,
+        jwks,
+        required_claims: None,
+        clock_skew_seconds: Some(30),
+        max_token_length: None,
+        revoked_jti: vec!["revoked-1".into()],
+        client_id_claim: None,
+    }
+}
+
+fn hs_key() -> crate::config::raw::RawJwtKey {
+    crate::config::raw::RawJwtKey {
+        kid: None,
+        alg: "HS256".into(),
+        secret: Some(SECRET.into()),
+        pem: None,
+    }
+}
+
+fn hs_verifier() -> JwtVerifier {
+    JwtVerifier::compile(raw(vec![hs_key()], None)).unwrap()
+}
+
+fn claims(client: &str) -> JWTClaims<Map<String, Value>> {
+    let mut custom = Map::new();
+    custom.insert("client_id".into(), Value::String(client.into()));
+    custom.insert(
+        "scope".into(),
+        Value::String("send:email read:reports".into()),
+    );
+    let mut c =
+        Claims::with_custom_claims(custom, Duration::from_secs(3600)).with_audience("email-api");
+    c.issued_at = Some(UnixTimeStamp::from_secs(NOW));
+    c.expires_at = Some(UnixTimeStamp::from_secs(NOW + 3600));
+    c
+}
+
+fn hs_token(c: JWTClaims<Map<String, Value>>) -> String {
+    HS256Key::from_bytes(SECRET.as_bytes())
+        .authenticate(c)
+        .unwrap()
+}
+
+fn b64(v: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(v.to_string())
+}
+
+/// A token with an arbitrary header, HMAC-signed with `secret`.
+fn forged(header: Value, payload: Value, secret: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let signing_input = format!("{}.{}", b64(&header), b64(&payload));
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+    mac.update(signing_input.as_bytes());
+    format!(
+        "{signing_input}.{}",
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    )
+}
+
+fn payload() -> Value {
+    serde_json::json!({"client_id": "marketing", "aud": "email-api", "iat": NOW, "exp": NOW + 600})
+}
+
+#[test]
+fn valid_hs256_token_yields_client_and_scopes() {
+    let v = hs_verifier();
+    let got = v
+        .verify(hs_token(claims("marketing")).as_bytes(), NOW)
+        .unwrap();
+    assert_eq!(got.client_id, "marketing");
+    assert_eq!(got.scopes, vec!["send:email", "read:reports"]);
+}
+
+#[test]
+fn time_claims_use_the_given_clock_with_skew() {
+    let v = hs_verifier();
+    let token = hs_token(claims("marketing"));
+    assert!(v.verify(token.as_bytes(), NOW + 3600 + 29).is_ok());
+    assert_eq!(
+        v.verify(token.as_bytes(), NOW + 3600 + 31),
+        Err(JwtFailure::Expired)
+    );
+    assert_eq!(
+        v.verify(token.as_bytes(), NOW - 31),
+        Err(JwtFailure::IssuedInFuture)
+    );
+    let mut c = claims("marketing");
+    c.invalid_before = Some(UnixTimeStamp::from_secs(NOW + 100));
+    assert_eq!(
+        v.verify(hs_token(c).as_bytes(), NOW),
+        Err(JwtFailure::NotYetValid)
+    );
+}
+
+#[test]
+fn audience_issuer_and_required_claims() {
+    let v = hs_verifier();
+    let c = claims("marketing").with_audience("other-api");
+    assert_eq!(
+        v.verify(hs_token(c).as_bytes(), NOW),
+        Err(JwtFailure::WrongAudience)
+    );
+    let mut c = claims("marketing");
+    c.issued_at = None;
+    assert_eq!(
+        v.verify(hs_token(c).as_bytes(), NOW),
+        Err(JwtFailure::MissingClaim)
+    );
+    let mut c = claims("marketing");
+    c.custom.remove("client_id");
+    assert_eq!(
+        v.verify(hs_token(c).as_bytes(), NOW),
+        Err(JwtFailure::MissingClaim)
+    );
+    let mut c = claims("marketing");
+    c.expires_at = None;
+    assert_eq!(
+        v.verify(hs_token(c).as_bytes(), NOW),
+        Err(JwtFailure::MissingClaim)
+    );
+
+    let mut r = raw(vec![hs_key()], None);
+    r.issuer = Some(OneOrMany::Many(vec!["https://idp.example".into()]));
+    let v = JwtVerifier::compile(r).unwrap();
+    let token = hs_token(claims("marketing"));
+    assert_eq!(
+        v.verify(token.as_bytes(), NOW),
+        Err(JwtFailure::WrongIssuer)
+    );
+    let token = hs_token(claims("marketing").with_issuer("https://idp.example"));
+    assert!(v.verify(token.as_bytes(), NOW).is_ok());
+}
+
+#[test]
+fn revoked_jti_is_refused() {
+    let v = hs_verifier();
+    let token = hs_token(claims("marketing").with_jwt_id("revoked-1"));
+    assert_eq!(v.verify(token.as_bytes(), NOW), Err(JwtFailure::Revoked));
+    let token = hs_token(claims("marketing").with_jwt_id("fine-2"));
+    assert!(v.verify(token.as_bytes(), NOW).is_ok());
+}
+
+#[test]
+fn wrong_secret_and_tampering_fail_the_signature() {
+    let v = hs_verifier();
+    let other = forged(
+        serde_json::json!({"alg": "HS256", "typ": "JWT"}),
+        payload(),
+        b"another-secret-another-secret-00000",
+    );
+    assert_eq!(
+        v.verify(other.as_bytes(), NOW),
+        Err(JwtFailure::BadSignature)
+    );
+    let good = forged(
+        serde_json::json!({"alg": "HS256"}),
+        payload(),
+        SECRET.as_bytes(),
+    );
+    assert!(v.verify(good.as_bytes(), NOW).is_ok());
+    let mut parts: Vec<String> = good.split('.').map(str::to_string).collect();
+    parts[1] = b64(
+        &serde_json::json!({"client_id": "analytics", "aud": "email-api", "iat": NOW, "exp": NOW + 600}),
+    );
+    let tampered = parts.join(".");
+    assert_eq!(
+        v.verify(tampered.as_bytes(), NOW),
+        Err(JwtFailure::BadSignature)
+    );
+}
+
+#[test]
+fn alg_none_is_refused() {
+    let v = hs_verifier();
+    let token = format!(
+        "{}.{}.",
+        b64(&serde_json::json!({"alg": "none"})),
+        b64(&payload())
+    );
+    assert_eq!(
+        v.verify(token.as_bytes(), NOW),
+        Err(JwtFailure::AlgorithmNotAllowed)
+    );
+    let token = format!(
+        "{}.{}.",
+        b64(&serde_json::json!({"alg": "None"})),
+        b64(&payload())
+    );
+    assert_eq!(
+        v.verify(token.as_bytes(), NOW),
+        Err(JwtFailure::AlgorithmNotAllowed)
+    );
+}
+
+#[test]
+fn hs256_signed_with_the_public_key_is_refused() {
+    let pair = ES256KeyPair::generate();
+    let pem = pair.public_key().to_pem().unwrap();
+    let key = crate::config::raw::RawJwtKey {
+        kid: None,
+        alg: "ES256".into(),
+        secret: None,
+        pem: Some(pem.clone()),
+    };
+    let v = JwtVerifier::compile(raw(vec![key], None)).unwrap();
+    let confused = forged(
+        serde_json::json!({"alg": "HS256"}),
+        payload(),
+        pem.as_bytes(),
+    );
+    assert_eq!(
+        v.verify(confused.as_bytes(), NOW),
+        Err(JwtFailure::AlgorithmNotAllowed)
+    );
+    let genuine = pair.sign(claims("marketing")).unwrap();
+    assert_eq!(
+        v.verify(genuine.as_bytes(), NOW).unwrap().client_id,
+        "marketing"
+    );
+}
+
+#[test]
+fn crit_and_embedded_key_headers_are_refused() {
+    let v = hs_verifier();
+    let crit = forged(
+        serde_json::json!({"alg": "HS256", "crit": ["exp"], "exp": 1}),
+        payload(),
+        SECRET.as_bytes(),
+    );
+    assert_eq!(
+        v.verify(crit.as_bytes(), NOW),
+        Err(JwtFailure::UnknownCritical)
+    );
+    for header in [
+        serde_json::json!({"alg": "HS256", "jwk": {"kty": "oct", "k": "AAAA"}}),
+        serde_json::json!({"alg": "HS256", "jku": "https://evil.example/jwks"}),
+        serde_json::json!({"alg": "HS256", "x5u": "https://evil.example/cert"}),
+    ] {
+        let token = forged(header, payload(), SECRET.as_bytes());
+        assert_eq!(
+            v.verify(token.as_bytes(), NOW),
+            Err(JwtFailure::ForbiddenHeader)
+        );
+    }
+}
+
+#[test]
+fn malformed_and_oversized_tokens() {
+    let v = hs_verifier();
+    assert_eq!(v.verify(b"a.b", NOW), Err(JwtFailure::Malformed));
+    assert_eq!(v.verify(b"!!.b.c", NOW), Err(JwtFailure::Malformed));
+    assert_eq!(v.verify(b"\xff\xfe.a.b", NOW), Err(JwtFailure::Malformed));
+    assert_eq!(v.verify(&[b'a'; 9000], NOW), Err(JwtFailure::TooLong));
+}
+
+#[test]
+fn jwks_keys_are_selected_by_kid() {
+    let ec = ES256KeyPair::generate().with_key_id("ec-1");
+    let ed = Ed25519KeyPair::generate().with_key_id("ed-1");
+    let ec_pub = ec.key_pair().public_key().to_bytes_uncompressed();
+    let ed_pub = ed.public_key().to_bytes();
+    let jwks = serde_json::json!({"keys": [
+        {"kty": "EC", "crv": "P-256", "kid": "ec-1", "use": "sig",
+         "x": URL_SAFE_NO_PAD.encode(&ec_pub[1..33]), "y": URL_SAFE_NO_PAD.encode(&ec_pub[33..])},
+        {"kty": "OKP", "crv": "Ed25519", "kid": "ed-1", "x": URL_SAFE_NO_PAD.encode(&ed_pub)},
+        {"kty": "RSA", "use": "enc", "n": "xx", "e": "AQAB"}
+    ]});
+    let v = JwtVerifier::compile(raw(vec![], Some(jwks))).unwrap();
+    assert_eq!(
+        v.verify(ec.sign(claims("a")).unwrap().as_bytes(), NOW)
+            .unwrap()
+            .client_id,
+        "a"
+    );
+    assert_eq!(
+        v.verify(ed.sign(claims("b")).unwrap().as_bytes(), NOW)
+            .unwrap()
+            .client_id,
+        "b"
+    );
+    let stranger = ES256KeyPair::generate().with_key_id("nope");
+    assert_eq!(
+        v.verify(stranger.sign(claims("c")).unwrap().as_bytes(), NOW),
+        Err(JwtFailure::UnknownKeyId)
+    );
+    // Right kid, wrong key material.
+    let impostor = ES256KeyPair::generate().with_key_id("ec-1");
+    assert_eq!(
+        v.verify(impostor.sign(claims("d")).unwrap().as_bytes(), NOW),
+        Err(JwtFailure::BadSignature)
+    );
+}
+
+#[test]
+fn rsa_keys_from_pem() {
+    let pair = RS256KeyPair::generate(2048).unwrap();
+    let key = crate::config::raw::RawJwtKey {
+        kid: None,
+        alg: "RS256".into(),
+        secret: None,
+        pem: Some(pair.public_key().to_pem().unwrap()),
+    };
+    let v = JwtVerifier::compile(raw(vec![key], None)).unwrap();
+    assert_eq!(
+        v.verify(pair.sign(claims("r")).unwrap().as_bytes(), NOW)
+            .unwrap()
+            .client_id,
+        "r"
+    );
+}
+
+#[test]
+fn config_errors_name_the_field() {
+    let mut weak = hs_key();
+    weak.secret = Some("short".into());
+    let err = JwtVerifier::compile(raw(vec![weak], None)).unwrap_err();
+    assert_eq!(err.field, "jwt.keys[0].secret");
+    let confused = crate::config::raw::RawJwtKey {
+        kid: None,
+        alg: "HS256".into(),
+        secret: None,
+        pem: Some("-----BEGIN PUBLIC KEY-----".into()),
+    };
+    assert_eq!(
+        JwtVerifier::compile(raw(vec![confused], None))
+            .unwrap_err()
+            .field,
+        "jwt.keys[0]"
+    );
+    let mut none = hs_key();
+    none.alg = "none".into();
+    assert_eq!(
+        JwtVerifier::compile(raw(vec![none], None))
+            .unwrap_err()
+            .field,
+        "jwt.keys[0].alg"
+    );
+    assert_eq!(
+        JwtVerifier::compile(raw(vec![], None)).unwrap_err().field,
+        "jwt.keys"
+    );
+    let bad_pem = crate::config::raw::RawJwtKey {
+        kid: None,
+        alg: "RS256".into(),
+        secret: None,
+        pem: Some("not a pem".into()),
+    };
+    assert_eq!(
+        JwtVerifier::compile(raw(vec![bad_pem], None))
+            .unwrap_err()
+            .field,
+        "jwt.keys[0].pem"
+    );
+}
+
+#[test]
+fn shape_test_routes_bearers() {
+    assert!(looks_like_jwt(hs_token(claims("m")).as_bytes()));
+    assert!(!looks_like_jwt(b"ak_demo_marketing_key_0000000000000001"));
+    assert!(!looks_like_jwt(b"a.b.c"));
+    assert!(!looks_like_jwt(b"\xff.\xff.\xff"));
+}

@@ -1,0 +1,116 @@
+//! Security levels and the route table that assigns one to each path.
+
+use super::endpoints::EndpointPattern;
+use crate::config::ConfigError;
+
+/// Ordered: a client may call a route whose level is at or below its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SecurityLevel {
+    Public,
+    Standard,
+    Sensitive,
+    Critical,
+}
+
+impl SecurityLevel {
+    pub fn parse(field: &str, value: &str) -> Result<Self, ConfigError> {
+        match value {
+            "public" => Ok(Self::Public),
+            "standard" => Ok(Self::Standard),
+            "sensitive" => Ok(Self::Sensitive),
+            "critical" => Ok(Self::Critical),
+            other => Err(ConfigError::new(
+                field,
+                format!("unknown security level {other:?} (public, standard, sensitive, critical)"),
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Public => "public",
+            Self::Standard => "standard",
+            Self::Sensitive => "sensitive",
+            Self::Critical => "critical",
+        }
+    }
+}
+
+/// Path patterns mapped to levels. Matching ignores ASCII case, and when several patterns match
+/// the highest level wins, so neither `/API/Admin/x` nor a broad rule listed first can lower
+/// the level a case-insensitive upstream would apply.
+#[derive(Debug, Clone)]
+pub struct RouteTable {
+    routes: Vec<(EndpointPattern, SecurityLevel)>,
+    default_level: SecurityLevel,
+}
+
+impl RouteTable {
+    pub fn new(
+        routes: Vec<(EndpointPattern, SecurityLevel)>,
+        default_level: SecurityLevel,
+    ) -> Self {
+        Self {
+            routes,
+            default_level,
+        }
+    }
+
+    pub fn level_for(&self, path: &str) -> SecurityLevel {
+        let lowered = path.to_ascii_lowercase();
+        self.routes
+            .iter()
+            .filter(|(pattern, _)| pattern.matches_ignoring_case(&lowered))
+            .map(|(_, level)| *level)
+            .max()
+            .unwrap_or(self.default_level)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> RouteTable {
+        let p = |s: &str| EndpointPattern::parse("routes", s).unwrap();
+        RouteTable::new(
+            vec![
+                (p("/health"), SecurityLevel::Public),
+                (p("/api/analytics/*"), SecurityLevel::Sensitive),
+                (p("/api/admin/*"), SecurityLevel::Critical),
+                (p("/api/*"), SecurityLevel::Standard),
+            ],
+            SecurityLevel::Standard,
+        )
+    }
+
+    #[test]
+    fn levels_are_ordered() {
+        assert!(SecurityLevel::Public < SecurityLevel::Standard);
+        assert!(SecurityLevel::Standard < SecurityLevel::Sensitive);
+        assert!(SecurityLevel::Sensitive < SecurityLevel::Critical);
+    }
+
+    #[test]
+    fn routes_map_to_levels() {
+        let t = table();
+        assert_eq!(t.level_for("/health"), SecurityLevel::Public);
+        assert_eq!(t.level_for("/api/analytics/x"), SecurityLevel::Sensitive);
+        assert_eq!(t.level_for("/api/admin/users"), SecurityLevel::Critical);
+        assert_eq!(t.level_for("/other"), SecurityLevel::Standard);
+        assert_eq!(t.level_for("/health/deep"), SecurityLevel::Standard);
+    }
+
+    #[test]
+    fn case_tricks_and_broad_rules_cannot_lower_the_level() {
+        let t = table();
+        assert_eq!(t.level_for("/API/ADMIN/users"), SecurityLevel::Critical);
+        assert_eq!(t.level_for("/Api/Admin/x"), SecurityLevel::Critical);
+    }
+
+    #[test]
+    fn unknown_level_names_the_field() {
+        let err = SecurityLevel::parse("clients[0].security_level", "root").unwrap_err();
+        assert!(err.to_string().contains("clients[0].security_level"));
+    }
+}

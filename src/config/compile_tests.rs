@@ -1,0 +1,131 @@
+use crate::config::parse;
+use serde_json::json;
+
+fn err(v: serde_json::Value) -> crate::config::ConfigError {
+    parse(v.to_string().as_bytes()).unwrap_err()
+}
+
+fn client() -> serde_json::Value {
+    json!({"client_id": "c", "allowed_endpoints": ["/api/*"],
+           "api_keys": ["16ecf196174416017706b38acf0da127fd5fff4f180ec9865dc1c586afcf1e24"]})
+}
+
+#[test]
+fn minimal_configuration_parses_with_seed_defaults() {
+    let c = parse(json!({"clients": [client()]}).to_string().as_bytes()).unwrap();
+    assert_eq!(c.clients.len(), 1);
+    assert_eq!(c.api_keys.len(), 1);
+    assert_eq!(c.hmac.window_seconds, 300);
+    assert_eq!(c.default_limits, crate::ratelimit::SEED_DEFAULTS);
+    assert!(c.jwt.is_none());
+}
+
+#[test]
+fn errors_name_the_offending_field() {
+    assert_eq!(
+        err(json!({"clients": [client()], "colour": 1})).field,
+        "colour"
+    );
+    assert!(err(json!({"clients": [client()], "colour": 1}))
+        .reason
+        .contains("unknown field"));
+    assert_eq!(
+        err(json!({"clients": [{"client_id": "c", "bogus": 1}]})).field,
+        "clients[0].bogus"
+    );
+    assert_eq!(
+        err(json!({"clients": [{"client_id": 5}]})).field,
+        "clients[0].client_id"
+    );
+    let mut c = client();
+    c["allowed_ips"] = json!(["10.0.0.1", "nonsense"]);
+    assert_eq!(
+        err(json!({"clients": [c]})).field,
+        "clients[0].allowed_ips[1]"
+    );
+    let mut c = client();
+    c["allowed_endpoints"] = json!(["/api/send*"]);
+    assert_eq!(
+        err(json!({"clients": [c]})).field,
+        "clients[0].allowed_endpoints[0]"
+    );
+    let mut c = client();
+    c["api_keys"] = json!(["ak_plaintext"]);
+    assert_eq!(err(json!({"clients": [c]})).field, "clients[0].api_keys[0]");
+    let mut c = client();
+    c["security_level"] = json!("root");
+    assert_eq!(
+        err(json!({"clients": [c]})).field,
+        "clients[0].security_level"
+    );
+    let mut c = client();
+    c["rate_limits"] = json!({"requests_per_minute": 0});
+    assert_eq!(
+        err(json!({"clients": [c]})).field,
+        "clients[0].rate_limits.requests_per_minute"
+    );
+    assert_eq!(
+        err(json!({"clients": [client()], "rate_limit_rules": [{"endpoint_pattern": "/a/*", "burst_limit": 0}]})).field,
+        "rate_limit_rules[0].burst_limit"
+    );
+    assert_eq!(
+        err(json!({"clients": [client()], "auth_methods": ["jwt", "kerberos"]})).field,
+        "auth_methods[1]"
+    );
+    assert_eq!(
+        err(json!({"clients": [client()], "auth_methods": ["jwt"]})).field,
+        "jwt"
+    );
+    assert_eq!(
+        err(json!({"clients": [client()], "hmac": {"max_body_bytes": 0}})).field,
+        "hmac.max_body_bytes"
+    );
+    assert_eq!(
+        err(json!({"clients": [client(), client()]})).field,
+        "clients[1].client_id"
+    );
+    assert_eq!(err(json!({})).field, "clients");
+    assert_eq!(err(json!("nope")).field, "(root)");
+}
+
+#[test]
+fn plaintext_keys_need_an_explicit_opt_in_and_warn() {
+    let mut c = client();
+    c["api_keys"] = json!([{"key": "ak_plain_1"}]);
+    assert_eq!(
+        err(json!({"clients": [c.clone()]})).field,
+        "clients[0].api_keys[0].key"
+    );
+    let ok = parse(
+        json!({"clients": [c], "api_key": {"allow_plaintext": true}})
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(ok.warnings.len(), 1);
+    assert!(
+        !ok.warnings[0].contains("ak_plain_1"),
+        "the warning must not print the key"
+    );
+    assert!(ok.api_keys.find(b"ak_plain_1").is_ok());
+}
+
+#[test]
+fn the_same_key_on_two_clients_is_refused() {
+    let mut other = client();
+    other["client_id"] = json!("d");
+    assert_eq!(
+        err(json!({"clients": [client(), other]})).field,
+        "clients[1].api_keys[0]"
+    );
+}
+
+#[test]
+fn public_only_configuration_is_allowed() {
+    assert!(parse(
+        json!({"routes": [{"pattern": "*", "security_level": "public"}]})
+            .to_string()
+            .as_bytes()
+    )
+    .is_ok());
+}

@@ -1,0 +1,50 @@
+//! Plugin configuration: `raw.rs` is the JSON operators write (serde, unknown fields refused);
+//! `compile.rs` checks every value and builds the ready-to-use [`Config`]. Errors name the field.
+
+mod compile;
+pub mod raw;
+
+pub use compile::{Client, Config, HmacSettings};
+
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid configuration at {}: {}",
+            self.field, self.reason
+        )
+    }
+}
+
+/// Parses and validates the plugin configuration. An empty configuration is refused: a filter
+/// with no clients and no public routes would deny everything, which is never what was meant.
+pub fn parse(json: &[u8]) -> Result<Config, ConfigError> {
+    let de = &mut serde_json::Deserializer::from_slice(json);
+    let raw: raw::RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path.is_empty() || path == "." {
+            "(root)".to_string()
+        } else {
+            path
+        };
+        ConfigError::new(field, e.inner().to_string())
+    })?;
+    compile::compile(raw)
+}

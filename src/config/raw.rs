@@ -1,0 +1,211 @@
+//! The plugin configuration exactly as operators write it (JSON). Field names follow the seed
+//! design. Everything here is checked and turned into ready-to-use values in `compile.rs`.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Order in which credentials are tried. Default: jwt, api_key, hmac.
+    #[serde(default)]
+    pub auth_methods: Option<Vec<String>>,
+    #[serde(default)]
+    pub clients: Vec<RawClient>,
+    #[serde(default)]
+    pub jwt: Option<RawJwt>,
+    #[serde(default)]
+    pub hmac: RawHmac,
+    #[serde(default)]
+    pub api_key: RawApiKeyOptions,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub default_security_level: Option<String>,
+    /// Keep credential headers on the request sent upstream.
+    #[serde(default)]
+    pub forward_credentials: bool,
+    #[serde(default)]
+    pub security_monitoring: RawSecurityMonitoring,
+    #[serde(default)]
+    pub default_rate_limits: Option<RawRateLimits>,
+    #[serde(default)]
+    pub rate_limit_rules: Vec<RawRateLimitRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClient {
+    pub client_id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub allowed_endpoints: Vec<String>,
+    #[serde(default)]
+    pub allowed_ips: Vec<String>,
+    #[serde(default)]
+    pub rate_limits: Option<RawRateLimits>,
+    #[serde(default)]
+    pub security_level: Option<String>,
+    #[serde(default)]
+    pub api_keys: Vec<RawApiKey>,
+    /// Shared secret for HMAC request signatures.
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    #[serde(default = "default_true")]
+    pub is_active: bool,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, serde_json::Value>,
+}
+
+/// A key is its SHA-256 hex digest, or an object naming the digest (or, with opt-in, the plain
+/// key) plus an id and scopes of its own.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawApiKey {
+    Digest(String),
+    Detailed(RawApiKeyDetail),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKeyDetail {
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// The key itself; refused unless `api_key.allow_plaintext` is true.
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKeyOptions {
+    #[serde(default)]
+    pub allow_plaintext: bool,
+    #[serde(default)]
+    pub max_length: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwt {
+    #[serde(default)]
+    pub audience: Option<OneOrMany>,
+    #[serde(default)]
+    pub issuer: Option<OneOrMany>,
+    #[serde(default)]
+    pub keys: Vec<RawJwtKey>,
+    /// A JWK set document (`{"keys": [...]}`), inline.
+    #[serde(default)]
+    pub jwks: Option<serde_json::Value>,
+    #[serde(default)]
+    pub required_claims: Option<Vec<String>>,
+    #[serde(default)]
+    pub clock_skew_seconds: Option<u64>,
+    #[serde(default)]
+    pub max_token_length: Option<usize>,
+    #[serde(default)]
+    pub revoked_jti: Vec<String>,
+    /// Claim naming the client. Default `client_id`.
+    #[serde(default)]
+    pub client_id_claim: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwtKey {
+    #[serde(default)]
+    pub kid: Option<String>,
+    pub alg: String,
+    #[serde(default)]
+    pub secret: Option<String>,
+    #[serde(default)]
+    pub pem: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawHmac {
+    #[serde(default)]
+    pub timestamp_window_seconds: Option<u64>,
+    #[serde(default)]
+    pub max_body_bytes: Option<usize>,
+    #[serde(default)]
+    pub replay_cache_slots: Option<usize>,
+    #[serde(default)]
+    pub replay_slot_entries: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub pattern: String,
+    pub security_level: String,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecurityMonitoring {
+    #[serde(default)]
+    pub failed_auth_threshold: Option<u32>,
+    #[serde(default)]
+    pub suspicious_rate_threshold: Option<u32>,
+    #[serde(default)]
+    pub unusual_endpoint_threshold: Option<u32>,
+    #[serde(default)]
+    pub ip_cooldown_minutes: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimits {
+    #[serde(default)]
+    pub requests_per_minute: Option<u64>,
+    #[serde(default)]
+    pub requests_per_hour: Option<u64>,
+    #[serde(default)]
+    pub requests_per_day: Option<u64>,
+    #[serde(default)]
+    pub burst_limit: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimitRule {
+    pub endpoint_pattern: String,
+    #[serde(default)]
+    pub requests_per_minute: Option<u64>,
+    #[serde(default)]
+    pub requests_per_hour: Option<u64>,
+    #[serde(default)]
+    pub requests_per_day: Option<u64>,
+    #[serde(default)]
+    pub burst_limit: Option<u64>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// A field that takes one string or a list of strings (`"aud": "x"` or `"aud": ["x", "y"]`).
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(one) => vec![one],
+            OneOrMany::Many(many) => many,
+        }
+    }
+}

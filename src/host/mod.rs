@@ -1,0 +1,76 @@
+//! The proxy-wasm adapter: translates host callbacks into calls on the pure modules and applies
+//! their verdicts. Host calls go through `proxy_wasm::hostcalls` (which return errors) rather than
+//! the trait helpers (which unwrap), and header values are read as bytes.
+
+mod http;
+mod metrics;
+mod shared;
+
+use crate::config::{self, Config};
+use metrics::Metrics;
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{BufferType, ContextType, LogLevel};
+use std::rc::Rc;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+}}
+
+#[derive(Default)]
+struct Root {
+    config: Option<Rc<Config>>,
+    metrics: Rc<Metrics>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let raw = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+            Ok(Some(bytes)) => bytes,
+            _ => {
+                log::error!("api-warden: no plugin configuration given; refusing to start");
+                return false;
+            }
+        };
+        let config = match config::parse(&raw) {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!("api-warden: {e}");
+                return false;
+            }
+        };
+        for warning in &config.warnings {
+            log::warn!("api-warden: {warning}");
+        }
+        if let Err(e) = config.hmac.replay.prepare(&shared::HostStore) {
+            log::error!("api-warden: cannot create the replay table in shared data: {e:?}");
+            return false;
+        }
+        log::info!(
+            "api-warden: configured {} clients, {} API keys, methods {:?}",
+            config.clients.len(),
+            config.api_keys.len(),
+            config
+                .methods
+                .iter()
+                .map(|m| m.as_str())
+                .collect::<Vec<_>>()
+        );
+        self.config = Some(Rc::new(config));
+        true
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(http::Request::new(
+            self.config.clone(),
+            self.metrics.clone(),
+        )))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}

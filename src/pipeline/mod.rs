@@ -1,0 +1,298 @@
+//! The whole per-request decision, free of host calls: the adapter hands in the request head
+//! (and later the body), the time and the shared store, and applies the verdict it gets back.
+
+use crate::auth::credentials::{self, Credentials, HeaderList};
+use crate::auth::hmac_signature::SignedRequest;
+use crate::auth::{self, AuthMethod, Identity, Outcome, RequestFacts};
+use crate::authz::{self, levels::SecurityLevel, path};
+use crate::config::Config;
+use crate::denial::Denial;
+use crate::store::SharedStore;
+use std::net::IpAddr;
+
+/// Identity headers sent upstream. Removed from every incoming request first, so a client can
+/// never choose them.
+pub const IDENTITY_HEADERS: [&str; 5] = [
+    "x-client-id",
+    "x-client-name",
+    "x-auth-method",
+    "x-security-level",
+    "x-client-scopes",
+];
+
+const CREDENTIAL_HEADERS: [&str; 4] = [
+    credentials::HEADER_API_KEY,
+    credentials::HEADER_SIGNATURE,
+    credentials::HEADER_TIMESTAMP,
+    credentials::HEADER_NONCE,
+];
+
+pub struct RequestHead<'a> {
+    pub method: &'a [u8],
+    /// `:path` as received (Envoy has normalised it already, if configured to).
+    pub path: &'a [u8],
+    pub headers: &'a HeaderList,
+    pub source: Option<IpAddr>,
+    /// False when the headers ended the request.
+    pub has_body: bool,
+}
+
+#[derive(Debug)]
+pub struct Grant {
+    pub identity: Option<Identity>,
+    pub remove_headers: Vec<&'static str>,
+    pub set_headers: Vec<(&'static str, String)>,
+}
+
+#[derive(Debug)]
+pub struct Rejection {
+    pub denial: Denial,
+    /// Which method the request authenticated with, or failed at: for the auth metrics.
+    pub auth: Option<(AuthMethod, bool)>,
+}
+
+/// State kept while the body of a signed request is read.
+#[derive(Debug)]
+pub struct Pending {
+    signed: SignedRequest,
+    method: String,
+    target: path::RequestTarget,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug)]
+pub enum Verdict {
+    Allow(Grant),
+    Deny(Rejection),
+    /// A signed request passed every check that does not need its body. Envoy's wasm host cannot
+    /// hold the headers while reading the body, so the adapter applies `grant` (the claimed
+    /// client's identity headers) and lets the headers continue to the buffer filter that
+    /// `envoy/envoy.yaml` places after api-warden; that filter keeps them from the upstream until
+    /// [`on_request_body`] has verified the signature.
+    AwaitBody(Box<Pending>, Grant),
+}
+
+fn deny(denial: Denial) -> Verdict {
+    Verdict::Deny(Rejection { denial, auth: None })
+}
+
+pub fn on_request_headers<S: SharedStore + ?Sized>(
+    cfg: &Config,
+    req: &RequestHead,
+    now: u64,
+    store: &S,
+) -> Verdict {
+    let target = match path::normalise(req.path) {
+        Ok(t) => t,
+        Err(e) => return deny(Denial::bad_request("invalid_path", e.message())),
+    };
+    let level = cfg.routes.level_for(&target.path);
+    if level == SecurityLevel::Public {
+        return Verdict::Allow(Grant {
+            identity: None,
+            remove_headers: IDENTITY_HEADERS.to_vec(),
+            set_headers: Vec::new(),
+        });
+    }
+    let creds = match credentials::extract(req.headers) {
+        Ok(c) => c,
+        Err(d) => return deny(d),
+    };
+    let method = String::from_utf8_lossy(req.method).into_owned();
+    let body = if req.has_body { None } else { Some(&b""[..]) };
+    let facts = RequestFacts {
+        method: &method,
+        target: &target.raw,
+        body,
+    };
+    match auth::authenticate(cfg, &creds, &facts, now, store) {
+        Outcome::NeedBody => await_body(cfg, creds, method, target, req, level, now),
+        outcome => finish(cfg, outcome, &creds, &target.path, req.source, level),
+    }
+}
+
+fn await_body(
+    cfg: &Config,
+    creds: Credentials,
+    method: String,
+    target: path::RequestTarget,
+    req: &RequestHead,
+    level: SecurityLevel,
+    now: u64,
+) -> Verdict {
+    if content_length(req.headers).is_some_and(|len| len > cfg.hmac.max_body_bytes as u64) {
+        return deny(body_too_large(cfg.hmac.max_body_bytes));
+    }
+    let Some(signed) = creds.signed.clone() else {
+        return deny(Denial::new(
+            500,
+            "internal_error",
+            "signed request without signature",
+        ));
+    };
+    let (client, _) = match auth::precheck_signature(cfg, &signed, now) {
+        Ok(found) => found,
+        Err(failure) => {
+            return Verdict::Deny(Rejection {
+                denial: failure.denial,
+                auth: Some((failure.method, false)),
+            })
+        }
+    };
+    let scopes = cfg
+        .clients
+        .get(client)
+        .map(|c| c.scopes.clone())
+        .unwrap_or_default();
+    let claimed = Identity {
+        client,
+        method: AuthMethod::Hmac,
+        scopes,
+    };
+    match grant_for(cfg, claimed, &creds, &target.path, req.source, level) {
+        Ok(grant) => Verdict::AwaitBody(
+            Box::new(Pending {
+                signed,
+                method,
+                target,
+                max_body_bytes: cfg.hmac.max_body_bytes,
+            }),
+            grant,
+        ),
+        // Not authenticated yet, so the auth metric is left alone.
+        Err(denial) => deny(denial),
+    }
+}
+
+pub fn on_request_body<S: SharedStore + ?Sized>(
+    cfg: &Config,
+    pending: &Pending,
+    body: &[u8],
+    now: u64,
+    store: &S,
+) -> Verdict {
+    if body.len() > pending.max_body_bytes {
+        return deny(body_too_large(pending.max_body_bytes));
+    }
+    let facts = RequestFacts {
+        method: &pending.method,
+        target: &pending.target.raw,
+        body: Some(body),
+    };
+    match auth::verify_signed_body(cfg, &pending.signed, &facts, body, now, store) {
+        // Identity headers were set when the headers went through.
+        Ok(identity) => Verdict::Allow(Grant {
+            identity: Some(identity),
+            remove_headers: Vec::new(),
+            set_headers: Vec::new(),
+        }),
+        Err(failure) => Verdict::Deny(Rejection {
+            denial: failure.denial,
+            auth: Some((failure.method, false)),
+        }),
+    }
+}
+
+pub fn body_too_large(max: usize) -> Denial {
+    Denial::new(
+        413,
+        "body_too_large",
+        format!("signed request bodies are limited to {max} bytes"),
+    )
+}
+
+fn content_length(headers: &HeaderList) -> Option<u64> {
+    let value = headers.iter().find(|(k, _)| k == "content-length")?;
+    std::str::from_utf8(&value.1).ok()?.trim().parse().ok()
+}
+
+fn finish(
+    cfg: &Config,
+    outcome: Outcome,
+    creds: &Credentials,
+    path: &str,
+    source: Option<IpAddr>,
+    level: SecurityLevel,
+) -> Verdict {
+    let identity = match outcome {
+        Outcome::Authenticated(identity) => identity,
+        Outcome::Failed(failure) => {
+            return Verdict::Deny(Rejection {
+                denial: failure.denial,
+                auth: Some((failure.method, false)),
+            })
+        }
+        Outcome::NoCredentials | Outcome::NeedBody => {
+            let challenge = cfg
+                .methods
+                .iter()
+                .map(|m| match m {
+                    AuthMethod::Jwt => "Bearer realm=\"api-warden\"",
+                    AuthMethod::ApiKey => "ApiKey realm=\"api-warden\"",
+                    AuthMethod::Hmac => "HMAC-SHA256 realm=\"api-warden\"",
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            return deny(Denial::unauthorized(
+                "missing_credentials",
+                "this endpoint requires authentication",
+                challenge,
+            ));
+        }
+    };
+    let method = identity.method;
+    match grant_for(cfg, identity, creds, path, source, level) {
+        Ok(grant) => Verdict::Allow(grant),
+        Err(denial) => Verdict::Deny(Rejection {
+            denial,
+            auth: Some((method, true)),
+        }),
+    }
+}
+
+/// Authorises an identity and lists the header changes for the upstream request.
+fn grant_for(
+    cfg: &Config,
+    identity: Identity,
+    creds: &Credentials,
+    path: &str,
+    source: Option<IpAddr>,
+    level: SecurityLevel,
+) -> Result<Grant, Denial> {
+    let Some(client) = cfg.clients.get(identity.client) else {
+        return Err(Denial::new(
+            500,
+            "internal_error",
+            "identity refers to no client",
+        ));
+    };
+    authz::authorise(client, path, source, level)?;
+    let mut remove_headers = IDENTITY_HEADERS.to_vec();
+    if !cfg.forward_credentials {
+        remove_headers.extend(CREDENTIAL_HEADERS);
+        if creds.used_authorization {
+            remove_headers.push("authorization");
+        }
+    }
+    let mut set_headers = vec![
+        ("x-client-id", client.id.clone()),
+        ("x-client-name", client.name.clone()),
+        ("x-auth-method", identity.method.as_str().to_string()),
+        (
+            "x-security-level",
+            client.security_level.as_str().to_string(),
+        ),
+    ];
+    if !identity.scopes.is_empty() {
+        set_headers.push(("x-client-scopes", identity.scopes.join(" ")));
+    }
+    Ok(Grant {
+        identity: Some(identity),
+        remove_headers,
+        set_headers,
+    })
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

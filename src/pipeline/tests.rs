@@ -1,0 +1,321 @@
+use super::*;
+use crate::auth::hmac_signature::sign;
+use crate::config;
+use crate::store::MemoryStore;
+use serde_json::json;
+
+const KEY: &str = "ak_test_key_marketing_000000000001";
+const SECRET: &str = "marketing-hmac-secret-0123456789";
+const NOW: u64 = 1_800_000_000;
+
+fn digest(key: &str) -> String {
+    hex::encode(crate::auth::api_key::digest(key.as_bytes()))
+}
+
+fn cfg_with(extra: serde_json::Value) -> Config {
+    let mut base = json!({
+        "clients": [
+            {"client_id": "marketing", "name": "Marketing Team",
+             "allowed_endpoints": ["/api/send/*"], "allowed_ips": ["192.168.1.0/24"],
+             "api_keys": [digest(KEY)], "client_secret": SECRET, "scopes": ["send"]},
+            {"client_id": "ops", "security_level": "sensitive",
+             "allowed_endpoints": ["/api/admin/*"], "api_keys": [digest("ops-key-000000000000")]}
+        ],
+        "routes": [
+            {"pattern": "/health", "security_level": "public"},
+            {"pattern": "/api/admin/*", "security_level": "critical"}
+        ],
+        "hmac": {"max_body_bytes": 100}
+    });
+    if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            b.insert(k.clone(), v.clone());
+        }
+    }
+    config::parse(base.to_string().as_bytes()).unwrap()
+}
+
+fn cfg() -> Config {
+    cfg_with(json!({}))
+}
+
+fn headers(list: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+    list.iter()
+        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+        .collect()
+}
+
+fn office() -> Option<IpAddr> {
+    Some("192.168.1.7".parse().unwrap())
+}
+
+fn run(cfg: &Config, method: &str, path: &str, h: &[(&str, &str)], has_body: bool) -> Verdict {
+    let store = MemoryStore::new();
+    let headers = headers(h);
+    let req = RequestHead {
+        method: method.as_bytes(),
+        path: path.as_bytes(),
+        headers: &headers,
+        source: office(),
+        has_body,
+    };
+    on_request_headers(cfg, &req, NOW, &store)
+}
+
+fn denial(v: Verdict) -> Denial {
+    match v {
+        Verdict::Deny(r) => r.denial,
+        other => panic!("expected a denial, got {other:?}"),
+    }
+}
+
+fn grant(v: Verdict) -> Grant {
+    match v {
+        Verdict::Allow(g) => g,
+        other => panic!("expected a grant, got {other:?}"),
+    }
+}
+
+#[test]
+fn public_routes_pass_and_still_drop_identity_headers() {
+    let g = grant(run(
+        &cfg(),
+        "GET",
+        "/health",
+        &[("x-client-id", "ops")],
+        false,
+    ));
+    assert!(g.identity.is_none());
+    assert!(g.remove_headers.contains(&"x-client-id"));
+    assert!(g.set_headers.is_empty());
+}
+
+#[test]
+fn api_key_grant_sets_identity_and_strips_credentials() {
+    let g = grant(run(
+        &cfg(),
+        "GET",
+        "/api/send/x",
+        &[("x-api-key", KEY)],
+        false,
+    ));
+    assert_eq!(g.identity.unwrap().method, AuthMethod::ApiKey);
+    assert!(g
+        .set_headers
+        .contains(&("x-client-id", "marketing".to_string())));
+    assert!(g
+        .set_headers
+        .contains(&("x-client-name", "Marketing Team".to_string())));
+    assert!(g
+        .set_headers
+        .contains(&("x-client-scopes", "send".to_string())));
+    assert!(g.remove_headers.contains(&"x-api-key"));
+    assert!(!g.remove_headers.contains(&"authorization"));
+}
+
+#[test]
+fn forward_credentials_keeps_them() {
+    let c = cfg_with(json!({"forward_credentials": true}));
+    let g = grant(run(
+        &c,
+        "GET",
+        "/api/send/x",
+        &[("authorization", &format!("Bearer {KEY}"))],
+        false,
+    ));
+    assert!(!g.remove_headers.contains(&"authorization"));
+    assert!(!g.remove_headers.contains(&"x-api-key"));
+}
+
+#[test]
+fn denials_have_the_right_status_and_code() {
+    let c = cfg();
+    let d = denial(run(&c, "GET", "/api/send/x", &[], false));
+    assert_eq!((d.status, d.code), (401, "missing_credentials"));
+    let d = denial(run(
+        &c,
+        "GET",
+        "/api/send/x",
+        &[("x-api-key", "wrong")],
+        false,
+    ));
+    assert_eq!((d.status, d.code), (401, "invalid_api_key"));
+    let d = denial(run(&c, "GET", "/api/other", &[("x-api-key", KEY)], false));
+    assert_eq!((d.status, d.code), (403, "endpoint_not_allowed"));
+    let d = denial(run(
+        &c,
+        "GET",
+        "/api/admin/x",
+        &[("x-api-key", "ops-key-000000000000")],
+        false,
+    ));
+    assert_eq!((d.status, d.code), (403, "insufficient_security_level"));
+    let d = denial(run(
+        &c,
+        "GET",
+        "/api/send/../admin/x",
+        &[("x-api-key", KEY)],
+        false,
+    ));
+    assert_eq!((d.status, d.code), (400, "invalid_path"));
+}
+
+#[test]
+fn address_outside_the_allowlist_is_refused() {
+    let store = MemoryStore::new();
+    let h = headers(&[("x-api-key", KEY)]);
+    let req = RequestHead {
+        method: b"GET",
+        path: b"/api/send/x",
+        headers: &h,
+        source: Some("10.9.9.9".parse().unwrap()),
+        has_body: false,
+    };
+    let d = denial(on_request_headers(&cfg(), &req, NOW, &store));
+    assert_eq!(d.code, "ip_not_allowed");
+    let req = RequestHead {
+        source: None,
+        ..req
+    };
+    assert_eq!(
+        denial(on_request_headers(&cfg(), &req, NOW, &store)).code,
+        "ip_not_allowed"
+    );
+}
+
+fn signed(method: &str, target: &str, body: &[u8], ts: u64) -> Vec<(&'static str, String)> {
+    vec![
+        ("x-client-id", "marketing".to_string()),
+        ("x-timestamp", ts.to_string()),
+        (
+            "x-signature",
+            sign(
+                SECRET.as_bytes(),
+                method,
+                target,
+                body,
+                &ts.to_string(),
+                None,
+            ),
+        ),
+    ]
+}
+
+#[test]
+fn signed_request_waits_for_its_body_then_verifies_once() {
+    let c = cfg();
+    let store = MemoryStore::new();
+    c.hmac.replay.prepare(&store).unwrap();
+    let body = b"{\"to\":\"a@b\"}";
+    let h = signed("POST", "/api/send/x?y=1", body, NOW);
+    let h: Vec<(String, Vec<u8>)> = h
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+        .collect();
+    let req = RequestHead {
+        method: b"POST",
+        path: b"/api/send/x?y=1",
+        headers: &h,
+        source: office(),
+        has_body: true,
+    };
+    let Verdict::AwaitBody(pending, claimed) = on_request_headers(&c, &req, NOW, &store) else {
+        panic!("should wait for the body");
+    };
+    // The claimed identity's headers go on before the body; the buffer filter holds them.
+    assert!(claimed
+        .set_headers
+        .contains(&("x-client-id", "marketing".to_string())));
+    assert!(claimed.remove_headers.contains(&"x-signature"));
+    let g = grant(on_request_body(&c, &pending, body, NOW + 1, &store));
+    assert_eq!(g.identity.unwrap().method, AuthMethod::Hmac);
+    let d = denial(on_request_body(&c, &pending, body, NOW + 2, &store));
+    assert_eq!(d.code, "signature_replayed");
+    let d = denial(on_request_body(
+        &c,
+        &pending,
+        b"{\"to\":\"evil\"}",
+        NOW + 2,
+        &store,
+    ));
+    assert_eq!(d.code, "signature_mismatch");
+    let d = denial(on_request_body(&c, &pending, &[b'a'; 101], NOW + 2, &store));
+    assert_eq!((d.status, d.code), (413, "body_too_large"));
+}
+
+#[test]
+fn declared_oversized_body_is_refused_before_reading_it() {
+    let mut h = signed("POST", "/api/send/x", b"", NOW);
+    h.push(("content-length", "5000".to_string()));
+    let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let d = denial(run(&cfg(), "POST", "/api/send/x", &h, true));
+    assert_eq!((d.status, d.code), (413, "body_too_large"));
+}
+
+#[test]
+fn first_success_in_configured_order_wins_and_failures_report_the_first() {
+    let c = cfg_with(json!({"auth_methods": ["api_key", "hmac_signature"]}));
+    // A bad signature but a good key: the key (first in order) wins.
+    let mut h = signed("GET", "/api/send/x", b"", NOW);
+    h[2].1 = "0".repeat(64);
+    h.push(("x-api-key", KEY.to_string()));
+    let hh: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(
+        grant(run(&c, "GET", "/api/send/x", &hh, false))
+            .identity
+            .unwrap()
+            .method,
+        AuthMethod::ApiKey
+    );
+    // Both bad: the api_key failure, first in order, is reported.
+    h[3].1 = "wrong".to_string();
+    let hh: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(
+        denial(run(&c, "GET", "/api/send/x", &hh, false)).code,
+        "invalid_api_key"
+    );
+}
+
+#[test]
+fn methods_left_out_of_the_order_are_not_tried() {
+    let c = cfg_with(json!({"auth_methods": ["hmac_signature"]}));
+    let d = denial(run(&c, "GET", "/api/send/x", &[("x-api-key", KEY)], false));
+    assert_eq!(d.code, "missing_credentials");
+}
+
+#[test]
+fn jwt_shaped_bearer_is_never_tried_as_an_api_key() {
+    // Without a jwt section, a JWT is refused, not looked up as an API key.
+    let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJjbGllbnRfaWQiOiJtYXJrZXRpbmcifQ.c2ln";
+    let d = denial(run(
+        &cfg(),
+        "GET",
+        "/api/send/x",
+        &[("authorization", &format!("Bearer {jwt}"))],
+        false,
+    ));
+    assert_eq!((d.status, d.code), (401, "jwt_not_accepted"));
+}
+
+#[test]
+fn signed_request_checks_that_need_no_body_happen_before_it() {
+    let mut c = cfg();
+    let stale = signed("POST", "/api/send/x", b"", NOW - 1000);
+    let h: Vec<(&str, &str)> = stale.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(
+        denial(run(&c, "POST", "/api/send/x", &h, true)).code,
+        "signature_expired"
+    );
+    let fresh = signed("POST", "/api/other", b"", NOW);
+    let h: Vec<(&str, &str)> = fresh.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(
+        denial(run(&c, "POST", "/api/other", &h, true)).code,
+        "endpoint_not_allowed"
+    );
+    c.clients[0].hmac_secret = None;
+    let h: Vec<(&str, &str)> = fresh.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(
+        denial(run(&c, "POST", "/api/send/x", &h, true)).code,
+        "signature_not_enabled"
+    );
+}

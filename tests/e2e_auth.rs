@@ -1,0 +1,736 @@
+//! The product as a user sees it: a real Envoy (2 workers) loading the built filter.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code fails loudly
+
+mod support;
+
+use api_warden::auth::hmac_signature::sign;
+use jwt_simple::prelude::*;
+use serde_json::{json, Value};
+use std::sync::OnceLock;
+use support::http::{self, request, Response};
+use support::Envoy;
+
+const MARKETING_KEY: &str = "ak_demo_marketing_key_0000000000000001";
+const ANALYTICS_KEY_A: &str = "ak_demo_analytics_key_000000000000000A";
+const ANALYTICS_KEY_B: &str = "ak_demo_analytics_key_000000000000000B";
+const RETIRED_KEY: &str = "ak_test_retired_key_0000000000000000001";
+const OPS_KEY: &str = "ak_test_ops_key_00000000000000000000001";
+const JWT_SECRET: &str = "demo-jwt-secret-change-me-0123456789abcdef";
+const HMAC_SECRET: &str = "demo-marketing-hmac-secret-rotate-me";
+const MAX_BODY: usize = 4096;
+const OFFICE: &str = "192.168.1.50";
+
+fn sha(key: &str) -> String {
+    hex::encode(api_warden::auth::api_key::digest(key.as_bytes()))
+}
+
+fn es_key() -> &'static ES256KeyPair {
+    static KEY: OnceLock<ES256KeyPair> = OnceLock::new();
+    KEY.get_or_init(|| ES256KeyPair::generate().with_key_id("es-1"))
+}
+
+/// The demo configuration plus what the tests need: an inactive client, a client below the
+/// admin routes' level, an ES256 key, a revoked token id and a small body cap.
+fn test_config() -> Value {
+    let mut cfg = support::demo_config();
+    let clients = cfg["clients"].as_array_mut().unwrap();
+    clients.push(json!({
+        "client_id": "retired", "name": "Retired Integration", "is_active": false,
+        "allowed_endpoints": ["/api/send/*"], "api_keys": [sha(RETIRED_KEY)]
+    }));
+    clients.push(json!({
+        "client_id": "ops", "name": "Ops Console", "security_level": "sensitive",
+        "allowed_endpoints": ["/api/admin/*"], "api_keys": [sha(OPS_KEY)]
+    }));
+    cfg["jwt"]["keys"].as_array_mut().unwrap().push(json!({
+        "kid": "es-1", "alg": "ES256", "pem": es_key().public_key().to_pem().unwrap()
+    }));
+    cfg["jwt"]["revoked_jti"] = json!(["revoked-token-1"]);
+    cfg["hmac"] = json!({"max_body_bytes": MAX_BODY});
+    cfg
+}
+
+fn envoy() -> &'static Envoy {
+    static ENVOY: OnceLock<Envoy> = OnceLock::new();
+    ENVOY.get_or_init(|| Envoy::start(&test_config(), 2))
+}
+
+fn call(method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    let mut all: Vec<(&str, &[u8])> = vec![("X-Forwarded-For", OFFICE.as_bytes())];
+    all.extend(headers.iter().map(|(k, v)| (*k, v.as_bytes())));
+    http::send(
+        envoy().port,
+        &request(method, target.as_bytes(), &all, body),
+    )
+    .unwrap()
+}
+
+fn get(target: &str, headers: &[(&str, &str)]) -> Response {
+    call("GET", target, headers, b"")
+}
+
+fn assert_denied(resp: &Response, status: u16, code: &str) {
+    assert_eq!(resp.status, status, "body: {}", resp.text());
+    assert_eq!(resp.error_code(), code, "body: {}", resp.text());
+    assert_eq!(resp.header("content-type"), Some("application/json"));
+    assert!(!resp.reached_upstream());
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn claims(client: &str) -> JWTClaims<Value> {
+    let custom = json!({"client_id": client, "scope": "send:email"});
+    let mut c =
+        Claims::with_custom_claims(custom, Duration::from_secs(600)).with_audience("email-api");
+    c.issued_at = Some(UnixTimeStamp::from_secs(now()));
+    c.expires_at = Some(UnixTimeStamp::from_secs(now() + 600));
+    c
+}
+
+fn hs_token(c: JWTClaims<Value>) -> String {
+    HS256Key::from_bytes(JWT_SECRET.as_bytes())
+        .authenticate(c)
+        .unwrap()
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+fn b64(v: &Value) -> String {
+    Base64UrlSafeNoPadding::encode_to_string(v.to_string()).unwrap()
+}
+
+fn forged(header: Value, payload: Value, secret: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let input = format!("{}.{}", b64(&header), b64(&payload));
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+    mac.update(input.as_bytes());
+    let sig = Base64UrlSafeNoPadding::encode_to_string(mac.finalize().into_bytes()).unwrap();
+    format!("{input}.{sig}")
+}
+
+fn good_payload() -> Value {
+    json!({"client_id": "marketing", "aud": "email-api", "iat": now(), "exp": now() + 600})
+}
+
+/// Headers of a request signed by marketing; `nonce` optional.
+fn signed_headers(
+    method: &str,
+    target: &str,
+    body: &[u8],
+    ts: u64,
+    nonce: Option<&str>,
+) -> Vec<(&'static str, String)> {
+    let ts = ts.to_string();
+    let mut h = vec![
+        ("X-Client-Id", "marketing".to_string()),
+        ("X-Timestamp", ts.clone()),
+        (
+            "X-Signature",
+            sign(HMAC_SECRET.as_bytes(), method, target, body, &ts, nonce),
+        ),
+    ];
+    if let Some(n) = nonce {
+        h.push(("X-Nonce", n.to_string()));
+    }
+    h
+}
+
+fn send_signed(
+    method: &str,
+    target: &str,
+    body: &[u8],
+    headers: &[(&'static str, String)],
+) -> Response {
+    let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    call(method, target, &h, body)
+}
+
+// ---- public routes and identity headers ----
+
+#[test]
+fn public_route_needs_no_credential_and_spoofed_identity_is_removed() {
+    let resp = get(
+        "/health",
+        &[
+            ("x-client-id", "analytics"),
+            ("x-security-level", "critical"),
+        ],
+    );
+    assert!(resp.reached_upstream(), "{}", resp.text());
+    assert_eq!(resp.upstream_header("x-client-id"), None);
+    assert_eq!(resp.upstream_header("x-security-level"), None);
+}
+
+#[test]
+fn missing_credentials_get_401_with_a_challenge() {
+    let resp = get("/api/send/bulk", &[]);
+    assert_denied(&resp, 401, "missing_credentials");
+    let challenge = resp.header("www-authenticate").unwrap();
+    assert!(
+        challenge.contains("Bearer") && challenge.contains("ApiKey"),
+        "{challenge}"
+    );
+}
+
+// ---- API keys ----
+
+#[test]
+fn api_key_in_header_identifies_the_client_upstream() {
+    let resp = get("/api/send/bulk", &[("X-API-Key", MARKETING_KEY)]);
+    assert!(resp.reached_upstream(), "{}", resp.text());
+    assert_eq!(
+        resp.upstream_header("x-client-id").as_deref(),
+        Some("marketing")
+    );
+    assert_eq!(
+        resp.upstream_header("x-client-name").as_deref(),
+        Some("Marketing Team")
+    );
+    assert_eq!(
+        resp.upstream_header("x-auth-method").as_deref(),
+        Some("api_key")
+    );
+    assert_eq!(
+        resp.upstream_header("x-security-level").as_deref(),
+        Some("standard")
+    );
+    assert_eq!(
+        resp.upstream_header("x-api-key"),
+        None,
+        "credential must be stripped"
+    );
+}
+
+#[test]
+fn api_key_as_opaque_bearer_and_both_rotated_keys_work() {
+    let resp = get(
+        "/api/send/bulk",
+        &[("Authorization", &bearer(MARKETING_KEY))],
+    );
+    assert_eq!(
+        resp.upstream_header("x-client-id").as_deref(),
+        Some("marketing")
+    );
+    assert_eq!(resp.upstream_header("authorization"), None);
+    for key in [ANALYTICS_KEY_A, ANALYTICS_KEY_B] {
+        let resp = get("/api/analytics/daily", &[("X-API-Key", key)]);
+        assert_eq!(
+            resp.upstream_header("x-client-id").as_deref(),
+            Some("analytics"),
+            "{}",
+            resp.text()
+        );
+        assert_eq!(
+            resp.upstream_header("x-security-level").as_deref(),
+            Some("sensitive")
+        );
+    }
+}
+
+#[test]
+fn wrong_key_is_refused_without_echoing_it() {
+    let wrong = "ak_demo_marketing_key_0000000000000002";
+    let resp = get("/api/send/bulk", &[("X-API-Key", wrong)]);
+    assert_denied(&resp, 401, "invalid_api_key");
+    assert!(resp
+        .header("www-authenticate")
+        .unwrap()
+        .starts_with("ApiKey"));
+    assert!(!resp.text().contains(wrong));
+    assert_denied(
+        &get("/api/send/bulk", &[("X-API-Key", "")]),
+        401,
+        "missing_credentials",
+    );
+}
+
+#[test]
+fn inactive_client_is_refused() {
+    assert_denied(
+        &get("/api/send/bulk", &[("X-API-Key", RETIRED_KEY)]),
+        403,
+        "client_inactive",
+    );
+}
+
+// ---- authorisation ----
+
+#[test]
+fn endpoint_ip_and_level_denials() {
+    assert_denied(
+        &get("/api/analytics/daily", &[("X-API-Key", MARKETING_KEY)]),
+        403,
+        "endpoint_not_allowed",
+    );
+    let from_outside = http::send(
+        envoy().port,
+        &request(
+            "GET",
+            b"/api/send/bulk",
+            &[
+                ("X-Forwarded-For", b"203.0.113.9"),
+                ("X-API-Key", MARKETING_KEY.as_bytes()),
+            ],
+            b"",
+        ),
+    )
+    .unwrap();
+    assert_denied(&from_outside, 403, "ip_not_allowed");
+    let listed_host = http::send(
+        envoy().port,
+        &request(
+            "GET",
+            b"/api/send/bulk",
+            &[
+                ("X-Forwarded-For", b"10.0.0.100"),
+                ("X-API-Key", MARKETING_KEY.as_bytes()),
+            ],
+            b"",
+        ),
+    )
+    .unwrap();
+    assert!(listed_host.reached_upstream());
+    // ops may call /api/admin/* by its endpoint list, but the route is critical and ops is sensitive.
+    assert_denied(
+        &get("/api/admin/users", &[("X-API-Key", OPS_KEY)]),
+        403,
+        "insufficient_security_level",
+    );
+}
+
+#[test]
+fn path_tricks_never_reach_a_route_they_should_not() {
+    let attempts: [&[u8]; 12] = [
+        b"/api/send/../admin/users",
+        b"/api/send/../analytics/daily",
+        b"//api/analytics/daily",
+        b"/api/send/%2e%2e/analytics/daily",
+        b"/api/send/%2E%2E/analytics/daily",
+        b"/api/send%2F..%2Fanalytics/daily",
+        b"/api/send/..%2fanalytics/daily",
+        b"/API/ANALYTICS/daily",
+        b"/api/analytics./daily",
+        b"/api/send/..;/analytics/daily",
+        b"/api/send/.%2e/analytics/daily",
+        b"/api/send\\..\\analytics\\daily",
+    ];
+    for path in attempts {
+        let raw = request(
+            "GET",
+            path,
+            &[
+                ("X-Forwarded-For", OFFICE.as_bytes()),
+                ("X-API-Key", MARKETING_KEY.as_bytes()),
+            ],
+            b"",
+        );
+        let resp = http::send(envoy().port, &raw).unwrap();
+        assert!(
+            !resp.reached_upstream() && [400, 403, 404].contains(&resp.status),
+            "{} -> {} {}",
+            String::from_utf8_lossy(path),
+            resp.status,
+            resp.text()
+        );
+    }
+    // The percent-encoded spelling of an allowed path is still that path.
+    let resp = get("/api/send/%62ulk", &[("X-API-Key", MARKETING_KEY)]);
+    assert!(resp.reached_upstream(), "{}", resp.text());
+}
+
+#[test]
+fn identity_headers_cannot_be_spoofed() {
+    let resp = get(
+        "/api/send/bulk",
+        &[
+            ("X-API-Key", MARKETING_KEY),
+            ("x-client-id", "analytics"),
+            ("x-client-name", "Analytics Service"),
+            ("x-auth-method", "mtls"),
+            ("x-security-level", "critical"),
+            ("x-client-scopes", "admin"),
+        ],
+    );
+    assert_eq!(
+        resp.upstream_header("x-client-id").as_deref(),
+        Some("marketing")
+    );
+    assert_eq!(
+        resp.upstream_header("x-client-name").as_deref(),
+        Some("Marketing Team")
+    );
+    assert_eq!(
+        resp.upstream_header("x-auth-method").as_deref(),
+        Some("api_key")
+    );
+    assert_eq!(
+        resp.upstream_header("x-security-level").as_deref(),
+        Some("standard")
+    );
+    assert_eq!(resp.upstream_header("x-client-scopes"), None);
+}
+
+// ---- JWT ----
+
+#[test]
+fn valid_jwts_of_both_algorithms_authenticate() {
+    let resp = get(
+        "/api/send/bulk",
+        &[("Authorization", &bearer(&hs_token(claims("marketing"))))],
+    );
+    assert!(resp.reached_upstream(), "{}", resp.text());
+    assert_eq!(
+        resp.upstream_header("x-auth-method").as_deref(),
+        Some("jwt")
+    );
+    assert_eq!(
+        resp.upstream_header("x-client-scopes").as_deref(),
+        Some("send:email")
+    );
+    assert_eq!(resp.upstream_header("authorization"), None);
+    let es = es_key().sign(claims("analytics")).unwrap();
+    let resp = get("/api/reports/weekly", &[("Authorization", &bearer(&es))]);
+    assert_eq!(
+        resp.upstream_header("x-client-id").as_deref(),
+        Some("analytics"),
+        "{}",
+        resp.text()
+    );
+}
+
+#[test]
+fn jwt_claim_failures() {
+    let t = |c: JWTClaims<Value>| bearer(&hs_token(c));
+    let mut expired = claims("marketing");
+    expired.issued_at = Some(UnixTimeStamp::from_secs(now() - 7200));
+    expired.expires_at = Some(UnixTimeStamp::from_secs(now() - 3600));
+    assert_denied(
+        &get("/api/send/x", &[("Authorization", &t(expired))]),
+        401,
+        "token_expired",
+    );
+    let mut early = claims("marketing");
+    early.invalid_before = Some(UnixTimeStamp::from_secs(now() + 3600));
+    assert_denied(
+        &get("/api/send/x", &[("Authorization", &t(early))]),
+        401,
+        "token_not_yet_valid",
+    );
+    let other_aud = claims("marketing").with_audience("billing-api");
+    assert_denied(
+        &get("/api/send/x", &[("Authorization", &t(other_aud))]),
+        401,
+        "token_wrong_audience",
+    );
+    let mut no_iat = claims("marketing");
+    no_iat.issued_at = None;
+    assert_denied(
+        &get("/api/send/x", &[("Authorization", &t(no_iat))]),
+        401,
+        "token_missing_claim",
+    );
+    let revoked = claims("marketing").with_jwt_id("revoked-token-1");
+    assert_denied(
+        &get("/api/send/x", &[("Authorization", &t(revoked))]),
+        401,
+        "token_revoked",
+    );
+    assert_denied(
+        &get("/api/send/x", &[("Authorization", &t(claims("nobody")))]),
+        401,
+        "unknown_client",
+    );
+    let resp = get("/api/send/x", &[("Authorization", &t(claims("marketing")))]);
+    assert!(resp.reached_upstream());
+}
+
+#[test]
+fn jwt_attacks_are_refused() {
+    let none = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT"})),
+        b64(&good_payload())
+    );
+    assert_denied(
+        &get("/api/send/x", &[("Authorization", &bearer(&none))]),
+        401,
+        "token_algorithm_not_allowed",
+    );
+    // HS256 "signed" with the ES256 public key, hoping the key is used as an HMAC secret.
+    let pem = es_key().public_key().to_pem().unwrap();
+    let confused = forged(
+        json!({"alg": "HS256", "kid": "es-1"}),
+        good_payload(),
+        pem.as_bytes(),
+    );
+    assert_denied(
+        &get("/api/send/x", &[("Authorization", &bearer(&confused))]),
+        401,
+        "token_algorithm_not_allowed",
+    );
+    let crit = forged(
+        json!({"alg": "HS256", "crit": ["x-bank"], "x-bank": 1}),
+        good_payload(),
+        JWT_SECRET.as_bytes(),
+    );
+    assert_denied(
+        &get("/api/send/x", &[("Authorization", &bearer(&crit))]),
+        401,
+        "token_unknown_crit",
+    );
+    let jku = forged(
+        json!({"alg": "HS256", "jku": "http://127.0.0.1:1/jwks"}),
+        good_payload(),
+        JWT_SECRET.as_bytes(),
+    );
+    assert_denied(
+        &get("/api/send/x", &[("Authorization", &bearer(&jku))]),
+        401,
+        "token_forbidden_header",
+    );
+    let wrong_secret = forged(
+        json!({"alg": "HS256"}),
+        good_payload(),
+        b"guessed-secret-guessed-secret-0000000",
+    );
+    assert_denied(
+        &get("/api/send/x", &[("Authorization", &bearer(&wrong_secret))]),
+        401,
+        "token_bad_signature",
+    );
+    // A genuine token with its payload swapped for another client's.
+    let genuine = hs_token(claims("marketing"));
+    let parts: Vec<&str> = genuine.split('.').collect();
+    let swapped = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64(
+            &json!({"client_id": "analytics", "aud": "email-api", "iat": now(), "exp": now() + 600})
+        ),
+        parts[2]
+    );
+    assert_denied(
+        &get("/api/analytics/x", &[("Authorization", &bearer(&swapped))]),
+        401,
+        "token_bad_signature",
+    );
+    let huge = format!("{}.{}.sig", b64(&json!({"alg": "HS256"})), "a".repeat(9000));
+    assert_denied(
+        &get("/api/send/x", &[("Authorization", &bearer(&huge))]),
+        401,
+        "token_too_long",
+    );
+}
+
+// ---- HMAC signatures ----
+
+#[test]
+fn signed_requests_authenticate_with_body_and_query() {
+    let body = br#"{"recipients":["a@example.com"],"subject":"hi"}"#;
+    let target = "/api/send/bulk?priority=high";
+    let resp = send_signed(
+        "POST",
+        target,
+        body,
+        &signed_headers("POST", target, body, now(), None),
+    );
+    assert!(resp.reached_upstream(), "{}", resp.text());
+    assert_eq!(
+        resp.upstream_header("x-auth-method").as_deref(),
+        Some("hmac_signature")
+    );
+    assert_eq!(
+        resp.upstream_header("x-client-id").as_deref(),
+        Some("marketing")
+    );
+    assert_eq!(resp.upstream_header("x-signature"), None);
+    assert_eq!(resp.json()["body_bytes"], body.len());
+    let resp = send_signed(
+        "GET",
+        "/api/send/status",
+        b"",
+        &signed_headers("GET", "/api/send/status", b"", now(), None),
+    );
+    assert!(resp.reached_upstream(), "{}", resp.text());
+}
+
+#[test]
+fn tampered_signed_requests_are_refused() {
+    let body = br#"{"to":"a@example.com"}"#;
+    let target = "/api/send/one?x=1";
+    let h = || signed_headers("POST", target, body, now(), None);
+    assert_denied(
+        &send_signed("PUT", target, body, &h()),
+        401,
+        "signature_mismatch",
+    );
+    assert_denied(
+        &send_signed("POST", "/api/send/two?x=1", body, &h()),
+        401,
+        "signature_mismatch",
+    );
+    assert_denied(
+        &send_signed("POST", "/api/send/one?x=2", body, &h()),
+        401,
+        "signature_mismatch",
+    );
+    assert_denied(
+        &send_signed("POST", "/api/send/one", body, &h()),
+        401,
+        "signature_mismatch",
+    );
+    assert_denied(
+        &send_signed("POST", target, br#"{"to":"b@example.com"}"#, &h()),
+        401,
+        "signature_mismatch",
+    );
+}
+
+#[test]
+fn stale_and_future_timestamps_are_refused() {
+    let t = "/api/send/one";
+    assert_denied(
+        &send_signed(
+            "POST",
+            t,
+            b"x",
+            &signed_headers("POST", t, b"x", now() - 400, None),
+        ),
+        401,
+        "signature_expired",
+    );
+    assert_denied(
+        &send_signed(
+            "POST",
+            t,
+            b"x",
+            &signed_headers("POST", t, b"x", now() + 400, None),
+        ),
+        401,
+        "signature_from_future",
+    );
+}
+
+#[test]
+fn replayed_signatures_are_refused_on_every_worker() {
+    let t = "/api/send/replay-me";
+    let h = signed_headers("POST", t, b"same", now(), None);
+    assert!(send_signed("POST", t, b"same", &h).reached_upstream());
+    // Separate connections spread over both workers; all share one replay table.
+    for _ in 0..8 {
+        assert_denied(
+            &send_signed("POST", t, b"same", &h),
+            401,
+            "signature_replayed",
+        );
+    }
+    // A nonce makes an identical request a new one.
+    for n in ["n-1", "n-2"] {
+        let h = signed_headers("POST", t, b"same", now(), Some(n));
+        assert!(send_signed("POST", t, b"same", &h).reached_upstream());
+    }
+}
+
+#[test]
+fn oversized_signed_body_gets_413() {
+    let body = vec![b'a'; MAX_BODY + 1];
+    let t = "/api/send/big";
+    assert_denied(
+        &send_signed(
+            "POST",
+            t,
+            &body,
+            &signed_headers("POST", t, &body, now(), None),
+        ),
+        413,
+        "body_too_large",
+    );
+}
+
+#[test]
+fn readme_openssl_recipe_signs_requests_the_filter_accepts() {
+    let script = support::repo_root().join("examples/sign-and-send.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .env("API_URL", format!("http://127.0.0.1:{}", envoy().port))
+        .env("CLIENT_ID", "marketing")
+        .env("CLIENT_SECRET", HMAC_SECRET)
+        .env("EXTRA_CURL_ARGS", format!("-H X-Forwarded-For:{OFFICE}"))
+        .args([
+            "POST",
+            "/api/send/bulk?campaign=7",
+            r#"{"subject":"hello"}"#,
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|_| panic!("not the echo: {stdout}"));
+    assert_eq!(v["headers"]["x-auth-method"], "hmac_signature");
+}
+
+// ---- robustness and visibility ----
+
+#[test]
+fn non_utf8_header_values_do_not_crash_the_vm() {
+    let bad: &[(&str, &[u8])] = &[
+        ("X-Forwarded-For", OFFICE.as_bytes()),
+        ("X-API-Key", b"\xff\xfe\xfd"),
+    ];
+    let resp = http::send(envoy().port, &request("GET", b"/api/send/x", bad, b"")).unwrap();
+    assert_denied(&resp, 401, "invalid_api_key");
+    for _ in 0..4 {
+        let odd: &[(&str, &[u8])] = &[
+            ("X-Forwarded-For", OFFICE.as_bytes()),
+            ("X-API-Key", MARKETING_KEY.as_bytes()),
+            ("X-Note", b"caf\xe9 \xff"),
+            ("Authorization", b"Basic \xc3\x28"),
+        ];
+        let resp = http::send(envoy().port, &request("GET", b"/api/send/x", odd, b"")).unwrap();
+        assert!(resp.reached_upstream(), "{} {}", resp.status, resp.text());
+    }
+    let resp = get("/api/send/after", &[("X-API-Key", MARKETING_KEY)]);
+    assert!(resp.reached_upstream());
+    assert!(envoy().is_alive());
+}
+
+#[test]
+fn outcomes_are_counted_in_envoy_stats() {
+    get("/api/send/bulk", &[("X-API-Key", MARKETING_KEY)]);
+    get("/api/send/bulk", &[("X-API-Key", "nope")]);
+    let e = envoy();
+    assert!(e.counter("wasmcustom.api_warden.auth.api_key.success") >= 1);
+    assert!(e.counter("wasmcustom.api_warden.auth.api_key.failure") >= 1);
+    assert!(e.counter("wasmcustom.api_warden.denied.invalid_api_key") >= 1);
+    let prom = e.admin_get("/stats/prometheus").text();
+    assert!(
+        prom.contains("api_warden_denied_invalid_api_key"),
+        "prometheus output lacks the counters"
+    );
+}
+
+#[test]
+fn invalid_configuration_is_refused_with_the_field_named() {
+    let mut cfg = test_config();
+    cfg["clients"][0]["allowed_ips"][0] = json!("192.168.1.0/33");
+    let log = match Envoy::try_start(&cfg, 1) {
+        Ok(_) => panic!("Envoy accepted an invalid configuration"),
+        Err(log) => log,
+    };
+    assert!(
+        log.contains("clients[0].allowed_ips[0]"),
+        "log does not name the field:\n{log}"
+    );
+}

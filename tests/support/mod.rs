@@ -1,0 +1,242 @@
+//! End-to-end harness: starts a real Envoy (from the virtualenv the Makefile makes) with the
+//! built `.wasm` on free loopback ports, and talks raw HTTP/1.1 to it so tests control every byte.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod http;
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn envoy_bin() -> PathBuf {
+    let bin = std::env::var_os("ENVOY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv/bin/envoy"));
+    assert!(
+        bin.exists(),
+        "Envoy not found at {} (run `make test`, which installs it)",
+        bin.display()
+    );
+    bin
+}
+
+pub fn wasm_path() -> PathBuf {
+    let wasm = repo_root().join("target/wasm32-wasip1/release/api_warden.wasm");
+    assert!(
+        wasm.exists(),
+        "{} missing (run `make build`)",
+        wasm.display()
+    );
+    wasm
+}
+
+/// The demo plugin configuration embedded in `envoy/envoy.yaml`.
+pub fn demo_config() -> serde_json::Value {
+    let yaml = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml")).unwrap();
+    let (start, end, _) = config_block(&yaml);
+    let json: String = yaml
+        .lines()
+        .skip(start)
+        .take(end - start)
+        .collect::<Vec<_>>()
+        .join("\n");
+    serde_json::from_str(&json).unwrap()
+}
+
+/// Line range of the plugin configuration's JSON block, and its indentation.
+fn config_block(yaml: &str) -> (usize, usize, usize) {
+    let lines: Vec<&str> = yaml.lines().collect();
+    let marker = lines
+        .iter()
+        .position(|l| l.trim() == "\"@type\": type.googleapis.com/google.protobuf.StringValue")
+        .expect("plugin configuration in envoy.yaml");
+    assert_eq!(lines[marker + 1].trim(), "value: |");
+    let start = marker + 2;
+    let indent = lines[start].len() - lines[start].trim_start().len();
+    let end = (start..lines.len())
+        .find(|&i| {
+            let l = lines[i];
+            !l.trim().is_empty() && l.len() - l.trim_start().len() < indent
+        })
+        .unwrap_or(lines.len());
+    (start, end, indent)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Envoy {
+    pub port: u16,
+    pub admin: u16,
+    pid: i32,
+    pub log: PathBuf,
+    _dir: TempDir,
+}
+
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "api-warden-{tag}-{}-{}",
+            std::process::id(),
+            Instant::now().elapsed().as_nanos() ^ (free_port() as u128)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Envoy {
+    /// Starts Envoy with `envoy/envoy.yaml`, its ports moved to free ones and the plugin
+    /// configuration replaced by `config`.
+    pub fn start(config: &serde_json::Value, concurrency: u32) -> Envoy {
+        Self::try_start(config, concurrency)
+            .unwrap_or_else(|log| panic!("Envoy did not become ready:\n{log}"))
+    }
+
+    /// Like `start`, but returns Envoy's log when it does not come up (for bad-config tests).
+    pub fn try_start(config: &serde_json::Value, concurrency: u32) -> Result<Envoy, String> {
+        let dir = TempDir::new("envoy");
+        let (port, admin, echo) = (free_port(), free_port(), free_port());
+        let yaml = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml")).unwrap();
+        let (start, end, indent) = config_block(&yaml);
+        let pad = " ".repeat(indent);
+        let body = serde_json::to_string_pretty(config).unwrap();
+        let mut lines: Vec<String> = yaml.lines().map(str::to_string).collect();
+        lines.splice(start..end, body.lines().map(|l| format!("{pad}{l}")));
+        let yaml = lines
+            .join("\n")
+            .replace("port_value: 10000", &format!("port_value: {port}"))
+            .replace("port_value: 9901", &format!("port_value: {admin}"))
+            .replace("port_value: 10001", &format!("port_value: {echo}"))
+            .replace(
+                "filename: target/wasm32-wasip1/release/api_warden.wasm",
+                &format!("filename: {}", wasm_path().display()),
+            );
+        let config_path = dir.0.join("envoy.yaml");
+        std::fs::write(&config_path, yaml).unwrap();
+        let log = dir.0.join("envoy.log");
+        let pid = spawn_kept(&config_path, &log, concurrency);
+        let envoy = Envoy {
+            port,
+            admin,
+            pid,
+            log,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(resp) = http::send(
+                admin,
+                b"GET /ready HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            ) {
+                if resp.status == 200 {
+                    return Ok(envoy);
+                }
+            }
+            if !alive(envoy.pid) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(envoy.log_text())
+    }
+
+    pub fn log_text(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    pub fn is_alive(&self) -> bool {
+        alive(self.pid)
+    }
+
+    /// A counter from the admin endpoint (0 when it was never incremented).
+    pub fn counter(&self, name: &str) -> u64 {
+        let req =
+            format!("GET /stats?filter=^{name}$ HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        let resp = http::send(self.admin, req.as_bytes()).unwrap();
+        resp.text()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("{name}: "))
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    pub fn admin_get(&self, path: &str) -> http::Response {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        http::send(self.admin, req.as_bytes()).unwrap()
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        unsafe {
+            libc::kill(self.pid, libc::SIGKILL);
+        }
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    // kill(pid, 0) succeeds for a zombie too, so also look at the process state.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    !stat.is_empty() && !stat.contains(") Z ")
+}
+
+/// Spawns Envoy from a thread that lives as long as the test process, with a parent-death
+/// signal, so no Envoy outlives the tests even when a test panics or the run is interrupted.
+fn spawn_kept(config: &Path, log: &Path, concurrency: u32) -> i32 {
+    let (tx, rx) = mpsc::channel();
+    let (config, log) = (config.to_path_buf(), log.to_path_buf());
+    std::thread::spawn(move || {
+        let log_file = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(envoy_bin());
+        cmd.arg("-c")
+            .arg(&config)
+            .args(["--concurrency", &concurrency.to_string()])
+            .args(["--disable-hot-restart", "-l", "info", "--log-path"])
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file);
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().unwrap();
+        tx.send(child.id() as i32).unwrap();
+        let _ = child.wait();
+        // Stay alive: the parent-death signal is tied to this thread.
+        loop {
+            std::thread::park();
+        }
+    });
+    rx.recv().unwrap()
+}

@@ -47,6 +47,8 @@ fn test_config() -> Value {
     }));
     cfg["jwt"]["revoked_jti"] = json!(["revoked-token-1"]);
     cfg["hmac"] = json!({"max_body_bytes": MAX_BODY});
+    // Rate limiting has its own tests (e2e_ratelimit.rs); here it would only throttle the suite.
+    cfg["rate_limiting"] = json!({"enabled": false});
     cfg
 }
 

@@ -10,7 +10,7 @@ use crate::auth::AuthMethod;
 use crate::authz::endpoints::EndpointPattern;
 use crate::authz::ip;
 use crate::authz::levels::{RouteTable, SecurityLevel};
-use crate::ratelimit::{self, Limits, Rule};
+use crate::ratelimit::{self, LimitOverride};
 use ipnet::IpNet;
 use std::collections::HashMap;
 
@@ -24,7 +24,7 @@ pub struct Client {
     pub is_active: bool,
     pub scopes: Vec<String>,
     pub hmac_secret: Option<Vec<u8>>,
-    pub rate_limits: Option<Limits>,
+    pub rate_limits: Option<LimitOverride>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -44,8 +44,7 @@ pub struct Config {
     pub hmac: HmacSettings,
     pub routes: RouteTable,
     pub forward_credentials: bool,
-    pub default_limits: Limits,
-    pub rate_limit_rules: Vec<Rule>,
+    pub rate_limiting: ratelimit::settings::Settings,
     /// Warnings to log at configuration (plaintext keys, and the like).
     pub warnings: Vec<String>,
 }
@@ -113,7 +112,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
             &mut api_keys,
             &mut warnings,
         )?;
-        let client = compile_client(&field, rc, default_limits)?;
+        let client = compile_client(&field, rc)?;
         client_by_id.insert(client.id.clone(), i);
         clients.push(client);
     }
@@ -184,8 +183,11 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         hmac,
         routes: RouteTable::new(routes, default_level),
         forward_credentials: raw.forward_credentials,
-        default_limits,
-        rate_limit_rules,
+        rate_limiting: ratelimit::settings::compile(
+            &raw.rate_limiting,
+            rate_limit_rules,
+            default_limits,
+        )?,
         warnings,
     })
 }
@@ -215,11 +217,7 @@ fn bounded(
     Ok(v)
 }
 
-fn compile_client(
-    field: &str,
-    rc: RawClient,
-    default_limits: Limits,
-) -> Result<Client, ConfigError> {
+fn compile_client(field: &str, rc: RawClient) -> Result<Client, ConfigError> {
     if rc.client_id.is_empty()
         || rc.client_id.len() > 128
         || !rc.client_id.bytes().all(|b| b.is_ascii_graphic())
@@ -257,7 +255,7 @@ fn compile_client(
     let rate_limits = rc
         .rate_limits
         .as_ref()
-        .map(|l| ratelimit::limits_over(&format!("{field}.rate_limits"), l, default_limits))
+        .map(|l| ratelimit::parse_override(&format!("{field}.rate_limits"), l))
         .transpose()?;
     let name = rc.name.unwrap_or_else(|| rc.client_id.clone());
     if name.bytes().any(|b| b.is_ascii_control()) {

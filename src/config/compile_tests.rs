@@ -16,7 +16,11 @@ fn minimal_configuration_parses_with_seed_defaults() {
     assert_eq!(c.clients.len(), 1);
     assert_eq!(c.api_keys.len(), 1);
     assert_eq!(c.hmac.window_seconds, 300);
-    assert_eq!(c.default_limits, crate::ratelimit::SEED_DEFAULTS);
+    assert_eq!(
+        c.rate_limiting.rules.default_limits,
+        crate::ratelimit::SEED_DEFAULTS
+    );
+    assert!(c.rate_limiting.enabled);
     assert!(c.jwt.is_none());
 }
 
@@ -128,4 +132,54 @@ fn public_only_configuration_is_allowed() {
             .as_bytes()
     )
     .is_ok());
+}
+
+#[test]
+fn rate_limiting_settings_are_checked() {
+    let ok = |v: serde_json::Value| {
+        let mut cfg = json!({"clients": [client()]});
+        cfg["rate_limiting"] = v;
+        parse(cfg.to_string().as_bytes())
+    };
+    let c = ok(json!({"mode": "redis", "redis": {"cluster": "webdis"}})).unwrap();
+    match &c.rate_limiting.backend {
+        crate::ratelimit::settings::Backend::Redis(r) => {
+            assert_eq!((r.authority.as_str(), r.timeout_ms), ("webdis", 100));
+            assert_eq!(
+                r.failure_mode,
+                crate::ratelimit::settings::FailureMode::Deny
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        ok(json!({"mode": "redis"})).unwrap_err().field,
+        "rate_limiting.redis"
+    );
+    assert_eq!(
+        ok(json!({"mode": "memcached"})).unwrap_err().field,
+        "rate_limiting.mode"
+    );
+    assert_eq!(
+        ok(json!({"mode": "redis", "redis": {"cluster": "w", "failure_mode": "open"}}))
+            .unwrap_err()
+            .field,
+        "rate_limiting.redis.failure_mode"
+    );
+    assert_eq!(
+        ok(json!({"mode": "redis", "redis": {"cluster": "w", "timeout_ms": 0}}))
+            .unwrap_err()
+            .field,
+        "rate_limiting.redis.timeout_ms"
+    );
+    assert_eq!(
+        ok(json!({"address_table_slots": 0})).unwrap_err().field,
+        "rate_limiting.address_table_slots"
+    );
+    assert_eq!(
+        ok(json!({"address_limits": {"requests_per_hour": 0}}))
+            .unwrap_err()
+            .field,
+        "rate_limiting.address_limits.requests_per_hour"
+    );
 }

@@ -31,6 +31,45 @@ pub struct RawConfig {
     pub default_rate_limits: Option<RawRateLimits>,
     #[serde(default)]
     pub rate_limit_rules: Vec<RawRateLimitRule>,
+    #[serde(default)]
+    pub rate_limiting: RawRateLimiting,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimiting {
+    /// Turns all counting off when false. Default true.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// `local` (shared data, the default) or `redis` (through webdis).
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// Limits per caller address for public routes and unauthenticated requests.
+    #[serde(default)]
+    pub address_limits: Option<RawRateLimits>,
+    #[serde(default)]
+    pub address_table_slots: Option<usize>,
+    #[serde(default)]
+    pub address_slot_entries: Option<usize>,
+    #[serde(default)]
+    pub redis: Option<RawRedis>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedis {
+    /// Envoy cluster of the webdis endpoint (Kong: `host:port`).
+    pub cluster: String,
+    /// `:authority` sent to webdis. Default: the cluster name.
+    #[serde(default)]
+    pub authority: Option<String>,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// `deny` (default: 503) or `allow` (count locally instead).
+    #[serde(default)]
+    pub failure_mode: Option<String>,
+    #[serde(default)]
+    pub key_prefix: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -178,6 +217,9 @@ pub struct RawRateLimits {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRateLimitRule {
+    /// Name used in counter keys and metrics; default derived from the pattern.
+    #[serde(default)]
+    pub name: Option<String>,
     pub endpoint_pattern: String,
     #[serde(default)]
     pub requests_per_minute: Option<u64>,

@@ -1,23 +1,61 @@
-//! One HTTP request: collects what the pipeline needs, applies its verdict.
+//! One HTTP request: collects what the pipeline needs, applies its verdict, enforces the rate
+//! limit (locally or through a webdis callout) and adds the rate-limit response fields.
 
 use super::metrics::Metrics;
+use super::ratelimit;
 use super::shared::HostStore;
 use crate::authz::ip;
 use crate::config::Config;
 use crate::denial::Denial;
 use crate::pipeline::{self, Grant, Pending, RequestHead, Verdict};
+use crate::ratelimit::headers;
+use crate::ratelimit::settings::FailureMode;
+use crate::ratelimit::window::Decision;
+use crate::ratelimit::{redis, Target};
+use crate::store::StoreError;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
+/// A grant waiting for Redis' answer.
+struct Callout {
+    token: u32,
+    grant: Grant,
+    target: Target,
+    sent_ms: u64,
+}
+
 pub struct Request {
     config: Option<Rc<Config>>,
     metrics: Rc<Metrics>,
     pending: Option<Box<Pending>>,
+    callout: Option<Callout>,
+    /// Rate-limit fields for the response of an admitted request.
+    response_fields: Vec<(String, String)>,
     /// A local reply was sent; later callbacks for this stream do nothing.
     finished: bool,
+}
+
+fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn apply_headers(grant: &Grant) {
+    for name in &grant.remove_headers {
+        let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
+    }
+    for (name, value) in &grant.set_headers {
+        let _ = hostcalls::set_map_value_bytes(
+            MapType::HttpRequestHeaders,
+            name,
+            Some(value.as_bytes()),
+        );
+    }
 }
 
 impl Request {
@@ -26,15 +64,10 @@ impl Request {
             config,
             metrics,
             pending: None,
+            callout: None,
+            response_fields: Vec::new(),
             finished: false,
         }
-    }
-
-    fn now() -> u64 {
-        hostcalls::get_current_time()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_secs())
     }
 
     fn reply(&mut self, denial: &Denial) -> Action {
@@ -55,25 +88,25 @@ impl Request {
         Action::Pause
     }
 
-    fn apply(&mut self, verdict: Verdict) -> Action {
+    fn apply(&mut self, config: &Config, verdict: Verdict) -> Action {
         match verdict {
-            Verdict::Allow(grant) => {
-                apply_headers(&grant);
-                match &grant.identity {
-                    Some(identity) => {
-                        self.metrics
-                            .increment(&format!("auth.{}.success", identity.method.as_str()));
-                        self.metrics.increment("requests.allowed");
-                    }
-                    None => self.metrics.increment("requests.public"),
-                }
-                Action::Continue
-            }
+            Verdict::Allow(grant) => match grant.limit.clone() {
+                Some(target) => self.enforce(config, grant, target),
+                None => self.admit(&grant),
+            },
             Verdict::Deny(rejection) => {
                 if let Some((method, ok)) = rejection.auth {
                     let result = if ok { "success" } else { "failure" };
                     self.metrics
                         .increment(&format!("auth.{}.{result}", method.as_str()));
+                }
+                // Failed authentication counts against the caller's address.
+                if let Some(target) = &rejection.limit {
+                    match ratelimit::check_local(config, target, now_ms()) {
+                        Ok(d) if !d.allowed => return self.limited(target, &d),
+                        Ok(_) => {}
+                        Err(e) => return self.store_failure(e),
+                    }
                 }
                 self.reply(&rejection.denial)
             }
@@ -85,6 +118,103 @@ impl Request {
                 apply_headers(&claimed);
                 self.pending = Some(pending);
                 Action::Continue
+            }
+        }
+    }
+
+    fn admit(&mut self, grant: &Grant) -> Action {
+        apply_headers(grant);
+        match &grant.identity {
+            Some(identity) => {
+                self.metrics
+                    .increment(&format!("auth.{}.success", identity.method.as_str()));
+                self.metrics.increment("requests.allowed");
+            }
+            None => self.metrics.increment("requests.public"),
+        }
+        Action::Continue
+    }
+
+    fn enforce(&mut self, config: &Config, grant: Grant, target: Target) -> Action {
+        let now = now_ms();
+        if let Some((settings, key)) = ratelimit::redis_for(config, &target) {
+            if let Some(token) = ratelimit::dispatch(settings, key, &target, now) {
+                self.callout = Some(Callout {
+                    token,
+                    grant,
+                    target,
+                    sent_ms: now,
+                });
+                return Action::Pause;
+            }
+            return self.redis_failed(config, grant, target, "dispatch");
+        }
+        let decision = ratelimit::check_local(config, &target, now);
+        self.conclude(grant, &target, decision)
+    }
+
+    fn conclude(
+        &mut self,
+        grant: Grant,
+        target: &Target,
+        decision: Result<Decision, StoreError>,
+    ) -> Action {
+        let decision = match decision {
+            Ok(d) => d,
+            Err(e) => return self.store_failure(e),
+        };
+        if !decision.allowed {
+            return self.limited(target, &decision);
+        }
+        self.metrics
+            .increment(&format!("ratelimit.{}.allowed", target.rule));
+        self.response_fields = headers::fields(&decision, &target.limits);
+        self.admit(&grant)
+    }
+
+    fn limited(&mut self, target: &Target, decision: &Decision) -> Action {
+        self.metrics
+            .increment(&format!("ratelimit.{}.limited", target.rule));
+        let mut denial = Denial::new(
+            429,
+            "rate_limited",
+            format!("rate limit exceeded ({}); retry later", target.rule),
+        );
+        denial.headers = headers::fields(decision, &target.limits);
+        self.reply(&denial)
+    }
+
+    fn store_failure(&mut self, error: StoreError) -> Action {
+        self.metrics.increment("ratelimit.store_errors");
+        log::warn!("api-warden: shared-data counter update failed: {error:?}");
+        self.reply(&Denial::new(
+            503,
+            "rate_limit_unavailable",
+            "rate limits cannot be checked right now; retry shortly",
+        ))
+    }
+
+    /// Redis could not decide: refuse, or count locally, as configured.
+    fn redis_failed(&mut self, config: &Config, grant: Grant, target: Target, why: &str) -> Action {
+        self.metrics
+            .increment(&format!("ratelimit.redis.errors.{why}"));
+        if !self.metrics.redis_failing.replace(true) {
+            log::warn!("api-warden: Redis rate limiting failed ({why}); failure_mode decides until it answers again");
+        }
+        let mode = match &config.rate_limiting.backend {
+            crate::ratelimit::settings::Backend::Redis(r) => r.failure_mode,
+            crate::ratelimit::settings::Backend::Local => FailureMode::Allow,
+        };
+        match mode {
+            FailureMode::Deny => self.reply(&Denial::new(
+                503,
+                "rate_limit_unavailable",
+                "the rate-limit store is unavailable; retry shortly",
+            )),
+            FailureMode::Allow => {
+                self.metrics.increment("ratelimit.redis.local_fallback");
+                let decision = ratelimit::check_local(config, &target, now_ms());
+                self.conclude(grant, &target, decision)
             }
         }
     }
@@ -103,25 +233,61 @@ impl Request {
                 ))
             }
         };
-        let verdict = pipeline::on_request_body(&config, &pending, &body, Self::now(), &HostStore);
-        self.apply(verdict)
+        let verdict =
+            pipeline::on_request_body(&config, &pending, &body, now_ms() / 1000, &HostStore);
+        self.apply(&config, verdict)
     }
 }
 
-fn apply_headers(grant: &Grant) {
-    for name in &grant.remove_headers {
-        let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
-    }
-    for (name, value) in &grant.set_headers {
-        let _ = hostcalls::set_map_value_bytes(
-            MapType::HttpRequestHeaders,
-            name,
-            Some(value.as_bytes()),
+impl Context for Request {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let Some(callout) = self.callout.take_if(|c| c.token == token) else {
+            return;
+        };
+        let Some(config) = self.config.clone() else {
+            return;
+        };
+        let now = now_ms();
+        self.metrics.record(
+            "ratelimit.redis.latency_ms",
+            now.saturating_sub(callout.sent_ms),
         );
+        let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .and_then(|s| {
+                std::str::from_utf8(&s)
+                    .ok()
+                    .and_then(|s| s.parse::<u32>().ok())
+            })
+            .unwrap_or(0);
+        let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let action = match redis::parse_response(status, &body, &callout.target.limits, now) {
+            Ok(decision) => {
+                if self.metrics.redis_failing.replace(false) {
+                    log::info!("api-warden: Redis rate limiting answers again");
+                }
+                self.conclude(callout.grant, &callout.target, Ok(decision))
+            }
+            Err(e) => {
+                let why = if status == 0 { "timeout" } else { e.code() };
+                self.redis_failed(&config, callout.grant, callout.target, why)
+            }
+        };
+        if matches!(action, Action::Continue) {
+            let _ = hostcalls::resume_http_request();
+        }
     }
 }
-
-impl Context for Request {}
 
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -160,12 +326,12 @@ impl HttpContext for Request {
             source,
             has_body: !end_of_stream,
         };
-        let verdict = pipeline::on_request_headers(&config, &head, Self::now(), &HostStore);
-        self.apply(verdict)
+        let verdict = pipeline::on_request_headers(&config, &head, now_ms() / 1000, &HostStore);
+        self.apply(&config, verdict)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if self.finished {
+        if self.finished || self.callout.is_some() {
             return Action::Pause;
         }
         let Some(max) = self.pending.as_ref().map(|p| p.max_body_bytes) else {
@@ -182,7 +348,7 @@ impl HttpContext for Request {
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        if self.finished {
+        if self.finished || self.callout.is_some() {
             return Action::Pause;
         }
         if self.pending.is_none() {
@@ -193,5 +359,16 @@ impl HttpContext for Request {
             .flatten()
             .map_or(0, |b| b.len());
         self.verify_buffered_body(size)
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        for (name, value) in &self.response_fields {
+            let _ = hostcalls::set_map_value_bytes(
+                MapType::HttpResponseHeaders,
+                name,
+                Some(value.as_bytes()),
+            );
+        }
+        Action::Continue
     }
 }

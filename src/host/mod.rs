@@ -4,6 +4,7 @@
 
 mod http;
 mod metrics;
+mod ratelimit;
 mod shared;
 
 use crate::config::{self, Config};
@@ -47,6 +48,10 @@ impl RootContext for Root {
         }
         if let Err(e) = config.hmac.replay.prepare(&shared::HostStore) {
             log::error!("api-warden: cannot create the replay table in shared data: {e:?}");
+            return false;
+        }
+        if let Err(e) = ratelimit::prepare(&config) {
+            log::error!("api-warden: cannot create the rate-limit counters in shared data: {e:?}");
             return false;
         }
         log::info!(

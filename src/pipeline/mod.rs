@@ -5,8 +5,9 @@ use crate::auth::credentials::{self, Credentials, HeaderList};
 use crate::auth::hmac_signature::SignedRequest;
 use crate::auth::{self, AuthMethod, Identity, Outcome, RequestFacts};
 use crate::authz::{self, levels::SecurityLevel, path};
-use crate::config::Config;
+use crate::config::{Client, Config};
 use crate::denial::Denial;
+use crate::ratelimit::Target;
 use crate::store::SharedStore;
 use std::net::IpAddr;
 
@@ -42,6 +43,8 @@ pub struct Grant {
     pub identity: Option<Identity>,
     pub remove_headers: Vec<&'static str>,
     pub set_headers: Vec<(&'static str, String)>,
+    /// What to count the request against before letting it through.
+    pub limit: Option<Target>,
 }
 
 #[derive(Debug)]
@@ -49,6 +52,9 @@ pub struct Rejection {
     pub denial: Denial,
     /// Which method the request authenticated with, or failed at: for the auth metrics.
     pub auth: Option<(AuthMethod, bool)>,
+    /// Failed authentication is counted per caller address: over its limit, a 429 replaces the
+    /// 401, so guessing credentials is throttled.
+    pub limit: Option<Target>,
 }
 
 /// State kept while the body of a signed request is read.
@@ -57,6 +63,7 @@ pub struct Pending {
     signed: SignedRequest,
     method: String,
     target: path::RequestTarget,
+    source: Option<IpAddr>,
     pub max_body_bytes: usize,
 }
 
@@ -73,7 +80,40 @@ pub enum Verdict {
 }
 
 fn deny(denial: Denial) -> Verdict {
-    Verdict::Deny(Rejection { denial, auth: None })
+    Verdict::Deny(Rejection {
+        denial,
+        auth: None,
+        limit: None,
+    })
+}
+
+/// An authentication failure, counted against the caller's address.
+fn unauthenticated(
+    cfg: &Config,
+    denial: Denial,
+    auth: Option<(AuthMethod, bool)>,
+    source: Option<IpAddr>,
+) -> Verdict {
+    Verdict::Deny(Rejection {
+        denial,
+        auth,
+        limit: address_limit(cfg, source),
+    })
+}
+
+fn address_limit(cfg: &Config, source: Option<IpAddr>) -> Option<Target> {
+    let rl = &cfg.rate_limiting;
+    source
+        .filter(|_| rl.enabled)
+        .map(|ip| rl.rules.for_address(ip))
+}
+
+fn client_limit(cfg: &Config, client: &Client, path: &str) -> Option<Target> {
+    let rl = &cfg.rate_limiting;
+    rl.enabled.then(|| {
+        rl.rules
+            .for_client(&client.id, client.rate_limits.as_ref(), path)
+    })
 }
 
 pub fn on_request_headers<S: SharedStore + ?Sized>(
@@ -92,6 +132,7 @@ pub fn on_request_headers<S: SharedStore + ?Sized>(
             identity: None,
             remove_headers: IDENTITY_HEADERS.to_vec(),
             set_headers: Vec::new(),
+            limit: address_limit(cfg, req.source),
         });
     }
     let creds = match credentials::extract(req.headers) {
@@ -132,12 +173,7 @@ fn await_body(
     };
     let (client, _) = match auth::precheck_signature(cfg, &signed, now) {
         Ok(found) => found,
-        Err(failure) => {
-            return Verdict::Deny(Rejection {
-                denial: failure.denial,
-                auth: Some((failure.method, false)),
-            })
-        }
+        Err(f) => return unauthenticated(cfg, f.denial, Some((f.method, false)), req.source),
     };
     let scopes = cfg
         .clients
@@ -155,6 +191,7 @@ fn await_body(
                 signed,
                 method,
                 target,
+                source: req.source,
                 max_body_bytes: cfg.hmac.max_body_bytes,
             }),
             grant,
@@ -182,14 +219,15 @@ pub fn on_request_body<S: SharedStore + ?Sized>(
     match auth::verify_signed_body(cfg, &pending.signed, &facts, body, now, store) {
         // Identity headers were set when the headers went through.
         Ok(identity) => Verdict::Allow(Grant {
+            limit: cfg
+                .clients
+                .get(identity.client)
+                .and_then(|c| client_limit(cfg, c, &pending.target.path)),
             identity: Some(identity),
             remove_headers: Vec::new(),
             set_headers: Vec::new(),
         }),
-        Err(failure) => Verdict::Deny(Rejection {
-            denial: failure.denial,
-            auth: Some((failure.method, false)),
-        }),
+        Err(f) => unauthenticated(cfg, f.denial, Some((f.method, false)), pending.source),
     }
 }
 
@@ -216,11 +254,8 @@ fn finish(
 ) -> Verdict {
     let identity = match outcome {
         Outcome::Authenticated(identity) => identity,
-        Outcome::Failed(failure) => {
-            return Verdict::Deny(Rejection {
-                denial: failure.denial,
-                auth: Some((failure.method, false)),
-            })
+        Outcome::Failed(f) => {
+            return unauthenticated(cfg, f.denial, Some((f.method, false)), source);
         }
         Outcome::NoCredentials | Outcome::NeedBody => {
             let challenge = cfg
@@ -233,11 +268,12 @@ fn finish(
                 })
                 .collect::<Vec<_>>()
                 .join(", ");
-            return deny(Denial::unauthorized(
+            let denial = Denial::unauthorized(
                 "missing_credentials",
                 "this endpoint requires authentication",
                 challenge,
-            ));
+            );
+            return unauthenticated(cfg, denial, None, source);
         }
     };
     let method = identity.method;
@@ -246,6 +282,7 @@ fn finish(
         Err(denial) => Verdict::Deny(Rejection {
             denial,
             auth: Some((method, true)),
+            limit: None,
         }),
     }
 }
@@ -287,6 +324,7 @@ fn grant_for(
         set_headers.push(("x-client-scopes", identity.scopes.join(" ")));
     }
     Ok(Grant {
+        limit: client_limit(cfg, client, path),
         identity: Some(identity),
         remove_headers,
         set_headers,

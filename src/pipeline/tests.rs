@@ -319,3 +319,50 @@ fn signed_request_checks_that_need_no_body_happen_before_it() {
         "signature_not_enabled"
     );
 }
+
+#[test]
+fn admitted_requests_carry_their_rate_limit_target() {
+    let c = cfg_with(json!({
+        "rate_limit_rules": [{"endpoint_pattern": "/api/send/*", "requests_per_minute": 50}],
+        "rate_limiting": {"address_limits": {"requests_per_minute": 7}}
+    }));
+    let g = grant(run(&c, "GET", "/api/send/x", &[("x-api-key", KEY)], false));
+    let t = g.limit.unwrap();
+    assert_eq!(t.rule, "api_send");
+    assert_eq!(t.limits.per_minute, 50);
+    assert_eq!(
+        t.subject,
+        crate::ratelimit::Subject::Client {
+            key: "marketing:api_send".into()
+        }
+    );
+    let public = grant(run(&c, "GET", "/health", &[], false)).limit.unwrap();
+    assert_eq!(
+        (public.rule.as_str(), public.limits.per_minute),
+        ("address", 7)
+    );
+}
+
+#[test]
+fn failed_authentication_is_counted_per_address_but_authorisation_denials_are_not() {
+    let c = cfg();
+    let Verdict::Deny(r) = run(&c, "GET", "/api/send/x", &[("x-api-key", "wrong")], false) else {
+        panic!("expected a denial");
+    };
+    assert_eq!(r.limit.unwrap().rule, "address");
+    let Verdict::Deny(r) = run(&c, "GET", "/api/other", &[("x-api-key", KEY)], false) else {
+        panic!("expected a denial");
+    };
+    assert!(r.limit.is_none());
+}
+
+#[test]
+fn disabled_rate_limiting_counts_nothing() {
+    let c = cfg_with(json!({"rate_limiting": {"enabled": false}}));
+    assert!(
+        grant(run(&c, "GET", "/api/send/x", &[("x-api-key", KEY)], false))
+            .limit
+            .is_none()
+    );
+    assert!(grant(run(&c, "GET", "/health", &[], false)).limit.is_none());
+}

@@ -1,9 +1,19 @@
-//! Rate-limit rules: per client and endpoint, per minute, hour and day, plus a burst.
-//! This module holds the configuration model; counting comes with the rate-limiting work.
+//! Rate limiting: per client and endpoint rule, per minute, hour and day, plus a burst.
+//!
+//! `window.rs` is the arithmetic, `local.rs` keeps counters in the proxy's shared data (exact
+//! across workers), `redis.rs` speaks to Redis through webdis (exact across proxies),
+//! `headers.rs` writes the IETF rate-limit header fields.
+
+pub mod headers;
+pub mod local;
+pub mod redis;
+pub mod settings;
+pub mod window;
 
 use crate::authz::endpoints::EndpointPattern;
 use crate::config::raw::{RawRateLimitRule, RawRateLimits};
 use crate::config::ConfigError;
+use std::net::IpAddr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -21,32 +31,108 @@ pub const SEED_DEFAULTS: Limits = Limits {
     burst: 10,
 };
 
+/// A client's own numbers; each one set replaces the matched rule's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LimitOverride {
+    pub per_minute: Option<u64>,
+    pub per_hour: Option<u64>,
+    pub per_day: Option<u64>,
+    pub burst: Option<u64>,
+}
+
+impl LimitOverride {
+    pub fn apply(&self, base: Limits) -> Limits {
+        Limits {
+            per_minute: self.per_minute.unwrap_or(base.per_minute),
+            per_hour: self.per_hour.unwrap_or(base.per_hour),
+            per_day: self.per_day.unwrap_or(base.per_day),
+            burst: self.burst.unwrap_or(base.burst),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Rule {
+    /// Used in counter keys and metric names.
+    pub name: String,
     pub pattern: EndpointPattern,
     pub limits: Limits,
 }
 
-/// Fills the unset numbers of `raw` from `base`; every number must be above zero.
-pub fn limits_over(field: &str, raw: &RawRateLimits, base: Limits) -> Result<Limits, ConfigError> {
-    let pick = |name: &str, value: Option<u64>, fallback: u64| match value {
+/// What one request is counted against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    /// An authenticated client under one rule: `key` is `<client_id>:<rule>`.
+    Client { key: String },
+    /// An unauthenticated caller or a public route, by address (IPv6 by /64).
+    Address([u8; 16]),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub subject: Subject,
+    pub rule: String,
+    pub limits: Limits,
+}
+
+fn positive(field: &str, name: &str, value: Option<u64>) -> Result<Option<u64>, ConfigError> {
+    match value {
         Some(0) => Err(ConfigError::new(
             format!("{field}.{name}"),
             "must be greater than 0",
         )),
-        Some(v) => Ok(v),
-        None => Ok(fallback),
-    };
-    Ok(Limits {
-        per_minute: pick(
-            "requests_per_minute",
-            raw.requests_per_minute,
-            base.per_minute,
-        )?,
-        per_hour: pick("requests_per_hour", raw.requests_per_hour, base.per_hour)?,
-        per_day: pick("requests_per_day", raw.requests_per_day, base.per_day)?,
-        burst: pick("burst_limit", raw.burst_limit, base.burst)?,
+        other => Ok(other),
+    }
+}
+
+pub fn parse_override(field: &str, raw: &RawRateLimits) -> Result<LimitOverride, ConfigError> {
+    Ok(LimitOverride {
+        per_minute: positive(field, "requests_per_minute", raw.requests_per_minute)?,
+        per_hour: positive(field, "requests_per_hour", raw.requests_per_hour)?,
+        per_day: positive(field, "requests_per_day", raw.requests_per_day)?,
+        burst: positive(field, "burst_limit", raw.burst_limit)?,
     })
+}
+
+/// Fills the unset numbers of `raw` from `base`; every number must be above zero.
+pub fn limits_over(field: &str, raw: &RawRateLimits, base: Limits) -> Result<Limits, ConfigError> {
+    Ok(parse_override(field, raw)?.apply(base))
+}
+
+/// A metric- and key-safe name from a pattern: `/api/send/*` becomes `api_send`.
+fn name_from_pattern(pattern: &str) -> String {
+    let mut name: String = pattern
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    while name.contains("__") {
+        name = name.replace("__", "_");
+    }
+    let name = name.trim_matches('_').to_string();
+    if name.is_empty() {
+        "all".to_string()
+    } else {
+        name
+    }
+}
+
+fn check_name(field: &str, name: &str) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::new(field, "must be 1 to 64 of [A-Za-z0-9_-]"))
+    }
 }
 
 pub fn compile_rule(
@@ -60,7 +146,13 @@ pub fn compile_rule(
         requests_per_day: raw.requests_per_day,
         burst_limit: raw.burst_limit,
     };
+    let name = raw
+        .name
+        .clone()
+        .unwrap_or_else(|| name_from_pattern(&raw.endpoint_pattern));
+    check_name(&format!("{field}.name"), &name)?;
     Ok(Rule {
+        name,
         pattern: EndpointPattern::parse(
             &format!("{field}.endpoint_pattern"),
             &raw.endpoint_pattern,
@@ -69,9 +161,105 @@ pub fn compile_rule(
     })
 }
 
+/// The configured rules, the default rule and the per-address rule.
+#[derive(Debug, Clone)]
+pub struct RuleSet {
+    pub rules: Vec<Rule>,
+    pub default_limits: Limits,
+    pub address_limits: Limits,
+}
+
+impl RuleSet {
+    pub fn new(
+        rules: Vec<Rule>,
+        default_limits: Limits,
+        address_limits: Limits,
+    ) -> Result<Self, ConfigError> {
+        for (i, rule) in rules.iter().enumerate() {
+            if rule.name == "default"
+                || rule.name == "address"
+                || rules[..i].iter().any(|r| r.name == rule.name)
+            {
+                return Err(ConfigError::new(
+                    format!("rate_limit_rules[{i}].name"),
+                    format!("{:?} is taken; give the rule a unique `name`", rule.name),
+                ));
+            }
+        }
+        Ok(Self {
+            rules,
+            default_limits,
+            address_limits,
+        })
+    }
+
+    /// The first rule whose pattern matches (configuration order), else the default.
+    pub fn for_client(&self, client_id: &str, over: Option<&LimitOverride>, path: &str) -> Target {
+        let (rule, base) = self
+            .rules
+            .iter()
+            .find(|r| r.pattern.matches(path))
+            .map_or(("default", self.default_limits), |r| {
+                (r.name.as_str(), r.limits)
+            });
+        Target {
+            subject: Subject::Client {
+                key: format!("{client_id}:{rule}"),
+            },
+            rule: rule.to_string(),
+            limits: over.map_or(base, |o| o.apply(base)),
+        }
+    }
+
+    pub fn for_address(&self, ip: IpAddr) -> Target {
+        Target {
+            subject: Subject::Address(address_key(ip)),
+            rule: "address".to_string(),
+            limits: self.address_limits,
+        }
+    }
+
+    /// Every client counter key the configuration can produce (for creating them up front).
+    pub fn client_keys<'a>(
+        &'a self,
+        client_ids: impl Iterator<Item = &'a str> + 'a,
+    ) -> impl Iterator<Item = String> + 'a {
+        client_ids.flat_map(move |id| {
+            self.rules
+                .iter()
+                .map(|r| r.name.as_str())
+                .chain(std::iter::once("default"))
+                .map(move |rule| format!("{id}:{rule}"))
+        })
+    }
+}
+
+/// IPv4 as its mapped IPv6 form; IPv6 by its /64, since one host owns a whole /64.
+pub fn address_key(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => {
+            let mut o = v6.octets();
+            o[8..].fill(0);
+            o
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rule(pattern: &str, per_minute: u64) -> Rule {
+        Rule {
+            name: name_from_pattern(pattern),
+            pattern: EndpointPattern::parse("f", pattern).unwrap(),
+            limits: Limits {
+                per_minute,
+                ..SEED_DEFAULTS
+            },
+        }
+    }
 
     #[test]
     fn unset_numbers_come_from_the_base_and_zero_is_refused() {
@@ -88,5 +276,57 @@ mod tests {
         };
         let err = limits_over("default_rate_limits", &zero, SEED_DEFAULTS).unwrap_err();
         assert_eq!(err.field, "default_rate_limits.burst_limit");
+    }
+
+    #[test]
+    fn first_matching_rule_then_client_override() {
+        let set = RuleSet::new(
+            vec![rule("/api/send/*", 50), rule("/api/*", 70)],
+            SEED_DEFAULTS,
+            SEED_DEFAULTS,
+        )
+        .unwrap();
+        let t = set.for_client("m", None, "/api/send/bulk");
+        assert_eq!((t.rule.as_str(), t.limits.per_minute), ("api_send", 50));
+        assert_eq!(
+            t.subject,
+            Subject::Client {
+                key: "m:api_send".into()
+            }
+        );
+        assert_eq!(set.for_client("m", None, "/api/other").rule, "api");
+        assert_eq!(set.for_client("m", None, "/elsewhere").rule, "default");
+        let over = LimitOverride {
+            per_minute: Some(200),
+            ..Default::default()
+        };
+        let t = set.for_client("m", Some(&over), "/api/send/bulk");
+        assert_eq!((t.limits.per_minute, t.limits.burst), (200, 10));
+        let keys: Vec<String> = set.client_keys(["m"].into_iter()).collect();
+        assert_eq!(keys, ["m:api_send", "m:api", "m:default"]);
+    }
+
+    #[test]
+    fn rule_names_must_be_unique() {
+        let err = RuleSet::new(
+            vec![rule("/api/send/*", 1), rule("/api/send/*", 2)],
+            SEED_DEFAULTS,
+            SEED_DEFAULTS,
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "rate_limit_rules[1].name");
+    }
+
+    #[test]
+    fn ipv6_callers_are_keyed_by_their_64() {
+        let a = address_key("2001:db8:1:2::1".parse().unwrap());
+        let b = address_key("2001:db8:1:2:ffff::9".parse().unwrap());
+        let c = address_key("2001:db8:1:3::1".parse().unwrap());
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_ne!(
+            address_key("10.0.0.1".parse().unwrap()),
+            address_key("10.0.0.2".parse().unwrap())
+        );
     }
 }

@@ -1,0 +1,62 @@
+//! Rate-limit checks from the HTTP context: shared-data counting, and webdis callouts.
+
+use super::shared::HostStore;
+use crate::config::Config;
+use crate::ratelimit::settings::RedisSettings;
+use crate::ratelimit::window::Decision;
+use crate::ratelimit::{local, redis, Subject, Target};
+use crate::store::{self, StoreError};
+use proxy_wasm::hostcalls;
+use std::time::Duration;
+
+/// Counts in this proxy's shared data.
+pub fn check_local(cfg: &Config, target: &Target, now_ms: u64) -> Result<Decision, StoreError> {
+    match &target.subject {
+        Subject::Client { key } => local::check_client(&HostStore, key, &target.limits, now_ms),
+        Subject::Address(address) => {
+            cfg.rate_limiting
+                .addresses
+                .check(&HostStore, address, &target.limits, now_ms)
+        }
+    }
+}
+
+/// Sends the decision to Redis; the answer arrives in `on_http_call_response`.
+pub fn dispatch(settings: &RedisSettings, key: &str, target: &Target, now_ms: u64) -> Option<u32> {
+    let path = redis::request_path(&settings.key_prefix, key, &target.limits, now_ms);
+    hostcalls::dispatch_http_call(
+        &settings.cluster,
+        vec![
+            (":method", "GET"),
+            (":path", &path),
+            (":authority", &settings.authority),
+        ],
+        None,
+        vec![],
+        Duration::from_millis(settings.timeout_ms),
+    )
+    .ok()
+}
+
+/// Creates every counter key this configuration uses, before the first request.
+pub fn prepare(cfg: &Config) -> Result<(), StoreError> {
+    let rl = &cfg.rate_limiting;
+    for key in rl
+        .rules
+        .client_keys(cfg.clients.iter().map(|c| c.id.as_str()))
+    {
+        store::ensure_exists(&HostStore, &local::client_key(&key), b"")?;
+    }
+    rl.addresses.prepare(&HostStore)
+}
+
+/// Whether the subject goes to Redis (clients in redis mode) or stays local (addresses always:
+/// a flood of anonymous callers must not become a flood of Redis calls).
+pub fn redis_for<'a>(cfg: &'a Config, target: &'a Target) -> Option<(&'a RedisSettings, &'a str)> {
+    match (&cfg.rate_limiting.backend, &target.subject) {
+        (crate::ratelimit::settings::Backend::Redis(settings), Subject::Client { key }) => {
+            Some((settings, key))
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,67 @@
+//! Rate-limit response fields, after draft-ietf-httpapi-ratelimit-headers-07:
+//! `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` describe the quota closest to
+//! exhaustion, `RateLimit-Policy` lists every quota (`w` is the window in seconds, `burst` the
+//! bucket size). A refused request also gets `Retry-After` (RFC 9110, seconds).
+
+use super::window::Decision;
+use super::Limits;
+
+pub fn fields(decision: &Decision, limits: &Limits) -> Vec<(String, String)> {
+    let mut out = vec![
+        ("ratelimit-limit".to_string(), decision.limit.to_string()),
+        (
+            "ratelimit-remaining".to_string(),
+            decision.remaining.to_string(),
+        ),
+        ("ratelimit-reset".to_string(), decision.reset.to_string()),
+        (
+            "ratelimit-policy".to_string(),
+            format!(
+                "{};w=60;burst={}, {};w=3600, {};w=86400",
+                limits.per_minute, limits.burst, limits.per_hour, limits.per_day
+            ),
+        ),
+    ];
+    if let Some(retry) = decision.retry_after {
+        out.push(("retry-after".to_string(), retry.to_string()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_decisions_carry_retry_after() {
+        let limits = Limits {
+            per_minute: 50,
+            per_hour: 500,
+            per_day: 5000,
+            burst: 10,
+        };
+        let d = Decision {
+            allowed: false,
+            limit: 50,
+            remaining: 0,
+            reset: 17,
+            retry_after: Some(17),
+        };
+        let f = fields(&d, &limits);
+        let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("ratelimit-limit"), Some("50"));
+        assert_eq!(get("ratelimit-remaining"), Some("0"));
+        assert_eq!(get("ratelimit-reset"), Some("17"));
+        assert_eq!(get("retry-after"), Some("17"));
+        assert_eq!(
+            get("ratelimit-policy"),
+            Some("50;w=60;burst=10, 500;w=3600, 5000;w=86400")
+        );
+        let ok = Decision {
+            allowed: true,
+            retry_after: None,
+            ..d
+        };
+        assert!(fields(&ok, &limits).iter().all(|(n, _)| n != "retry-after"));
+    }
+}

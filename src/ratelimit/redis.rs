@@ -1,0 +1,200 @@
+//! Cluster-wide counting in Redis, reached through webdis with the proxy's HTTP callouts.
+//!
+//! One `EVAL` per decision runs [`SCRIPT`] atomically: it reads the minute, hour and day
+//! counters and the burst bucket, and only when every one has room increments them all. It
+//! returns the counts it saw, and the filter turns them into a decision with the same arithmetic
+//! as the local mode (`window::verdict`). Keys carry their window start and a TTL, so Redis
+//! holds at most two windows of each counter.
+
+use super::window::{self, Decision, Snapshot};
+use super::Limits;
+use serde_json::Value;
+
+/// KEYS: minute, hour, day, bucket. ARGV: per_minute, per_hour, per_day, burst, now_ms,
+/// bucket_ttl_ms. Returns {allowed, minute, hour, day, tokens_milli}, counts before this request.
+pub const SCRIPT: &str = r#"
+local pm, ph, pd = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local burst, now, bttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local m = tonumber(redis.call('GET', KEYS[1]) or '0')
+local h = tonumber(redis.call('GET', KEYS[2]) or '0')
+local d = tonumber(redis.call('GET', KEYS[3]) or '0')
+local b = redis.call('HMGET', KEYS[4], 't', 'u')
+local cap = burst * 1000
+local tokens = cap
+if b[1] and b[2] then
+  local elapsed = now - tonumber(b[2])
+  if elapsed < 0 then elapsed = 0 end
+  tokens = math.min(cap, tonumber(b[1]) + math.floor(elapsed * pm / 60))
+end
+if m < pm and h < ph and d < pd and tokens >= 1000 then
+  redis.call('INCR', KEYS[1]); redis.call('EXPIRE', KEYS[1], 120)
+  redis.call('INCR', KEYS[2]); redis.call('EXPIRE', KEYS[2], 7200)
+  redis.call('INCR', KEYS[3]); redis.call('EXPIRE', KEYS[3], 172800)
+  redis.call('HSET', KEYS[4], 't', tokens - 1000, 'u', now)
+  redis.call('PEXPIRE', KEYS[4], bttl)
+  return {1, m, h, d, tokens}
+end
+return {0, m, h, d, tokens}
+"#;
+
+/// Percent-encodes one webdis path argument (webdis splits the path on '/').
+fn encode(arg: &str) -> String {
+    let mut out = String::with_capacity(arg.len() * 3);
+    for b in arg.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The webdis request path for one decision.
+pub fn request_path(prefix: &str, subject_key: &str, limits: &Limits, now_ms: u64) -> String {
+    let now_s = now_ms / 1000;
+    let start = |len: u64| now_s - now_s % len;
+    let keys = [
+        format!("{prefix}:{subject_key}:m:{}", start(60)),
+        format!("{prefix}:{subject_key}:h:{}", start(3600)),
+        format!("{prefix}:{subject_key}:d:{}", start(86_400)),
+        format!("{prefix}:{subject_key}:b"),
+    ];
+    // The bucket is full again after this long, so it can expire then.
+    let bucket_ttl_ms = limits.burst.saturating_mul(60_000) / limits.per_minute.max(1) + 1000;
+    let args = [
+        limits.per_minute,
+        limits.per_hour,
+        limits.per_day,
+        limits.burst,
+        now_ms,
+        bucket_ttl_ms,
+    ];
+    let mut path = format!("/EVAL/{}/4", encode(SCRIPT));
+    for k in &keys {
+        path.push('/');
+        path.push_str(&encode(k));
+    }
+    for a in args {
+        path.push('/');
+        path.push_str(&a.to_string());
+    }
+    path
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisError {
+    Status(u32),
+    Garbage,
+    /// Redis answered with an error (webdis: `{"EVAL": [false, "ERR ..."]}`).
+    Script(String),
+}
+
+impl RedisError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Status(_) => "status",
+            Self::Garbage => "garbage",
+            Self::Script(_) => "script",
+        }
+    }
+}
+
+/// Turns webdis' answer into a decision. Anything unexpected is an error, never a guess.
+pub fn parse_response(
+    status: u32,
+    body: &[u8],
+    limits: &Limits,
+    now_ms: u64,
+) -> Result<Decision, RedisError> {
+    if status != 200 {
+        return Err(RedisError::Status(status));
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|_| RedisError::Garbage)?;
+    let list = value
+        .get("EVAL")
+        .and_then(Value::as_array)
+        .ok_or(RedisError::Garbage)?;
+    if let [Value::Bool(false), Value::String(message)] = list.as_slice() {
+        return Err(RedisError::Script(message.chars().take(200).collect()));
+    }
+    let numbers: Vec<u64> = list.iter().filter_map(Value::as_u64).collect();
+    let [allowed, minute, hour, day, tokens_milli] = numbers.as_slice() else {
+        return Err(RedisError::Garbage);
+    };
+    let snapshot = Snapshot {
+        minute: *minute,
+        hour: *hour,
+        day: *day,
+        tokens_milli: *tokens_milli,
+    };
+    let decision = window::verdict(&snapshot, limits, now_ms);
+    if decision.allowed != (*allowed == 1) || *allowed > 1 {
+        return Err(RedisError::Garbage);
+    }
+    Ok(decision)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const L: Limits = Limits {
+        per_minute: 50,
+        per_hour: 500,
+        per_day: 5000,
+        burst: 10,
+    };
+    const NOW: u64 = 1_795_910_410_123;
+
+    #[test]
+    fn request_path_carries_keys_with_window_starts_and_encoded_arguments() {
+        let path = request_path("aw", "team/a:api_send", &L, NOW);
+        assert!(path.starts_with("/EVAL/%0Alocal%20pm"), "{path}");
+        let tail: Vec<&str> = path.rsplit('/').take(11).collect();
+        assert_eq!(tail[0], "13000"); // bucket ttl: 10 * 60000 / 50 + 1000
+        assert_eq!(tail[1], NOW.to_string());
+        assert_eq!(tail[6], "aw%3Ateam%2Fa%3Aapi_send%3Ab");
+        assert_eq!(tail[9], "aw%3Ateam%2Fa%3Aapi_send%3Am%3A1795910400");
+        assert!(!SCRIPT.is_empty() && !path[1..].contains("//"));
+    }
+
+    #[test]
+    fn answers_become_decisions() {
+        let d = parse_response(200, br#"{"EVAL":[1,3,3,3,10000]}"#, &L, NOW).unwrap();
+        assert!(d.allowed);
+        assert_eq!((d.limit, d.remaining), (50, 46));
+        let d = parse_response(200, br#"{"EVAL":[0,50,50,50,10000]}"#, &L, NOW).unwrap();
+        assert!(!d.allowed);
+        assert_eq!(d.retry_after, Some(50));
+    }
+
+    #[test]
+    fn anything_else_is_an_error() {
+        assert_eq!(
+            parse_response(503, b"", &L, NOW),
+            Err(RedisError::Status(503))
+        );
+        assert_eq!(
+            parse_response(200, b"<html>", &L, NOW),
+            Err(RedisError::Garbage)
+        );
+        assert_eq!(
+            parse_response(200, br#"{"EVAL":[1,2]}"#, &L, NOW),
+            Err(RedisError::Garbage)
+        );
+        assert_eq!(
+            parse_response(200, br#"{"GET":"x"}"#, &L, NOW),
+            Err(RedisError::Garbage)
+        );
+        // The flag must agree with the counts.
+        assert_eq!(
+            parse_response(200, br#"{"EVAL":[1,50,50,50,10000]}"#, &L, NOW),
+            Err(RedisError::Garbage)
+        );
+        assert!(matches!(
+            parse_response(200, br#"{"EVAL":[false,"ERR boom"]}"#, &L, NOW),
+            Err(RedisError::Script(_))
+        ));
+    }
+}

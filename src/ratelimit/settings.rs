@@ -1,0 +1,131 @@
+//! Where counters live and what happens when that place fails.
+
+use super::local::AddressTable;
+use super::{limits_over, Limits, RuleSet};
+use crate::config::raw::RawRateLimiting;
+use crate::config::ConfigError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureMode {
+    /// Refuse with 503 while Redis cannot answer (the default).
+    Deny,
+    /// Count in this proxy's shared data instead, and say so in logs and metrics.
+    Allow,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    pub cluster: String,
+    pub authority: String,
+    pub timeout_ms: u64,
+    pub failure_mode: FailureMode,
+    pub key_prefix: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Local,
+    Redis(RedisSettings),
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub enabled: bool,
+    pub rules: RuleSet,
+    pub backend: Backend,
+    pub addresses: AddressTable,
+}
+
+pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 100;
+
+pub fn compile(
+    raw: &RawRateLimiting,
+    rules: Vec<super::Rule>,
+    default_limits: Limits,
+) -> Result<Settings, ConfigError> {
+    let address_limits = match &raw.address_limits {
+        Some(l) => limits_over("rate_limiting.address_limits", l, default_limits)?,
+        None => default_limits,
+    };
+    let backend = match (raw.mode.as_deref().unwrap_or("local"), &raw.redis) {
+        ("local", _) => Backend::Local,
+        ("redis", None) => {
+            return Err(ConfigError::new(
+                "rate_limiting.redis",
+                "required when mode is \"redis\"",
+            ))
+        }
+        ("redis", Some(r)) => {
+            if r.cluster.is_empty() {
+                return Err(ConfigError::new(
+                    "rate_limiting.redis.cluster",
+                    "must not be empty",
+                ));
+            }
+            let timeout_ms = r.timeout_ms.unwrap_or(DEFAULT_REDIS_TIMEOUT_MS);
+            if timeout_ms == 0 || timeout_ms > 60_000 {
+                return Err(ConfigError::new(
+                    "rate_limiting.redis.timeout_ms",
+                    "must be between 1 and 60000",
+                ));
+            }
+            let failure_mode = match r.failure_mode.as_deref().unwrap_or("deny") {
+                "deny" => FailureMode::Deny,
+                "allow" => FailureMode::Allow,
+                other => {
+                    return Err(ConfigError::new(
+                        "rate_limiting.redis.failure_mode",
+                        format!("{other:?} is not \"deny\" or \"allow\""),
+                    ))
+                }
+            };
+            let key_prefix = r.key_prefix.clone().unwrap_or_else(|| "aw".to_string());
+            if key_prefix.is_empty() || !key_prefix.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(ConfigError::new(
+                    "rate_limiting.redis.key_prefix",
+                    "must be printable ASCII without spaces",
+                ));
+            }
+            Backend::Redis(RedisSettings {
+                authority: r.authority.clone().unwrap_or_else(|| r.cluster.clone()),
+                cluster: r.cluster.clone(),
+                timeout_ms,
+                failure_mode,
+                key_prefix,
+            })
+        }
+        (other, _) => {
+            return Err(ConfigError::new(
+                "rate_limiting.mode",
+                format!("{other:?} is not \"local\" or \"redis\""),
+            ))
+        }
+    };
+    let bounded = |field: &str, v: Option<usize>, default: usize, max: usize| match v {
+        None => Ok(default),
+        Some(n) if n >= 1 && n <= max => Ok(n),
+        Some(_) => Err(ConfigError::new(
+            field,
+            format!("must be between 1 and {max}"),
+        )),
+    };
+    Ok(Settings {
+        enabled: raw.enabled.unwrap_or(true),
+        rules: RuleSet::new(rules, default_limits, address_limits)?,
+        backend,
+        addresses: AddressTable {
+            slots: bounded(
+                "rate_limiting.address_table_slots",
+                raw.address_table_slots,
+                4096,
+                65_536,
+            )?,
+            per_slot: bounded(
+                "rate_limiting.address_slot_entries",
+                raw.address_slot_entries,
+                8,
+                256,
+            )?,
+        },
+    })
+}

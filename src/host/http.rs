@@ -279,7 +279,12 @@ impl Context for Request {
                 self.conclude(callout.grant, &callout.target, Ok(decision))
             }
             Err(e) => {
-                let why = if status == 0 { "timeout" } else { e.code() };
+                // Envoy answers a callout that ran out of time with its own 504.
+                let why = if status == 0 || status == 504 {
+                    "timeout"
+                } else {
+                    e.code()
+                };
                 self.redis_failed(&config, callout.grant, callout.target, why)
             }
         };

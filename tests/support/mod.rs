@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod http;
+pub mod redis;
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -110,12 +111,29 @@ impl Envoy {
     /// Starts Envoy with `envoy/envoy.yaml`, its ports moved to free ones and the plugin
     /// configuration replaced by `config`.
     pub fn start(config: &serde_json::Value, concurrency: u32) -> Envoy {
-        Self::try_start(config, concurrency)
+        Self::start_with(config, concurrency, &[])
+    }
+
+    /// Starts Envoy with extra STATIC clusters on loopback (`name`, port), e.g. webdis.
+    pub fn start_with(
+        config: &serde_json::Value,
+        concurrency: u32,
+        clusters: &[(&str, u16)],
+    ) -> Envoy {
+        Self::try_start_with(config, concurrency, clusters)
             .unwrap_or_else(|log| panic!("Envoy did not become ready:\n{log}"))
     }
 
     /// Like `start`, but returns Envoy's log when it does not come up (for bad-config tests).
     pub fn try_start(config: &serde_json::Value, concurrency: u32) -> Result<Envoy, String> {
+        Self::try_start_with(config, concurrency, &[])
+    }
+
+    pub fn try_start_with(
+        config: &serde_json::Value,
+        concurrency: u32,
+        clusters: &[(&str, u16)],
+    ) -> Result<Envoy, String> {
         let dir = TempDir::new("envoy");
         let (port, admin, echo) = (free_port(), free_port(), free_port());
         let yaml = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml")).unwrap();
@@ -133,10 +151,21 @@ impl Envoy {
                 "filename: target/wasm32-wasip1/release/api_warden.wasm",
                 &format!("filename: {}", wasm_path().display()),
             );
+        let mut yaml = yaml;
+        for (name, cluster_port) in clusters {
+            let cluster = format!(
+                "  clusters:\n  - name: {name}\n    connect_timeout: 1s\n    type: STATIC\n    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n        - endpoint:\n            address:\n              socket_address: {{ address: 127.0.0.1, port_value: {cluster_port} }}\n"
+            );
+            yaml = yaml.replacen("  clusters:\n", &cluster, 1);
+        }
         let config_path = dir.0.join("envoy.yaml");
         std::fs::write(&config_path, yaml).unwrap();
         let log = dir.0.join("envoy.log");
-        let pid = spawn_kept(&config_path, &log, concurrency);
+        let mut args: Vec<String> = vec!["-c".into(), config_path.display().to_string()];
+        args.extend(["--concurrency".into(), concurrency.to_string()]);
+        args.extend(["--disable-hot-restart", "-l", "info", "--log-path"].map(String::from));
+        args.push(log.display().to_string());
+        let pid = spawn_kept(&envoy_bin(), &args, &log);
         let envoy = Envoy {
             port,
             admin,
@@ -174,6 +203,11 @@ impl Envoy {
         alive(self.pid)
     }
 
+    /// The rendered configuration's echo port: where the demo upstream listens.
+    pub fn port_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
     /// A counter from the admin endpoint (0 when it was never incremented).
     pub fn counter(&self, name: &str) -> u64 {
         let req =
@@ -208,21 +242,21 @@ fn alive(pid: i32) -> bool {
     !stat.is_empty() && !stat.contains(") Z ")
 }
 
-/// Spawns Envoy from a thread that lives as long as the test process, with a parent-death
-/// signal, so no Envoy outlives the tests even when a test panics or the run is interrupted.
-fn spawn_kept(config: &Path, log: &Path, concurrency: u32) -> i32 {
+/// Spawns a process from a thread that lives as long as the test process, with a parent-death
+/// signal, so nothing outlives the tests even when a test panics or the run is interrupted.
+pub fn spawn_kept(program: &Path, args: &[String], log: &Path) -> i32 {
     let (tx, rx) = mpsc::channel();
-    let (config, log) = (config.to_path_buf(), log.to_path_buf());
+    let (program, args, log) = (program.to_path_buf(), args.to_vec(), log.to_path_buf());
     std::thread::spawn(move || {
-        let log_file = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(envoy_bin());
-        cmd.arg("-c")
-            .arg(&config)
-            .args(["--concurrency", &concurrency.to_string()])
-            .args(["--disable-hot-restart", "-l", "info", "--log-path"])
-            .arg(&log)
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let mut cmd = Command::new(&program);
+        cmd.args(&args)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
             .stderr(log_file);
         unsafe {
             cmd.pre_exec(|| {
@@ -230,7 +264,9 @@ fn spawn_kept(config: &Path, log: &Path, concurrency: u32) -> i32 {
                 Ok(())
             });
         }
-        let mut child = cmd.spawn().unwrap();
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
         tx.send(child.id() as i32).unwrap();
         let _ = child.wait();
         // Stay alive: the parent-death signal is tied to this thread.
@@ -239,4 +275,22 @@ fn spawn_kept(config: &Path, log: &Path, concurrency: u32) -> i32 {
         }
     });
     rx.recv().unwrap()
+}
+
+pub fn kill(pid: i32) {
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+pub fn free_port_for_tests() -> u16 {
+    free_port()
+}
+
+pub fn alive_pid(pid: i32) -> bool {
+    alive(pid)
 }

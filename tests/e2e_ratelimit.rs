@@ -1,0 +1,318 @@
+//! Rate limiting as a user sees it: real Envoys, real Redis behind real webdis, parallel clients.
+//! The exactness tests print their figures (`make test` shows them).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code fails loudly
+
+mod support;
+
+use serde_json::{json, Value};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use support::http::{self, request, Response};
+use support::redis::RedisStack;
+use support::Envoy;
+
+/// The per-minute limit hammered in the exactness tests.
+const L: u64 = 40;
+const THREADS: usize = 6;
+const TRIALS: usize = 10;
+
+fn key(i: usize) -> String {
+    format!("ak_trial_client_{i:02}_000000000000000000")
+}
+
+fn sha(key: &str) -> String {
+    hex::encode(api_warden::auth::api_key::digest(key.as_bytes()))
+}
+
+/// `TRIALS` fresh clients (one per trial, so every trial starts from zero) under one rule.
+fn config(rate_limiting: Value) -> Value {
+    let mut cfg = support::demo_config();
+    let clients: Vec<Value> = (0..TRIALS + 2)
+        .map(|i| {
+            json!({"client_id": format!("trial{i}"), "allowed_endpoints": ["/api/send/*"],
+                   "api_keys": [sha(&key(i))]})
+        })
+        .collect();
+    cfg["clients"] = json!(clients);
+    cfg["rate_limit_rules"] = json!([{
+        "endpoint_pattern": "/api/send/*", "requests_per_minute": L,
+        "requests_per_hour": 100000, "requests_per_day": 1000000, "burst_limit": L
+    }]);
+    cfg["rate_limiting"] = rate_limiting;
+    cfg
+}
+
+fn send(port: u16, headers: &[(&str, &str)], path: &str) -> Response {
+    let h: Vec<(&str, &[u8])> = headers.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
+    http::send(port, &request("GET", path.as_bytes(), &h, b"")).unwrap()
+}
+
+fn as_client(port: u16, i: usize) -> Response {
+    send(port, &[("X-API-Key", &key(i))], "/api/send/bulk")
+}
+
+/// Waits out the end of a minute so a trial never straddles a window boundary.
+fn away_from_minute_boundary() {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        % 60.0;
+    if secs > 50.0 {
+        std::thread::sleep(Duration::from_secs_f64(60.5 - secs));
+    }
+}
+
+/// `3 L` requests from `THREADS` parallel clients, spread over `ports`; returns
+/// (admitted, limited), and fails on any other status.
+fn hammer(ports: &[u16], client: usize) -> (u64, u64) {
+    let total = 3 * L as usize;
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let ports = ports.to_vec();
+            std::thread::spawn(move || {
+                let mut statuses = Vec::new();
+                for n in (t..total).step_by(THREADS) {
+                    statuses.push(as_client(ports[n % ports.len()], client).status);
+                }
+                statuses
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    let admitted = statuses.iter().filter(|s| **s == 200).count() as u64;
+    let limited = statuses.iter().filter(|s| **s == 429).count() as u64;
+    assert_eq!(
+        admitted + limited,
+        total as u64,
+        "unexpected statuses: {statuses:?}"
+    );
+    (admitted, limited)
+}
+
+fn trials(label: &str, ports: &[u16], count: usize) {
+    for trial in 0..count {
+        away_from_minute_boundary();
+        let started = Instant::now();
+        let (admitted, limited) = hammer(ports, trial);
+        println!(
+            "{label} trial {trial}: admitted {admitted}, limited {limited} of {} (limit {L}) in {:?}",
+            3 * L,
+            started.elapsed()
+        );
+        assert_eq!(admitted, L, "{label} trial {trial}");
+    }
+}
+
+fn high_address_limits() -> Value {
+    json!({"requests_per_minute": 100000, "requests_per_hour": 1000000,
+           "requests_per_day": 10000000, "burst_limit": 100000})
+}
+
+#[test]
+fn local_counting_is_exact_across_four_workers() {
+    let envoy = Envoy::start(&config(json!({"address_limits": high_address_limits()})), 4);
+    trials("local, --concurrency 4", &[envoy.port], TRIALS);
+    assert_eq!(
+        envoy.counter("wasmcustom.api_warden.ratelimit.api_send.allowed"),
+        L * TRIALS as u64
+    );
+    assert_eq!(
+        envoy.counter("wasmcustom.api_warden.ratelimit.api_send.limited"),
+        2 * L * TRIALS as u64
+    );
+}
+
+#[test]
+fn responses_carry_rate_limit_fields_and_429_has_retry_after() {
+    let mut cfg = config(json!({"address_limits": high_address_limits()}));
+    cfg["rate_limit_rules"][0]["burst_limit"] = json!(5);
+    cfg["rate_limit_rules"][0]["requests_per_minute"] = json!(60);
+    let envoy = Envoy::start(&cfg, 2);
+    let first = as_client(envoy.port, 0);
+    assert!(first.reached_upstream());
+    assert_eq!(first.header("ratelimit-limit"), Some("60"));
+    assert_eq!(first.header("ratelimit-remaining"), Some("59"));
+    let reset: u64 = first.header("ratelimit-reset").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&reset));
+    assert_eq!(
+        first.header("ratelimit-policy"),
+        Some("60;w=60;burst=5, 100000;w=3600, 1000000;w=86400")
+    );
+    // The burst: 5 at once, then one token per second (60 per minute).
+    let statuses: Vec<Response> = (0..6).map(|_| as_client(envoy.port, 0)).collect();
+    assert_eq!(statuses.iter().filter(|r| r.status == 200).count(), 4);
+    let refused = statuses.iter().find(|r| r.status == 429).unwrap();
+    assert_eq!(refused.error_code(), "rate_limited");
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert_eq!(refused.header("ratelimit-limit"), Some("5"));
+    assert_eq!(refused.header("ratelimit-remaining"), Some("0"));
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(
+        as_client(envoy.port, 0).status,
+        200,
+        "a token is back after a second"
+    );
+}
+
+#[test]
+fn public_routes_and_failed_authentication_are_limited_per_address() {
+    let limits = json!({"requests_per_minute": 5, "requests_per_hour": 100, "requests_per_day": 1000, "burst_limit": 5});
+    let envoy = Envoy::start(&config(json!({"address_limits": limits})), 2);
+    let from = |ip: &str, path: &str, key: &str| {
+        send(
+            envoy.port,
+            &[("X-Forwarded-For", ip), ("X-API-Key", key)],
+            path,
+        )
+    };
+    let health: Vec<u16> = (0..7)
+        .map(|_| from("198.51.100.7", "/health", "").status)
+        .collect();
+    assert_eq!(health, [200, 200, 200, 200, 200, 429, 429]);
+    assert_eq!(
+        from("198.51.100.8", "/health", "").status,
+        200,
+        "another address has its own count"
+    );
+    let guesses: Vec<u16> = (0..7)
+        .map(|i| from("198.51.100.9", "/api/send/x", &format!("guess-{i}")).status)
+        .collect();
+    assert_eq!(guesses, [401, 401, 401, 401, 401, 429, 429]);
+    // A real client from that address is counted against its own limit, not the address's.
+    assert_eq!(from("198.51.100.9", "/api/send/x", &key(1)).status, 200);
+}
+
+fn redis_config(timeout_ms: u64, failure_mode: &str, cluster: &str) -> Value {
+    config(json!({
+        "mode": "redis",
+        "address_limits": high_address_limits(),
+        "redis": {"cluster": cluster, "timeout_ms": timeout_ms, "failure_mode": failure_mode}
+    }))
+}
+
+#[test]
+fn redis_counting_is_exact_across_two_envoys() {
+    let redis = RedisStack::start();
+    let cfg = redis_config(1000, "deny", "webdis");
+    let a = Envoy::start_with(&cfg, 2, &[("webdis", redis.webdis_port)]);
+    let b = Envoy::start_with(&cfg, 2, &[("webdis", redis.webdis_port)]);
+    trials("redis, 2 Envoys x 2 workers", &[a.port, b.port], 5);
+    assert!(a.counter("wasmcustom.api_warden.ratelimit.api_send.allowed") > 0);
+    assert!(b.counter("wasmcustom.api_warden.ratelimit.api_send.allowed") > 0);
+    let keys = redis.cli(&["--scan", "--pattern", "aw:*"]);
+    assert!(
+        keys.lines().count() >= 4,
+        "expected counters in Redis, got {keys:?}"
+    );
+    let ttl: i64 = redis
+        .cli(&["TTL", keys.lines().find(|k| k.contains(":m:")).unwrap()])
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((1..=120).contains(&ttl), "minute counters expire ({ttl})");
+}
+
+fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn redis_outage_follows_failure_mode_and_recovers() {
+    let mut redis = RedisStack::start();
+    let clusters = [("webdis", redis.webdis_port)];
+    let deny = Envoy::start_with(&redis_config(200, "deny", "webdis"), 2, &clusters);
+    let allow = Envoy::start_with(&redis_config(200, "allow", "webdis"), 2, &clusters);
+    assert_eq!(as_client(deny.port, 0).status, 200);
+    assert_eq!(as_client(allow.port, 1).status, 200);
+
+    redis.stop_redis();
+    for _ in 0..10 {
+        let r = as_client(deny.port, 0);
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert_eq!(r.error_code(), "rate_limit_unavailable");
+        let r = as_client(allow.port, 1);
+        assert_eq!(r.status, 200, "allow mode counts locally: {}", r.text());
+    }
+    assert!(allow.counter("wasmcustom.api_warden.ratelimit.redis.local_fallback") >= 10);
+    assert!(deny.is_alive() && allow.is_alive());
+
+    redis.start_redis();
+    wait_until(
+        "recovery after Redis restarts",
+        Duration::from_secs(20),
+        || as_client(deny.port, 0).status == 200,
+    );
+
+    // Slow Redis: every call times out while it sleeps, then it answers again.
+    let slow = redis.cli(&["DEBUG", "SLEEP", "0"]);
+    assert!(
+        slow.contains("OK"),
+        "DEBUG is enabled for the test Redis: {slow}"
+    );
+    let sleeper = {
+        let port = redis.redis_port;
+        std::thread::spawn(move || {
+            std::process::Command::new("redis-cli")
+                .args(["-p", &port.to_string(), "DEBUG", "SLEEP", "2"])
+                .output()
+                .unwrap()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let r = as_client(deny.port, 0);
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (503, "rate_limit_unavailable")
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "the callout timeout applies"
+    );
+    sleeper.join().unwrap();
+    wait_until(
+        "recovery after a slow spell",
+        Duration::from_secs(10),
+        || as_client(deny.port, 0).status == 200,
+    );
+    let stats = deny.admin_get("/stats?filter=redis").text();
+    assert!(
+        deny.counter("wasmcustom.api_warden.ratelimit.redis.errors.timeout") >= 1,
+        "{stats}"
+    );
+    assert!(deny.is_alive());
+}
+
+#[test]
+fn garbage_from_the_store_is_an_error_not_a_crash() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            use std::io::{Read, Write};
+            let mut buf = [0u8; 65536];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{\"EVAL\":[");
+        }
+    });
+    let envoy = Envoy::start_with(&redis_config(500, "deny", "junk"), 2, &[("junk", port)]);
+    for _ in 0..5 {
+        let r = as_client(envoy.port, 0);
+        assert_eq!(
+            (r.status, r.error_code().as_str()),
+            (503, "rate_limit_unavailable")
+        );
+    }
+    assert!(envoy.counter("wasmcustom.api_warden.ratelimit.redis.errors.garbage") >= 5);
+    assert!(envoy.is_alive());
+}

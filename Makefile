@@ -7,11 +7,11 @@ ENVOY         := $(VENV)/bin/envoy
 WASM_TARGET   := wasm32-wasip1
 WASM          := target/$(WASM_TARGET)/release/api_warden.wasm
 # command:Debian package, for what the tests run (signing recipe, Redis behind webdis).
-SYSTEM_TOOLS  := curl:curl openssl:openssl redis-server:redis-server redis-cli:redis-tools webdis:webdis
+SYSTEM_TOOLS  := curl:curl openssl:openssl redis-server:redis-server redis-cli:redis-tools webdis:webdis wrk:wrk
 
 export ENVOY_BIN := $(abspath $(ENVOY))
 
-.PHONY: build run test unit e2e lint fmt deps wasm-target system-deps clean
+.PHONY: build run test unit e2e lint fmt deps wasm-target system-deps bench clean
 
 build: wasm-target
 	cargo build --release --target $(WASM_TARGET) --lib
@@ -50,6 +50,10 @@ e2e: build deps
 test: deps build lint
 	cargo build --examples
 	cargo test --lib --tests -- --show-output
+
+# Throughput against no filter and Envoy's native filters (a benchmark, not a test).
+bench: build deps
+	bench/run.sh
 
 lint:
 	cargo fmt --all -- --check

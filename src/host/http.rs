@@ -88,10 +88,10 @@ impl Request {
         Action::Pause
     }
 
-    fn apply(&mut self, config: &Config, verdict: Verdict) -> Action {
+    fn apply(&mut self, config: &Config, verdict: Verdict, now: u64) -> Action {
         match verdict {
             Verdict::Allow(grant) => match grant.limit.clone() {
-                Some(target) => self.enforce(config, grant, target),
+                Some(target) => self.enforce(config, grant, target, now),
                 None => self.admit(&grant),
             },
             Verdict::Deny(rejection) => {
@@ -102,7 +102,7 @@ impl Request {
                 }
                 // Failed authentication counts against the caller's address.
                 if let Some(target) = &rejection.limit {
-                    match ratelimit::check_local(config, target, now_ms()) {
+                    match ratelimit::check_local(config, target, now) {
                         Ok(d) if !d.allowed => return self.limited(target, &d),
                         Ok(_) => {}
                         Err(e) => return self.store_failure(e),
@@ -135,8 +135,7 @@ impl Request {
         Action::Continue
     }
 
-    fn enforce(&mut self, config: &Config, grant: Grant, target: Target) -> Action {
-        let now = now_ms();
+    fn enforce(&mut self, config: &Config, grant: Grant, target: Target, now: u64) -> Action {
         if let Some((settings, key)) = ratelimit::redis_for(config, &target) {
             if let Some(token) = ratelimit::dispatch(settings, key, &target, now) {
                 self.callout = Some(Callout {
@@ -233,9 +232,9 @@ impl Request {
                 ))
             }
         };
-        let verdict =
-            pipeline::on_request_body(&config, &pending, &body, now_ms() / 1000, &HostStore);
-        self.apply(&config, verdict)
+        let now = now_ms();
+        let verdict = pipeline::on_request_body(&config, &pending, &body, now / 1000, &HostStore);
+        self.apply(&config, verdict, now)
     }
 }
 
@@ -331,8 +330,9 @@ impl HttpContext for Request {
             source,
             has_body: !end_of_stream,
         };
-        let verdict = pipeline::on_request_headers(&config, &head, now_ms() / 1000, &HostStore);
-        self.apply(&config, verdict)
+        let now = now_ms();
+        let verdict = pipeline::on_request_headers(&config, &head, now / 1000, &HostStore);
+        self.apply(&config, verdict, now)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {

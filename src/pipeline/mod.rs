@@ -122,6 +122,28 @@ pub fn on_request_headers<S: SharedStore + ?Sized>(
     now: u64,
     store: &S,
 ) -> Verdict {
+    let mut verdict = decide_headers(cfg, req, now, store);
+    // Only headers that are there need removing: each removal is a host call.
+    let present = |name: &&str| {
+        req.headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case(name))
+    };
+    match &mut verdict {
+        Verdict::Allow(grant) | Verdict::AwaitBody(_, grant) => {
+            grant.remove_headers.retain(present)
+        }
+        Verdict::Deny(_) => {}
+    }
+    verdict
+}
+
+fn decide_headers<S: SharedStore + ?Sized>(
+    cfg: &Config,
+    req: &RequestHead,
+    now: u64,
+    store: &S,
+) -> Verdict {
     let target = match path::normalise(req.path) {
         Ok(t) => t,
         Err(e) => return deny(Denial::bad_request("invalid_path", e.message())),

@@ -227,6 +227,10 @@ fn signed_request_waits_for_its_body_then_verifies_once() {
         .set_headers
         .contains(&("x-client-id", "marketing".to_string())));
     assert!(claimed.remove_headers.contains(&"x-signature"));
+    assert!(
+        claimed.remove_headers.contains(&"x-client-id"),
+        "the client's own header is replaced"
+    );
     let g = grant(on_request_body(&c, &pending, body, NOW + 1, &store));
     assert_eq!(g.identity.unwrap().method, AuthMethod::Hmac);
     let d = denial(on_request_body(&c, &pending, body, NOW + 2, &store));

@@ -1,0 +1,236 @@
+#!/usr/bin/env bash
+# Throughput and latency of api-warden against Envoy with no filter and Envoy's native filters,
+# in one run, on loopback. Prints a table with each variant's ratio to "no filter".
+#   make bench                      (DURATION=10 CONNECTIONS=16 CONCURRENCY=1 to change the load)
+# Each variant: Envoy (--concurrency $CONCURRENCY) -> router -> a second Envoy listener that
+# answers 200 directly, so the only difference between variants is the filter chain:
+#   none            no filter
+#   empty_wasm      a Rust proxy-wasm filter that does nothing (the floor of any wasm filter)
+#   native_api_key  Envoy's api_key_auth + local_ratelimit
+#   warden_api_key  api-warden: API key, authorisation, local rate limit, identity headers
+#   native_jwt      Envoy's jwt_authn (HS256, local JWKS) + local_ratelimit
+#   warden_jwt      api-warden: the same with a JWT
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ENVOY=${ENVOY_BIN:-.venv/bin/envoy}
+WASM=$PWD/target/wasm32-wasip1/release/api_warden.wasm
+EMPTY_WASM=$PWD/bench/empty-filter/target/wasm32-wasip1/release/empty_filter.wasm
+cargo build --quiet --release --target wasm32-wasip1 --manifest-path bench/empty-filter/Cargo.toml
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-16}
+CONCURRENCY=${CONCURRENCY:-1}
+KEY=ak_demo_marketing_key_0000000000000001
+JWT_SECRET=demo-jwt-secret-change-me-0123456789abcdef
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; [[ -n ${KEEP:-} ]] || rm -rf "$work"' EXIT
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+JWT=$(python3 - "$JWT_SECRET" <<'PY'
+import base64, hashlib, hmac, json, sys, time
+b = lambda d: base64.urlsafe_b64encode(d).rstrip(b"=").decode()
+now = int(time.time())
+h = b(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+p = b(json.dumps({"client_id": "marketing", "aud": "email-api", "iat": now, "exp": now + 3600}).encode())
+s = b(hmac.new(sys.argv[1].encode(), f"{h}.{p}".encode(), hashlib.sha256).digest())
+print(f"{h}.{p}.{s}")
+PY
+)
+JWK_K=$(python3 -c 'import base64,sys; print(base64.urlsafe_b64encode(sys.argv[1].encode()).rstrip(b"=").decode())' "$JWT_SECRET")
+KEY_SHA=$(printf %s "$KEY" | sha256sum | cut -d' ' -f1)
+
+warden_config() { # $1: extra JSON members
+  cat <<JSON
+{"clients": [{"client_id": "marketing", "name": "Marketing Team", "allowed_endpoints": ["/api/send/*"],
+  "api_keys": ["$KEY_SHA"], "rate_limits": {"requests_per_minute": 1000000000, "requests_per_hour": 1000000000,
+  "requests_per_day": 1000000000, "burst_limit": 1000000000}}],
+ $1}
+JSON
+}
+
+filters_none=""
+filters_empty() {
+  cat <<YAML
+          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                vm_config:
+                  runtime: envoy.wasm.runtime.v8
+                  code: { local: { filename: $EMPTY_WASM } }
+YAML
+}
+
+filters_warden() { # $1: plugin configuration JSON
+  local json; json=$(printf '%s' "$1" | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read()))')
+  cat <<YAML
+          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: api_warden
+                root_id: api_warden
+                vm_config:
+                  vm_id: api_warden
+                  runtime: envoy.wasm.runtime.v8
+                  code: { local: { filename: $WASM } }
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: $json
+          - name: envoy.filters.http.buffer
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer
+              max_request_bytes: 1048576
+YAML
+}
+filters_native_key=$(cat <<YAML
+          - name: envoy.filters.http.api_key_auth
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.api_key_auth.v3.ApiKeyAuth
+              credentials:
+              - { key: "$KEY", client: marketing }
+              key_sources:
+              - header: "X-API-Key"
+          - name: envoy.filters.http.local_ratelimit
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
+              stat_prefix: bench
+              token_bucket: { max_tokens: 1000000000, tokens_per_fill: 1000000000, fill_interval: 1s }
+              filter_enabled: { default_value: { numerator: 100, denominator: HUNDRED } }
+              filter_enforced: { default_value: { numerator: 100, denominator: HUNDRED } }
+YAML
+)
+filters_native_jwt=$(cat <<YAML
+          - name: envoy.filters.http.jwt_authn
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
+              providers:
+                demo:
+                  audiences: [email-api]
+                  local_jwks:
+                    inline_string: '{"keys":[{"kty":"oct","alg":"HS256","k":"$JWK_K"}]}'
+              rules:
+              - match: { prefix: "/" }
+                requires: { provider_name: demo }
+          - name: envoy.filters.http.local_ratelimit
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
+              stat_prefix: bench
+              token_bucket: { max_tokens: 1000000000, tokens_per_fill: 1000000000, fill_interval: 1s }
+              filter_enabled: { default_value: { numerator: 100, denominator: HUNDRED } }
+              filter_enforced: { default_value: { numerator: 100, denominator: HUNDRED } }
+YAML
+)
+
+render() { # $1: listener port, $2: admin port, $3: upstream port, $4: filters
+  cat <<YAML
+admin: { address: { socket_address: { address: 127.0.0.1, port_value: $2 } } }
+static_resources:
+  listeners:
+  - name: api
+    address: { socket_address: { address: 127.0.0.1, port_value: $1 } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: api
+          normalize_path: true
+          merge_slashes: true
+          path_with_escaped_slashes_action: REJECT_REQUEST
+          route_config:
+            virtual_hosts:
+            - name: api
+              domains: ["*"]
+              routes: [{ match: { prefix: "/" }, route: { cluster: upstream } }]
+          http_filters:
+$4
+          - name: envoy.filters.http.router
+            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
+  - name: upstream
+    address: { socket_address: { address: 127.0.0.1, port_value: $3 } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: upstream
+          route_config:
+            virtual_hosts:
+            - name: upstream
+              domains: ["*"]
+              routes: [{ match: { prefix: "/" }, direct_response: { status: 200, body: { inline_string: "ok" } } }]
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
+  clusters:
+  - name: upstream
+    connect_timeout: 1s
+    type: STATIC
+    load_assignment:
+      cluster_name: upstream
+      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $3 } } } }] }]
+YAML
+}
+
+declare -A PORT HEADER PID RPS P99 CPU
+start_variant() { # $1: name, $2: filters YAML, $3: request header
+  local p a u; p=$(port); a=$(port); u=$(port)
+  render "$p" "$a" "$u" "$2" > "$work/$1.yaml"
+  "$ENVOY" -c "$work/$1.yaml" --concurrency "$CONCURRENCY" --disable-hot-restart -l error > "$work/$1.log" 2>&1 &
+  PID[$1]=$!
+  for _ in $(seq 100); do
+    curl -sf "127.0.0.1:$a/ready" >/dev/null 2>&1 && curl -s -o /dev/null "127.0.0.1:$p/" && break
+    sleep 0.1
+  done
+  local code; code=$(curl -s -o /dev/null -w '%{http_code}' -H "$3" "127.0.0.1:$p/api/send/bulk")
+  [[ $code == 200 ]] || { echo "variant $1 answers $code, not 200" >&2; cat "$work/$1.log" >&2; exit 1; }
+  PORT[$1]=$p
+  HEADER[$1]=$3
+}
+
+# CPU time (user + system, clock ticks) of a process and all its threads.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+measure() { # $1: name; appends requests/s, p99 and Envoy CPU microseconds per request
+  local p=${PORT[$1]} h=${HEADER[$1]}
+  wrk -t1 -c"$CONNECTIONS" -d1s -H "$h" "http://127.0.0.1:$p/api/send/bulk" >/dev/null
+  local before; before=$(cpu_ticks "${PID[$1]}")
+  local out; out=$(wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "$h" "http://127.0.0.1:$p/api/send/bulk")
+  local after; after=$(cpu_ticks "${PID[$1]}")
+  local requests; requests=$(awk '/requests in/ {print $1}' <<<"$out")
+  CPU[$1]+="$(python3 -c "print(f'{($after - $before) * 1e6 / $(getconf CLK_TCK) / $requests:.1f}')") "
+  local non2xx; non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+  [[ -z $non2xx ]] || { echo "variant $1: $non2xx non-2xx responses" >&2; exit 1; }
+  RPS[$1]+="$(awk '/Requests\/sec/ {print $2}' <<<"$out") "
+  P99[$1]+="$(awk '$1 == "99%" {print $2}' <<<"$out") "
+}
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR]=$0} END {print v[int((NR+1)/2)]}'; }
+
+ROUNDS=${ROUNDS:-3}
+VARIANTS=(none empty_wasm native_api_key warden_api_key native_jwt warden_jwt)
+echo "api-warden benchmark: Envoy $("$ENVOY" --version | grep -o '1\.[0-9]*\.[0-9]*' | head -1), --concurrency $CONCURRENCY, wrk -t1 -c$CONNECTIONS -d${DURATION}s, median of $ROUNDS interleaved rounds, $(nproc) cores"
+start_variant none "$filters_none" "X-API-Key: $KEY"
+start_variant empty_wasm "$(filters_empty)" "X-API-Key: $KEY"
+start_variant native_api_key "$filters_native_key" "X-API-Key: $KEY"
+start_variant warden_api_key "$(filters_warden "$(warden_config '"auth_methods": ["api_key"]')")" "X-API-Key: $KEY"
+start_variant native_jwt "$filters_native_jwt" "Authorization: Bearer $JWT"
+start_variant warden_jwt "$(filters_warden "$(warden_config "\"jwt\": {\"audience\": \"email-api\", \"keys\": [{\"alg\": \"HS256\", \"secret\": \"$JWT_SECRET\"}]}")")" "Authorization: Bearer $JWT"
+for round in $(seq "$ROUNDS"); do
+  for v in "${VARIANTS[@]}"; do measure "$v"; done
+done
+
+declare -A MED MEDCPU
+for v in "${VARIANTS[@]}"; do MED[$v]=$(median <<<"${RPS[$v]}"); MEDCPU[$v]=$(median <<<"${CPU[$v]}"); done
+printf '\n%-16s %11s %9s %8s %14s %16s   %s\n' variant requests/s p99 "vs none" "CPU us/request" "filter us/req" "requests/s by round"
+for v in "${VARIANTS[@]}"; do
+  printf '%-16s %11s %9s %8s %14s %16s   %s\n' "$v" "${MED[$v]}" "$(sed 's/ms//g' <<<"${P99[$v]}" | median)ms" \
+    "$(python3 -c "print(f'{${MED[$v]}/${MED[none]}:.2f}')")" "${MEDCPU[$v]}" \
+    "$(python3 -c "print(f'{${MEDCPU[$v]} - ${MEDCPU[none]}:+.1f}')")" "${RPS[$v]}"
+done
+ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
+printf '\nEnvoy CPU per request, api-warden / native: api key + rate limit %s, jwt + rate limit %s\n' \
+  "$(ratio "${MEDCPU[warden_api_key]}" "${MEDCPU[native_api_key]}")" "$(ratio "${MEDCPU[warden_jwt]}" "${MEDCPU[native_jwt]}")"
+printf 'Throughput, api-warden / native: api key + rate limit %s, jwt + rate limit %s\n' \
+  "$(ratio "${MED[warden_api_key]}" "${MED[native_api_key]}")" "$(ratio "${MED[warden_jwt]}" "${MED[native_jwt]}")"

@@ -33,9 +33,33 @@ pub struct RequestHead<'a> {
     /// `:path` as received (Envoy has normalised it already, if configured to).
     pub path: &'a [u8],
     pub headers: &'a HeaderList,
-    pub source: Option<IpAddr>,
+    pub source: Source<'a>,
     /// False when the headers ended the request.
     pub has_body: bool,
+}
+
+/// The caller's address, looked up only when a decision needs it (on the host each lookup is a
+/// call out of the VM): authenticated clients without an address allowlist never need it.
+pub struct Source<'a> {
+    lookup: Box<dyn Fn() -> Option<IpAddr> + 'a>,
+    cached: std::cell::OnceCell<Option<IpAddr>>,
+}
+
+impl<'a> Source<'a> {
+    pub fn lazy(lookup: impl Fn() -> Option<IpAddr> + 'a) -> Self {
+        Self {
+            lookup: Box::new(lookup),
+            cached: std::cell::OnceCell::new(),
+        }
+    }
+
+    pub fn known(ip: Option<IpAddr>) -> Self {
+        Self::lazy(move || ip)
+    }
+
+    pub fn get(&self) -> Option<IpAddr> {
+        *self.cached.get_or_init(|| (self.lookup)())
+    }
 }
 
 #[derive(Debug)]
@@ -92,7 +116,7 @@ fn unauthenticated(
     cfg: &Config,
     denial: Denial,
     auth: Option<(AuthMethod, bool)>,
-    source: Option<IpAddr>,
+    source: &Source,
 ) -> Verdict {
     Verdict::Deny(Rejection {
         denial,
@@ -101,11 +125,12 @@ fn unauthenticated(
     })
 }
 
-fn address_limit(cfg: &Config, source: Option<IpAddr>) -> Option<Target> {
+fn address_limit(cfg: &Config, source: &Source) -> Option<Target> {
     let rl = &cfg.rate_limiting;
-    source
-        .filter(|_| rl.enabled)
-        .map(|ip| rl.rules.for_address(ip))
+    if !rl.enabled {
+        return None;
+    }
+    source.get().map(|ip| rl.rules.for_address(ip))
 }
 
 fn client_limit(cfg: &Config, client: &Client, path: &str) -> Option<Target> {
@@ -154,7 +179,7 @@ fn decide_headers<S: SharedStore + ?Sized>(
             identity: None,
             remove_headers: IDENTITY_HEADERS.to_vec(),
             set_headers: Vec::new(),
-            limit: address_limit(cfg, req.source),
+            limit: address_limit(cfg, &req.source),
         });
     }
     let creds = match credentials::extract(req.headers) {
@@ -170,7 +195,7 @@ fn decide_headers<S: SharedStore + ?Sized>(
     };
     match auth::authenticate(cfg, &creds, &facts, now, store) {
         Outcome::NeedBody => await_body(cfg, creds, method, target, req, level, now),
-        outcome => finish(cfg, outcome, &creds, &target.path, req.source, level),
+        outcome => finish(cfg, outcome, &creds, &target.path, &req.source, level),
     }
 }
 
@@ -195,7 +220,7 @@ fn await_body(
     };
     let (client, _) = match auth::precheck_signature(cfg, &signed, now) {
         Ok(found) => found,
-        Err(f) => return unauthenticated(cfg, f.denial, Some((f.method, false)), req.source),
+        Err(f) => return unauthenticated(cfg, f.denial, Some((f.method, false)), &req.source),
     };
     let scopes = cfg
         .clients
@@ -207,13 +232,13 @@ fn await_body(
         method: AuthMethod::Hmac,
         scopes,
     };
-    match grant_for(cfg, claimed, &creds, &target.path, req.source, level) {
+    match grant_for(cfg, claimed, &creds, &target.path, &req.source, level) {
         Ok(grant) => Verdict::AwaitBody(
             Box::new(Pending {
                 signed,
                 method,
                 target,
-                source: req.source,
+                source: req.source.get(),
                 max_body_bytes: cfg.hmac.max_body_bytes,
             }),
             grant,
@@ -249,7 +274,12 @@ pub fn on_request_body<S: SharedStore + ?Sized>(
             remove_headers: Vec::new(),
             set_headers: Vec::new(),
         }),
-        Err(f) => unauthenticated(cfg, f.denial, Some((f.method, false)), pending.source),
+        Err(f) => unauthenticated(
+            cfg,
+            f.denial,
+            Some((f.method, false)),
+            &Source::known(pending.source),
+        ),
     }
 }
 
@@ -271,7 +301,7 @@ fn finish(
     outcome: Outcome,
     creds: &Credentials,
     path: &str,
-    source: Option<IpAddr>,
+    source: &Source,
     level: SecurityLevel,
 ) -> Verdict {
     let identity = match outcome {
@@ -315,7 +345,7 @@ fn grant_for(
     identity: Identity,
     creds: &Credentials,
     path: &str,
-    source: Option<IpAddr>,
+    source: &Source,
     level: SecurityLevel,
 ) -> Result<Grant, Denial> {
     let Some(client) = cfg.clients.get(identity.client) else {
@@ -325,7 +355,7 @@ fn grant_for(
             "identity refers to no client",
         ));
     };
-    authz::authorise(client, path, source, level)?;
+    authz::authorise(client, path, || source.get(), level)?;
     let mut remove_headers = IDENTITY_HEADERS.to_vec();
     if !cfg.forward_credentials {
         remove_headers.extend(CREDENTIAL_HEADERS);

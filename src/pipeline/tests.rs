@@ -56,7 +56,7 @@ fn run(cfg: &Config, method: &str, path: &str, h: &[(&str, &str)], has_body: boo
         method: method.as_bytes(),
         path: path.as_bytes(),
         headers: &headers,
-        source: office(),
+        source: Source::known(office()),
         has_body,
     };
     on_request_headers(cfg, &req, NOW, &store)
@@ -168,13 +168,13 @@ fn address_outside_the_allowlist_is_refused() {
         method: b"GET",
         path: b"/api/send/x",
         headers: &h,
-        source: Some("10.9.9.9".parse().unwrap()),
+        source: Source::known(Some("10.9.9.9".parse().unwrap())),
         has_body: false,
     };
     let d = denial(on_request_headers(&cfg(), &req, NOW, &store));
     assert_eq!(d.code, "ip_not_allowed");
     let req = RequestHead {
-        source: None,
+        source: Source::known(None),
         ..req
     };
     assert_eq!(
@@ -216,7 +216,7 @@ fn signed_request_waits_for_its_body_then_verifies_once() {
         method: b"POST",
         path: b"/api/send/x?y=1",
         headers: &h,
-        source: office(),
+        source: Source::known(office()),
         has_body: true,
     };
     let Verdict::AwaitBody(pending, claimed) = on_request_headers(&c, &req, NOW, &store) else {
@@ -369,4 +369,33 @@ fn disabled_rate_limiting_counts_nothing() {
             .is_none()
     );
     assert!(grant(run(&c, "GET", "/health", &[], false)).limit.is_none());
+}
+
+#[test]
+fn the_address_is_looked_up_only_when_a_decision_needs_it() {
+    let c = cfg_with(json!({"rate_limiting": {"enabled": false}}));
+    let store = MemoryStore::new();
+    let lookups = std::cell::Cell::new(0);
+    let h = headers(&[("x-api-key", "ops-key-000000000000")]);
+    let req = RequestHead {
+        method: b"GET",
+        path: b"/api/admin/x",
+        headers: &h,
+        source: Source::lazy(|| {
+            lookups.set(lookups.get() + 1);
+            office()
+        }),
+        has_body: false,
+    };
+    // ops has no address allowlist and rate limiting is off: no lookup.
+    let _ = on_request_headers(&c, &req, NOW, &store);
+    assert_eq!(lookups.get(), 0);
+    let h = headers(&[("x-api-key", KEY)]);
+    let req = RequestHead {
+        headers: &h,
+        path: b"/api/send/x",
+        ..req
+    };
+    let _ = on_request_headers(&c, &req, NOW, &store);
+    assert_eq!(lookups.get(), 1, "marketing has an allowlist");
 }

@@ -1,7 +1,8 @@
 //! Rate-limit response fields, after draft-ietf-httpapi-ratelimit-headers-07:
 //! `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` describe the quota closest to
-//! exhaustion, `RateLimit-Policy` lists every quota (`w` is the window in seconds, `burst` the
-//! bucket size). A refused request also gets `Retry-After` (RFC 9110, seconds).
+//! exhaustion. A refused request also gets `RateLimit-Policy`, listing every quota (`w` is the
+//! window in seconds, `burst` the bucket size), and `Retry-After` (RFC 9110, seconds). The policy
+//! is left off admitted responses: it never changes, and each field costs a host call.
 
 use super::window::Decision;
 use super::Limits;
@@ -14,18 +15,19 @@ pub fn fields(decision: &Decision, limits: &Limits) -> Vec<(String, String)> {
             decision.remaining.to_string(),
         ),
         ("ratelimit-reset".to_string(), decision.reset.to_string()),
-        (
-            "ratelimit-policy".to_string(),
-            format!(
-                "{};w=60;burst={}, {};w=3600, {};w=86400",
-                limits.per_minute, limits.burst, limits.per_hour, limits.per_day
-            ),
-        ),
     ];
     if let Some(retry) = decision.retry_after {
+        out.push(("ratelimit-policy".to_string(), policy(limits)));
         out.push(("retry-after".to_string(), retry.to_string()));
     }
     out
+}
+
+pub fn policy(limits: &Limits) -> String {
+    format!(
+        "{};w=60;burst={}, {};w=3600, {};w=86400",
+        limits.per_minute, limits.burst, limits.per_hour, limits.per_day
+    )
 }
 
 #[cfg(test)]
@@ -62,6 +64,10 @@ mod tests {
             retry_after: None,
             ..d
         };
-        assert!(fields(&ok, &limits).iter().all(|(n, _)| n != "retry-after"));
+        let admitted = fields(&ok, &limits);
+        assert!(admitted
+            .iter()
+            .all(|(n, _)| n != "retry-after" && n != "ratelimit-policy"));
+        assert_eq!(admitted.len(), 3);
     }
 }

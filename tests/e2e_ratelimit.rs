@@ -240,7 +240,55 @@ fn redis_outage_follows_failure_mode_and_recovers() {
     assert_eq!(as_client(deny.port, 0).status, 200);
     assert_eq!(as_client(allow.port, 1).status, 200);
 
+    // Kill Redis while both Envoys are under load: every answer is a 200, a 429 or the
+    // documented 503 (deny mode only), never anything else.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = [(deny.port, 2, "deny"), (allow.port, 3, "allow")]
+        .into_iter()
+        .flat_map(|(port, client, mode)| (0..2).map(move |_| (port, client, mode)))
+        .map(|(port, client, mode)| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let r = as_client(port, client);
+                    let code = if r.status == 200 {
+                        String::new()
+                    } else {
+                        r.error_code()
+                    };
+                    seen.push((mode, r.status, code));
+                }
+                seen
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
     redis.stop_redis();
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen: Vec<_> = load.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    for (mode, status, code) in &seen {
+        let documented = match (*mode, *status) {
+            (_, 200) | (_, 429) => true,
+            ("deny", 503) => code == "rate_limit_unavailable",
+            _ => false,
+        };
+        assert!(documented, "{mode}: {status} {code}");
+    }
+    let refused = seen
+        .iter()
+        .filter(|(m, s, _)| *m == "deny" && *s == 503)
+        .count();
+    println!(
+        "Redis killed under load: {} answers, {refused} documented 503s in deny mode, allow mode all 200/429",
+        seen.len()
+    );
+    assert!(
+        refused > 0,
+        "deny mode refused nothing while Redis was down"
+    );
+
     for _ in 0..10 {
         let r = as_client(deny.port, 0);
         assert_eq!(r.status, 503, "{}", r.text());

@@ -83,6 +83,17 @@ filters_warden() { # $1: plugin configuration JSON
               max_request_bytes: 1048576
 YAML
 }
+# Envoy's local rate limit with limits never reached, as api-warden's are in this benchmark.
+native_ratelimit=$(cat <<YAML
+          - name: envoy.filters.http.local_ratelimit
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
+              stat_prefix: bench
+              token_bucket: { max_tokens: 1000000000, tokens_per_fill: 1000000000, fill_interval: 1s }
+              filter_enabled: { default_value: { numerator: 100, denominator: HUNDRED } }
+              filter_enforced: { default_value: { numerator: 100, denominator: HUNDRED } }
+YAML
+)
 filters_native_key=$(cat <<YAML
           - name: envoy.filters.http.api_key_auth
             typed_config:
@@ -91,13 +102,7 @@ filters_native_key=$(cat <<YAML
               - { key: "$KEY", client: marketing }
               key_sources:
               - header: "X-API-Key"
-          - name: envoy.filters.http.local_ratelimit
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
-              stat_prefix: bench
-              token_bucket: { max_tokens: 1000000000, tokens_per_fill: 1000000000, fill_interval: 1s }
-              filter_enabled: { default_value: { numerator: 100, denominator: HUNDRED } }
-              filter_enforced: { default_value: { numerator: 100, denominator: HUNDRED } }
+$native_ratelimit
 YAML
 )
 filters_native_jwt=$(cat <<YAML
@@ -112,13 +117,7 @@ filters_native_jwt=$(cat <<YAML
               rules:
               - match: { prefix: "/" }
                 requires: { provider_name: demo }
-          - name: envoy.filters.http.local_ratelimit
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
-              stat_prefix: bench
-              token_bucket: { max_tokens: 1000000000, tokens_per_fill: 1000000000, fill_interval: 1s }
-              filter_enabled: { default_value: { numerator: 100, denominator: HUNDRED } }
-              filter_enforced: { default_value: { numerator: 100, denominator: HUNDRED } }
+$native_ratelimit
 YAML
 )
 

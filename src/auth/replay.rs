@@ -5,7 +5,7 @@
 //! (16-byte fingerprint, expiry). Expired entries are dropped on every write. When a slot is full of
 //! live entries the request is refused (fail closed) rather than forgetting a signature.
 
-use crate::store::{self, SharedStore, StoreError};
+use crate::store::{self, SharedStore, SlotKeys, StoreError};
 use sha2::{Digest, Sha256};
 
 const ENTRY_BYTES: usize = 24;
@@ -25,17 +25,17 @@ pub enum ReplayVerdict {
     Unavailable,
 }
 
-pub fn slot_key(slot: usize) -> String {
-    format!("aw:replay:{slot}")
-}
-
 impl ReplayTable {
+    pub fn keys(&self) -> SlotKeys {
+        SlotKeys {
+            prefix: "aw:replay",
+            slots: self.slots,
+        }
+    }
+
     /// Creates every slot key. Called once per worker at configuration, before any request.
     pub fn prepare<S: SharedStore + ?Sized>(&self, store: &S) -> Result<(), StoreError> {
-        for slot in 0..self.slots {
-            store::ensure_exists(store, &slot_key(slot), b"")?;
-        }
-        Ok(())
+        self.keys().prepare(store)
     }
 
     /// Records the signature if it was not seen; `expires_at` is when its timestamp leaves the
@@ -55,11 +55,8 @@ impl ReplayTable {
         let digest = hasher.finalize();
         let mut fingerprint = [0u8; 16];
         fingerprint.copy_from_slice(&digest[..16]);
-        let mut slot_bytes = [0u8; 8];
-        slot_bytes.copy_from_slice(&digest[16..24]);
-        let slot = (u64::from_be_bytes(slot_bytes) % self.slots.max(1) as u64) as usize;
 
-        let result = store::update(store, &slot_key(slot), |current| {
+        let result = store::update(store, &self.keys().key_for(&fingerprint), |current| {
             let mut live: Vec<u8> = Vec::with_capacity(current.len() + ENTRY_BYTES);
             let mut seen = false;
             for entry in current.chunks_exact(ENTRY_BYTES) {

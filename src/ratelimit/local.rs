@@ -13,17 +13,12 @@
 
 use super::window::{self, CounterState, Decision, STATE_BYTES};
 use super::Limits;
-use crate::store::{self, SharedStore, StoreError};
-use sha2::{Digest, Sha256};
+use crate::store::{self, SharedStore, SlotKeys, StoreError};
 
 const ADDRESS_ENTRY: usize = 16 + STATE_BYTES;
 
 pub fn client_key(subject_key: &str) -> String {
     format!("aw:rl:{subject_key}")
-}
-
-pub fn slot_key(slot: usize) -> String {
-    format!("aw:rla:{slot}")
 }
 
 /// Counts one request against a client counter.
@@ -46,18 +41,15 @@ pub struct AddressTable {
 }
 
 impl AddressTable {
-    pub fn prepare<S: SharedStore + ?Sized>(&self, store: &S) -> Result<(), StoreError> {
-        for slot in 0..self.slots {
-            store::ensure_exists(store, &slot_key(slot), b"")?;
+    pub fn keys(&self) -> SlotKeys {
+        SlotKeys {
+            prefix: "aw:rla",
+            slots: self.slots,
         }
-        Ok(())
     }
 
-    fn slot_of(&self, address: &[u8; 16]) -> usize {
-        let digest = Sha256::digest(address);
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&digest[..8]);
-        (u64::from_be_bytes(b) % self.slots.max(1) as u64) as usize
+    pub fn prepare<S: SharedStore + ?Sized>(&self, store: &S) -> Result<(), StoreError> {
+        self.keys().prepare(store)
     }
 
     /// Counts one request against an address.
@@ -69,7 +61,7 @@ impl AddressTable {
         now_ms: u64,
     ) -> Result<Decision, StoreError> {
         let per_slot = self.per_slot;
-        store::update(store, &slot_key(self.slot_of(address)), |current| {
+        store::update(store, &self.keys().key_for(address), |current| {
             let mut entries: Vec<([u8; 16], CounterState)> = current
                 .chunks_exact(ADDRESS_ENTRY)
                 .map(|e| {
@@ -160,7 +152,7 @@ mod tests {
         }
         assert_eq!(store.len(), 2);
         for slot in 0..2 {
-            let (bytes, _) = store.get(&slot_key(slot)).unwrap().unwrap();
+            let (bytes, _) = store.get(&table.keys().key(slot)).unwrap().unwrap();
             assert!(bytes.len() <= 4 * ADDRESS_ENTRY);
         }
     }

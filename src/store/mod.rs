@@ -4,6 +4,7 @@
 //! implements it with proxy-wasm shared data; tests use [`MemoryStore`], which mimics Envoy's
 //! semantics, including the quirk that a compare-and-swap on an absent key always succeeds.
 
+use sha2::Digest;
 use std::cell::RefCell;
 use std::collections::HashMap;
 
@@ -64,6 +65,34 @@ pub fn ensure_exists<S: SharedStore + ?Sized>(
     match store.get(key)? {
         Some(_) => Ok(()),
         None => store.set(key, initial, None),
+    }
+}
+
+/// A fixed set of keys, `<prefix>:<n>`, standing in for a key space that attackers influence
+/// (signatures, addresses): Envoy cannot delete shared-data keys, so such tables hash into these
+/// slots, created once at configuration, and bound what each slot holds.
+#[derive(Debug, Clone, Copy)]
+pub struct SlotKeys {
+    pub prefix: &'static str,
+    pub slots: usize,
+}
+
+impl SlotKeys {
+    pub fn key(&self, slot: usize) -> String {
+        format!("{}:{slot}", self.prefix)
+    }
+
+    /// The slot key for an identifier, by SHA-256 (callers cannot aim at one slot).
+    pub fn key_for(&self, id: &[u8]) -> String {
+        let digest = sha2::Sha256::digest(id);
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&digest[..8]);
+        self.key((u64::from_be_bytes(b) % self.slots.max(1) as u64) as usize)
+    }
+
+    /// Creates every slot. Called by each worker at configuration, before any request.
+    pub fn prepare<S: SharedStore + ?Sized>(&self, store: &S) -> Result<(), StoreError> {
+        (0..self.slots).try_for_each(|slot| ensure_exists(store, &self.key(slot), b""))
     }
 }
 
@@ -147,6 +176,22 @@ mod tests {
             (Some(b"y".to_vec()), ())
         });
         assert_eq!(result, Err(StoreError::CasMismatch));
+    }
+
+    #[test]
+    fn slot_keys_are_a_fixed_set() {
+        let keys = SlotKeys {
+            prefix: "aw:t",
+            slots: 4,
+        };
+        let store = MemoryStore::new();
+        keys.prepare(&store).unwrap();
+        assert_eq!(store.len(), 4);
+        for i in 0..100u32 {
+            let key = keys.key_for(&i.to_be_bytes());
+            assert!(store.get(&key).unwrap().is_some(), "{key}");
+        }
+        assert_eq!(keys.key_for(b"x"), keys.key_for(b"x"));
     }
 
     #[test]

@@ -369,3 +369,53 @@ fn garbage_from_the_store_is_an_error_not_a_crash() {
     assert!(envoy.counter("wasmcustom.api_warden.ratelimit.redis.errors.garbage") >= 5);
     assert!(envoy.is_alive());
 }
+
+#[test]
+fn signed_requests_wait_for_redis_in_the_body_phase() {
+    let redis = RedisStack::start();
+    let mut cfg = redis_config(1000, "deny", "webdis");
+    cfg["clients"][0]["client_secret"] = json!("trial-signing-secret-0000");
+    cfg["clients"][0]["rate_limits"] = json!({"requests_per_minute": 2});
+    let envoy = Envoy::start_with(&cfg, 2, &[("webdis", redis.webdis_port)]);
+    away_from_minute_boundary();
+    let statuses: Vec<u16> = (0..3)
+        .map(|i| {
+            let ts = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+                .to_string();
+            let body = format!("{{\"n\":{i}}}");
+            let sig = api_warden::auth::hmac_signature::sign(
+                b"trial-signing-secret-0000",
+                "POST",
+                "/api/send/signed",
+                body.as_bytes(),
+                &ts,
+                None,
+            );
+            let h: Vec<(&str, &[u8])> = vec![
+                ("X-Client-Id", b"trial0"),
+                ("X-Timestamp", ts.as_bytes()),
+                ("X-Signature", sig.as_bytes()),
+            ];
+            let r = http::send(
+                envoy.port,
+                &request("POST", b"/api/send/signed", &h, body.as_bytes()),
+            )
+            .unwrap();
+            if r.status == 200 {
+                assert_eq!(
+                    r.json()["body_bytes"],
+                    body.len(),
+                    "the body reaches the upstream"
+                );
+                assert_eq!(r.header("ratelimit-limit"), Some("2"));
+            }
+            r.status
+        })
+        .collect();
+    assert_eq!(statuses, [200, 200, 429]);
+    let keys = redis.cli(&["--scan", "--pattern", "aw:trial0:api_send:*"]);
+    assert!(!keys.is_empty(), "counted in Redis");
+}

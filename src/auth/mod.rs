@@ -96,9 +96,14 @@ pub struct RequestFacts<'a> {
 }
 
 fn unauthorized(method: AuthMethod, code: &'static str, message: &str) -> Failure {
+    let mut challenge = method.challenge();
+    if method == AuthMethod::Jwt {
+        // RFC 6750: a bearer token that was presented and refused.
+        challenge.push_str(", error=\"invalid_token\"");
+    }
     Failure {
         method,
-        denial: Denial::unauthorized(code, message, method.challenge()),
+        denial: Denial::unauthorized(code, message, challenge),
     }
 }
 

@@ -299,6 +299,10 @@ fn jwt_shaped_bearer_is_never_tried_as_an_api_key() {
         false,
     ));
     assert_eq!((d.status, d.code), (401, "jwt_not_accepted"));
+    assert_eq!(
+        d.challenge.as_deref(),
+        Some("Bearer realm=\"api-warden\", error=\"invalid_token\"")
+    );
 }
 
 #[test]

@@ -717,10 +717,13 @@ fn outcomes_are_counted_in_envoy_stats() {
     assert!(e.counter("wasmcustom.api_warden.auth.api_key.failure") >= 1);
     assert!(e.counter("wasmcustom.api_warden.denied.invalid_api_key") >= 1);
     let prom = e.admin_get("/stats/prometheus").text();
-    assert!(
-        prom.contains("api_warden_denied_invalid_api_key"),
-        "prometheus output lacks the counters"
-    );
+    for series in [
+        "api_warden_auth{method=\"api_key\",result=\"success\"}",
+        "api_warden_auth{method=\"api_key\",result=\"failure\"}",
+        "api_warden_denied{code=\"invalid_api_key\"}",
+    ] {
+        assert!(prom.contains(series), "Prometheus output lacks {series}");
+    }
 }
 
 #[test]

@@ -70,6 +70,7 @@ filters_warden() { # $1: plugin configuration JSON
               config:
                 name: api_warden
                 root_id: api_warden
+                failure_policy: FAIL_RELOAD
                 vm_config:
                   vm_id: api_warden
                   runtime: envoy.wasm.runtime.v8

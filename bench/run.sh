@@ -10,6 +10,8 @@
 #   warden_api_key  api-warden: API key, authorisation, local rate limit, identity headers
 #   native_jwt      Envoy's jwt_authn (HS256, local JWKS) + local_ratelimit
 #   warden_jwt      api-warden: the same with a JWT
+#   warden_redis    api-warden with an API key, counting in Redis through webdis (one callout
+#                   per request; Redis and webdis on loopback, started here)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ENVOY=${ENVOY_BIN:-.venv/bin/envoy}
@@ -164,6 +166,12 @@ $4
           - name: envoy.filters.http.router
             typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
   clusters:
+  - name: webdis
+    connect_timeout: 1s
+    type: STATIC
+    load_assignment:
+      cluster_name: webdis
+      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $WEBDIS_PORT } } } }] }]
   - name: upstream
     connect_timeout: 1s
     type: STATIC
@@ -208,8 +216,18 @@ measure() { # $1: name; appends requests/s, p99 and Envoy CPU microseconds per r
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR]=$0} END {print v[int((NR+1)/2)]}'; }
 
+# Redis and webdis for the distributed variant.
+REDIS_PORT=$(port)
+WEBDIS_PORT=$(port)
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no > "$work/redis.log" 2>&1 &
+printf '{"redis_host":"127.0.0.1","redis_port":%s,"http_host":"127.0.0.1","http_port":%s,"threads":2,"daemonize":false,"database":0,"verbosity":1,"logfile":"%s"}' \
+  "$REDIS_PORT" "$WEBDIS_PORT" "$work/webdis.log" > "$work/webdis.json"
+sleep 0.3
+webdis "$work/webdis.json" > "$work/webdis.out" 2>&1 &
+for _ in $(seq 50); do curl -sf "127.0.0.1:$WEBDIS_PORT/PING" >/dev/null 2>&1 && break; sleep 0.1; done
+
 ROUNDS=${ROUNDS:-3}
-VARIANTS=(none empty_wasm native_api_key warden_api_key native_jwt warden_jwt)
+VARIANTS=(none empty_wasm native_api_key warden_api_key native_jwt warden_jwt warden_redis)
 echo "api-warden benchmark: Envoy $("$ENVOY" --version | grep -o '1\.[0-9]*\.[0-9]*' | head -1), --concurrency $CONCURRENCY, wrk -t1 -c$CONNECTIONS -d${DURATION}s, median of $ROUNDS interleaved rounds, $(nproc) cores"
 start_variant none "$filters_none" "X-API-Key: $KEY"
 start_variant empty_wasm "$(filters_empty)" "X-API-Key: $KEY"
@@ -217,6 +235,7 @@ start_variant native_api_key "$filters_native_key" "X-API-Key: $KEY"
 start_variant warden_api_key "$(filters_warden "$(warden_config '"auth_methods": ["api_key"]')")" "X-API-Key: $KEY"
 start_variant native_jwt "$filters_native_jwt" "Authorization: Bearer $JWT"
 start_variant warden_jwt "$(filters_warden "$(warden_config "\"jwt\": {\"audience\": \"email-api\", \"keys\": [{\"alg\": \"HS256\", \"secret\": \"$JWT_SECRET\"}]}")")" "Authorization: Bearer $JWT"
+start_variant warden_redis "$(filters_warden "$(warden_config '"auth_methods": ["api_key"], "rate_limiting": {"mode": "redis", "redis": {"cluster": "webdis", "timeout_ms": 1000}}')")" "X-API-Key: $KEY"
 for round in $(seq "$ROUNDS"); do
   for v in "${VARIANTS[@]}"; do measure "$v"; done
 done

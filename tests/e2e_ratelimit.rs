@@ -212,6 +212,13 @@ fn redis_counting_is_exact_across_two_envoys() {
         keys.lines().count() >= 4,
         "expected counters in Redis, got {keys:?}"
     );
+    // Decisions go by EVALSHA; only the first few (before Redis cached the script) carry it.
+    let sha = api_warden::ratelimit::redis::script_sha();
+    assert_eq!(redis.cli(&["SCRIPT", "EXISTS", &sha]).trim(), "1");
+    let loads = a.counter("wasmcustom.api_warden.ratelimit.redis.script_loads")
+        + b.counter("wasmcustom.api_warden.ratelimit.redis.script_loads");
+    println!("script sent whole {loads} times for {} decisions", 15 * L);
+    assert!((1..=THREADS as u64).contains(&loads), "{loads}");
     let ttl: i64 = redis
         .cli(&["TTL", keys.lines().find(|k| k.contains(":m:")).unwrap()])
         .trim()
@@ -300,11 +307,14 @@ fn redis_outage_follows_failure_mode_and_recovers() {
     assert!(deny.is_alive() && allow.is_alive());
 
     redis.start_redis();
+    let loads_before = deny.counter("wasmcustom.api_warden.ratelimit.redis.script_loads");
     wait_until(
         "recovery after Redis restarts",
         Duration::from_secs(20),
         || as_client(deny.port, 0).status == 200,
     );
+    // The restarted Redis had lost the script: it was sent whole again.
+    assert!(deny.counter("wasmcustom.api_warden.ratelimit.redis.script_loads") > loads_before);
 
     // Slow Redis: every call times out while it sleeps, then it answers again.
     let slow = redis.cli(&["DEBUG", "SLEEP", "0"]);

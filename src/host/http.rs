@@ -25,6 +25,8 @@ struct Callout {
     grant: Grant,
     target: Target,
     sent_ms: u64,
+    /// Sent as EVALSHA: a NOSCRIPT answer is retried once with the whole script.
+    by_sha: bool,
 }
 
 pub struct Request {
@@ -137,12 +139,14 @@ impl Request {
 
     fn enforce(&mut self, config: &Config, grant: Grant, target: Target, now: u64) -> Action {
         if let Some((settings, key)) = ratelimit::redis_for(config, &target) {
-            if let Some(token) = ratelimit::dispatch(settings, key, &target, now) {
+            let call = redis::Call::BySha(&settings.script_sha);
+            if let Some(token) = ratelimit::dispatch(settings, call, key, &target, now) {
                 self.callout = Some(Callout {
                     token,
                     grant,
                     target,
                     sent_ms: now,
+                    by_sha: true,
                 });
                 return Action::Pause;
             }
@@ -218,6 +222,27 @@ impl Request {
         }
     }
 
+    /// Redis lost its script cache (a restart): sends the same decision with the whole script.
+    /// `None` while waiting for that answer.
+    fn resend_with_script(&mut self, config: &Config, callout: Callout) -> Option<Action> {
+        self.metrics.increment("ratelimit.redis.script_loads");
+        let resent = ratelimit::redis_for(config, &callout.target).and_then(|(settings, key)| {
+            let call = redis::Call::WithScript;
+            ratelimit::dispatch(settings, call, key, &callout.target, callout.sent_ms)
+        });
+        match resent {
+            Some(token) => {
+                self.callout = Some(Callout {
+                    token,
+                    by_sha: false,
+                    ..callout
+                });
+                None
+            }
+            None => Some(self.redis_failed(config, callout.grant, callout.target, "dispatch")),
+        }
+    }
+
     fn verify_buffered_body(&mut self, body_size: usize) -> Action {
         let (Some(config), Some(pending)) = (self.config.clone(), self.pending.take()) else {
             return Action::Continue;
@@ -270,7 +295,14 @@ impl Context for Request {
             .ok()
             .flatten()
             .unwrap_or_default();
-        let action = match redis::parse_response(status, &body, &callout.target.limits, now) {
+        let answer = redis::parse_response(status, &body, &callout.target.limits, now);
+        let action = match answer {
+            Err(redis::RedisError::NoScript) if callout.by_sha => {
+                match self.resend_with_script(&config, callout) {
+                    None => return,
+                    Some(action) => action,
+                }
+            }
             Ok(decision) => {
                 if self.metrics.redis_failing.replace(false) {
                     log::info!("api-warden: Redis rate limiting answers again");

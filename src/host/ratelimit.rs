@@ -22,8 +22,14 @@ pub fn check_local(cfg: &Config, target: &Target, now_ms: u64) -> Result<Decisio
 }
 
 /// Sends the decision to Redis; the answer arrives in `on_http_call_response`.
-pub fn dispatch(settings: &RedisSettings, key: &str, target: &Target, now_ms: u64) -> Option<u32> {
-    let path = redis::request_path(&settings.key_prefix, key, &target.limits, now_ms);
+pub fn dispatch(
+    settings: &RedisSettings,
+    call: redis::Call,
+    key: &str,
+    target: &Target,
+    now_ms: u64,
+) -> Option<u32> {
+    let path = redis::request_path(call, &settings.key_prefix, key, &target.limits, now_ms);
     hostcalls::dispatch_http_call(
         &settings.cluster,
         vec![

@@ -1,6 +1,8 @@
 //! Cluster-wide counting in Redis, reached through webdis with the proxy's HTTP callouts.
 //!
-//! One `EVAL` per decision runs [`SCRIPT`] atomically: it reads the minute, hour and day
+//! One `EVALSHA` per decision runs [`SCRIPT`] atomically (by its SHA-1, so the script does not
+//! travel with every request; when Redis answers `NOSCRIPT`, after a restart for instance, the
+//! same decision is sent again as a full `EVAL`, which also caches the script): it reads the minute, hour and day
 //! counters and the burst bucket, and only when every one has room increments them all. It
 //! returns the counts it saw, and the filter turns them into a decision with the same arithmetic
 //! as the local mode (`window::verdict`). Keys carry their window start and a TTL, so Redis
@@ -50,8 +52,29 @@ fn encode(arg: &str) -> String {
     out
 }
 
+/// Hex SHA-1 of [`SCRIPT`], as Redis names cached scripts.
+pub fn script_sha() -> String {
+    use sha1::Digest;
+    hex::encode(sha1::Sha1::digest(SCRIPT.as_bytes()))
+}
+
+/// How the script is named in a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call<'a> {
+    /// `EVALSHA` with the script's SHA-1 ([`script_sha`]): the usual, small request.
+    BySha(&'a str),
+    /// `EVAL` with the whole script: after `NOSCRIPT`.
+    WithScript,
+}
+
 /// The webdis request path for one decision.
-pub fn request_path(prefix: &str, subject_key: &str, limits: &Limits, now_ms: u64) -> String {
+pub fn request_path(
+    call: Call,
+    prefix: &str,
+    subject_key: &str,
+    limits: &Limits,
+    now_ms: u64,
+) -> String {
     let now_s = now_ms / 1000;
     let start = |len: u64| now_s - now_s % len;
     let keys = [
@@ -70,7 +93,10 @@ pub fn request_path(prefix: &str, subject_key: &str, limits: &Limits, now_ms: u6
         now_ms,
         bucket_ttl_ms,
     ];
-    let mut path = format!("/EVAL/{}/4", encode(SCRIPT));
+    let mut path = match call {
+        Call::BySha(sha) => format!("/EVALSHA/{}/4", encode(sha)),
+        Call::WithScript => format!("/EVAL/{}/4", encode(SCRIPT)),
+    };
     for k in &keys {
         path.push('/');
         path.push_str(&encode(k));
@@ -88,6 +114,8 @@ pub enum RedisError {
     Garbage,
     /// Redis answered with an error (webdis: `{"EVAL": [false, "ERR ..."]}`).
     Script(String),
+    /// Redis does not have the script cached: send it whole.
+    NoScript,
 }
 
 impl RedisError {
@@ -96,6 +124,7 @@ impl RedisError {
             Self::Status(_) => "status",
             Self::Garbage => "garbage",
             Self::Script(_) => "script",
+            Self::NoScript => "noscript",
         }
     }
 }
@@ -112,10 +141,14 @@ pub fn parse_response(
     }
     let value: Value = serde_json::from_slice(body).map_err(|_| RedisError::Garbage)?;
     let list = value
-        .get("EVAL")
+        .get("EVALSHA")
+        .or_else(|| value.get("EVAL"))
         .and_then(Value::as_array)
         .ok_or(RedisError::Garbage)?;
     if let [Value::Bool(false), Value::String(message)] = list.as_slice() {
+        if message.starts_with("NOSCRIPT") {
+            return Err(RedisError::NoScript);
+        }
         return Err(RedisError::Script(message.chars().take(200).collect()));
     }
     let numbers: Vec<u64> = list.iter().filter_map(Value::as_u64).collect();
@@ -149,7 +182,7 @@ mod tests {
 
     #[test]
     fn request_path_carries_keys_with_window_starts_and_encoded_arguments() {
-        let path = request_path("aw", "team/a:api_send", &L, NOW);
+        let path = request_path(Call::WithScript, "aw", "team/a:api_send", &L, NOW);
         assert!(path.starts_with("/EVAL/%0Alocal%20pm"), "{path}");
         let tail: Vec<&str> = path.rsplit('/').take(11).collect();
         assert_eq!(tail[0], "13000"); // bucket ttl: 10 * 60000 / 50 + 1000
@@ -157,6 +190,29 @@ mod tests {
         assert_eq!(tail[6], "aw%3Ateam%2Fa%3Aapi_send%3Ab");
         assert_eq!(tail[9], "aw%3Ateam%2Fa%3Aapi_send%3Am%3A1795910400");
         assert!(!SCRIPT.is_empty() && !path[1..].contains("//"));
+    }
+
+    #[test]
+    fn usual_requests_name_the_script_by_its_sha() {
+        let sha = script_sha();
+        assert_eq!(sha.len(), 40);
+        let path = request_path(Call::BySha(&sha), "aw", "c:r", &L, NOW);
+        assert!(
+            path.starts_with(&format!("/EVALSHA/{sha}/4/aw%3Ac%3Ar%3Am%3A")),
+            "{path}"
+        );
+        assert!(path.len() < 200, "{} bytes", path.len());
+    }
+
+    #[test]
+    fn noscript_asks_for_the_whole_script() {
+        let body = br#"{"EVALSHA":[false,"NOSCRIPT No matching script. Please use EVAL."]}"#;
+        assert_eq!(
+            parse_response(200, body, &L, NOW),
+            Err(RedisError::NoScript)
+        );
+        let d = parse_response(200, br#"{"EVALSHA":[1,0,0,0,10000]}"#, &L, NOW).unwrap();
+        assert!(d.allowed);
     }
 
     #[test]

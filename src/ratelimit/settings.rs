@@ -20,6 +20,8 @@ pub struct RedisSettings {
     pub timeout_ms: u64,
     pub failure_mode: FailureMode,
     pub key_prefix: String,
+    /// SHA-1 of the rate-limit script, for `EVALSHA`.
+    pub script_sha: String,
 }
 
 #[derive(Debug, Clone)]
@@ -92,6 +94,7 @@ pub fn compile(
                 timeout_ms,
                 failure_mode,
                 key_prefix,
+                script_sha: super::redis::script_sha(),
             })
         }
         (other, _) => {

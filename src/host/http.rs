@@ -166,6 +166,7 @@ impl Request {
             Ok(d) => d,
             Err(e) => return self.store_failure(e),
         };
+        self.metrics.store_failing.set(false);
         if !decision.allowed {
             return self.limited(target, &decision);
         }
@@ -189,7 +190,9 @@ impl Request {
 
     fn store_failure(&mut self, error: StoreError) -> Action {
         self.metrics.increment("ratelimit.store_errors");
-        log::warn!("api-warden: shared-data counter update failed: {error:?}");
+        if !self.metrics.store_failing.replace(true) {
+            log::warn!("api-warden: shared-data counter update failed ({error:?}); refusing with 503 until it works again");
+        }
         self.reply(&Denial::new(
             503,
             "rate_limit_unavailable",

@@ -12,6 +12,8 @@ pub struct Metrics {
     ids: RefCell<HashMap<String, u32>>,
     /// Whether the last Redis call failed, to log transitions rather than every failure.
     pub redis_failing: Cell<bool>,
+    /// Likewise for shared-data counter updates.
+    pub store_failing: Cell<bool>,
 }
 
 impl Metrics {

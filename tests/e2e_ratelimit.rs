@@ -219,6 +219,16 @@ fn redis_counting_is_exact_across_two_envoys() {
         + b.counter("wasmcustom.api_warden.ratelimit.redis.script_loads");
     println!("script sent whole {loads} times for {} decisions", 15 * L);
     assert!((1..=THREADS as u64).contains(&loads), "{loads}");
+    // Callout latency is a histogram: buckets appear on /stats/prometheus at the next flush.
+    wait_until(
+        "the Redis latency histogram",
+        Duration::from_secs(15),
+        || {
+            a.admin_get("/stats/prometheus")
+                .text()
+                .contains("api_warden_ratelimit_redis_latency_ms_bucket{le=")
+        },
+    );
     let ttl: i64 = redis
         .cli(&["TTL", keys.lines().find(|k| k.contains(":m:")).unwrap()])
         .trim()

@@ -12,6 +12,7 @@
 #   warden_jwt      api-warden: the same with a JWT
 #   warden_redis    api-warden with an API key, counting in Redis through webdis (one callout
 #                   per request; Redis and webdis on loopback, started here)
+#   warden_batch    the same in batched mode (each worker reserves 20 admissions per callout)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ENVOY=${ENVOY_BIN:-.venv/bin/envoy}
@@ -227,7 +228,7 @@ webdis "$work/webdis.json" > "$work/webdis.out" 2>&1 &
 for _ in $(seq 50); do curl -sf "127.0.0.1:$WEBDIS_PORT/PING" >/dev/null 2>&1 && break; sleep 0.1; done
 
 ROUNDS=${ROUNDS:-3}
-VARIANTS=(none empty_wasm native_api_key warden_api_key native_jwt warden_jwt warden_redis)
+VARIANTS=(none empty_wasm native_api_key warden_api_key native_jwt warden_jwt warden_redis warden_batch)
 echo "api-warden benchmark: Envoy $("$ENVOY" --version | grep -o '1\.[0-9]*\.[0-9]*' | head -1), --concurrency $CONCURRENCY, wrk -t1 -c$CONNECTIONS -d${DURATION}s, median of $ROUNDS interleaved rounds, $(nproc) cores"
 start_variant none "$filters_none" "X-API-Key: $KEY"
 start_variant empty_wasm "$(filters_empty)" "X-API-Key: $KEY"
@@ -236,6 +237,7 @@ start_variant warden_api_key "$(filters_warden "$(warden_config '"auth_methods":
 start_variant native_jwt "$filters_native_jwt" "Authorization: Bearer $JWT"
 start_variant warden_jwt "$(filters_warden "$(warden_config "\"jwt\": {\"audience\": \"email-api\", \"keys\": [{\"alg\": \"HS256\", \"secret\": \"$JWT_SECRET\"}]}")")" "Authorization: Bearer $JWT"
 start_variant warden_redis "$(filters_warden "$(warden_config '"auth_methods": ["api_key"], "rate_limiting": {"mode": "redis", "redis": {"cluster": "webdis", "timeout_ms": 1000}}')")" "X-API-Key: $KEY"
+start_variant warden_batch "$(filters_warden "$(warden_config '"auth_methods": ["api_key"], "rate_limiting": {"mode": "redis", "redis": {"cluster": "webdis", "timeout_ms": 1000, "batch_size": 20}}')")" "X-API-Key: $KEY"
 for round in $(seq "$ROUNDS"); do
   for v in "${VARIANTS[@]}"; do measure "$v"; done
 done

@@ -439,3 +439,58 @@ fn signed_requests_wait_for_redis_in_the_body_phase() {
     let keys = redis.cli(&["--scan", "--pattern", "aw:trial0:api_send:*"]);
     assert!(!keys.is_empty(), "counted in Redis");
 }
+
+fn minute_count(redis: &RedisStack, client: usize) -> u64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let key = format!("aw:trial{client}:api_send:m:{}", now - now % 60);
+    redis.cli(&["GET", &key]).trim().parse().unwrap_or(0)
+}
+
+#[test]
+fn batched_redis_mode_never_over_admits_and_gives_back_what_it_does_not_use() {
+    const BATCH: u64 = 5;
+    let redis = RedisStack::start();
+    let mut cfg = redis_config(1000, "deny", "webdis");
+    cfg["rate_limiting"]["redis"]["batch_size"] = json!(BATCH);
+    cfg["rate_limiting"]["redis"]["release_ms"] = json!(300);
+    let clusters = [("webdis", redis.webdis_port)];
+    let a = Envoy::start_with(&cfg, 2, &clusters);
+    let b = Envoy::start_with(&cfg, 2, &clusters);
+    for trial in 0..3 {
+        away_from_minute_boundary();
+        let (first, _) = hammer(&[a.port, b.port], trial);
+        std::thread::sleep(Duration::from_millis(1000));
+        let counted_after_first = minute_count(&redis, trial);
+        let (second, _) = hammer(&[a.port, b.port], trial);
+        std::thread::sleep(Duration::from_millis(1000));
+        let total = first + second;
+        let counted = minute_count(&redis, trial);
+        println!(
+            "batched ({BATCH}), 2 Envoys x 2 workers, trial {trial}: wave 1 admitted {first} of {}, \
+             wave 2 {second}, total {total} (limit {L}); Redis count after give-back {counted}",
+            3 * L
+        );
+        // Never more than the limit; short of it by at most what reservations still held: each of
+        // the parallel clients' last callouts can leave BATCH - 1 unused until given back.
+        assert!(
+            first <= L && total <= L,
+            "over-admitted: {first} then {total}"
+        );
+        assert!(
+            total >= L - THREADS as u64 * (BATCH - 1),
+            "under-admitted: {total}"
+        );
+        // What was reserved and not used went back: Redis counts exactly what was admitted.
+        assert_eq!(counted_after_first, first);
+        assert_eq!(counted, total);
+    }
+    let served = a.counter("wasmcustom.api_warden.ratelimit.redis.batch.served")
+        + b.counter("wasmcustom.api_warden.ratelimit.redis.batch.served");
+    let released = a.counter("wasmcustom.api_warden.ratelimit.redis.batch.released")
+        + b.counter("wasmcustom.api_warden.ratelimit.redis.batch.released");
+    println!("batched: {served} admissions served without a callout, {released} give-backs");
+    assert!(served > 0 && released > 0);
+}

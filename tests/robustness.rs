@@ -55,7 +55,7 @@ fn parsers_never_panic_on_hostile_bytes() {
         let _ = path::normalise(&p);
         let _ = ip::parse_source(&b);
         let _ = window::CounterState::decode(&b);
-        let _ = redis::parse_response(200, &b, &limits, 1_795_910_410_000);
+        let _ = redis::parse_response(200, &b, &limits, 1_795_910_410_000, 5);
         let _ = config::parse(&b);
         let text = String::from_utf8_lossy(&b);
         let _ = hmac_signature::check_timestamp(&text, 1_795_910_410, 300);

@@ -136,6 +136,32 @@ fn public_only_configuration_is_allowed() {
 
 #[test]
 fn rate_limiting_settings_are_checked() {
+    let batch = |v: serde_json::Value| {
+        let mut cfg = json!({"clients": [client()]});
+        cfg["rate_limiting"] = json!({"mode": "redis", "redis": {"cluster": "w"}});
+        for (k, val) in v.as_object().unwrap() {
+            cfg["rate_limiting"]["redis"][k] = val.clone();
+        }
+        parse(cfg.to_string().as_bytes())
+    };
+    match &batch(json!({"batch_size": 20}))
+        .unwrap()
+        .rate_limiting
+        .backend
+    {
+        crate::ratelimit::settings::Backend::Redis(r) => {
+            assert_eq!((r.batch_size, r.release_ms), (20, 1000))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        batch(json!({"batch_size": 0})).unwrap_err().field,
+        "rate_limiting.redis.batch_size"
+    );
+    assert_eq!(
+        batch(json!({"release_ms": 5})).unwrap_err().field,
+        "rate_limiting.redis.release_ms"
+    );
     let ok = |v: serde_json::Value| {
         let mut cfg = json!({"clients": [client()]});
         cfg["rate_limiting"] = v;

@@ -70,6 +70,12 @@ pub struct RawRedis {
     pub failure_mode: Option<String>,
     #[serde(default)]
     pub key_prefix: Option<String>,
+    /// Admissions a worker reserves per Redis call (1: no batching).
+    #[serde(default)]
+    pub batch_size: Option<u64>,
+    /// Unused reservations are given back after this long.
+    #[serde(default)]
+    pub release_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

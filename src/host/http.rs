@@ -8,14 +8,16 @@ use crate::authz::ip;
 use crate::config::Config;
 use crate::denial::Denial;
 use crate::pipeline::{self, Grant, Pending, RequestHead, Source, Verdict};
+use crate::ratelimit::batch::Reservations;
 use crate::ratelimit::headers;
 use crate::ratelimit::settings::FailureMode;
 use crate::ratelimit::window::Decision;
-use crate::ratelimit::{redis, Target};
+use crate::ratelimit::{redis, Subject, Target};
 use crate::store::StoreError;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
@@ -27,11 +29,14 @@ struct Callout {
     sent_ms: u64,
     /// Sent as EVALSHA: a NOSCRIPT answer is retried once with the whole script.
     by_sha: bool,
+    /// Admissions asked for (the batch size in batched mode).
+    asked: u64,
 }
 
 pub struct Request {
     config: Option<Rc<Config>>,
     metrics: Rc<Metrics>,
+    reservations: Rc<RefCell<Reservations>>,
     pending: Option<Box<Pending>>,
     callout: Option<Callout>,
     /// Rate-limit fields for the response of an admitted request.
@@ -40,7 +45,7 @@ pub struct Request {
     finished: bool,
 }
 
-fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     hostcalls::get_current_time()
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
@@ -61,10 +66,15 @@ fn apply_headers(grant: &Grant) {
 }
 
 impl Request {
-    pub fn new(config: Option<Rc<Config>>, metrics: Rc<Metrics>) -> Self {
+    pub fn new(
+        config: Option<Rc<Config>>,
+        metrics: Rc<Metrics>,
+        reservations: Rc<RefCell<Reservations>>,
+    ) -> Self {
         Self {
             config,
             metrics,
+            reservations,
             pending: None,
             callout: None,
             response_fields: Vec::new(),
@@ -139,14 +149,25 @@ impl Request {
 
     fn enforce(&mut self, config: &Config, grant: Grant, target: Target, now: u64) -> Action {
         if let Some((settings, key)) = ratelimit::redis_for(config, &target) {
+            // Batched mode: an admission this worker already reserved needs no callout.
+            let reserved = self.reservations.borrow_mut().take(key, now);
+            if let Some(decision) = reserved {
+                self.metrics.increment("ratelimit.redis.batch.served");
+                return self.conclude(grant, &target, Ok(decision));
+            }
             let call = redis::Call::BySha(&settings.script_sha);
-            if let Some(token) = ratelimit::dispatch(settings, call, key, &target, now) {
+            let asked = settings.batch_size;
+            let count = asked.min(i64::MAX as u64) as i64;
+            if let Some(token) =
+                ratelimit::dispatch(settings, call, key, &target.limits, now, count)
+            {
                 self.callout = Some(Callout {
                     token,
                     grant,
                     target,
                     sent_ms: now,
                     by_sha: true,
+                    asked,
                 });
                 return Action::Pause;
             }
@@ -231,7 +252,9 @@ impl Request {
         self.metrics.increment("ratelimit.redis.script_loads");
         let resent = ratelimit::redis_for(config, &callout.target).and_then(|(settings, key)| {
             let call = redis::Call::WithScript;
-            ratelimit::dispatch(settings, call, key, &callout.target, callout.sent_ms)
+            let count = callout.asked.min(i64::MAX as u64) as i64;
+            let limits = &callout.target.limits;
+            ratelimit::dispatch(settings, call, key, limits, callout.sent_ms, count)
         });
         match resent {
             Some(token) => {
@@ -298,7 +321,8 @@ impl Context for Request {
             .ok()
             .flatten()
             .unwrap_or_default();
-        let answer = redis::parse_response(status, &body, &callout.target.limits, now);
+        let limits = callout.target.limits;
+        let answer = redis::parse_response(status, &body, &limits, now, callout.asked);
         let action = match answer {
             Err(redis::RedisError::NoScript) if callout.by_sha => {
                 match self.resend_with_script(&config, callout) {
@@ -306,11 +330,16 @@ impl Context for Request {
                     Some(action) => action,
                 }
             }
-            Ok(decision) => {
+            Ok(reply) => {
                 if self.metrics.redis_failing.replace(false) {
                     log::info!("api-warden: Redis rate limiting answers again");
                 }
-                self.conclude(callout.grant, &callout.target, Ok(decision))
+                if let Subject::Client { key } = &callout.target.subject {
+                    let before = reply.before;
+                    let mut held = self.reservations.borrow_mut();
+                    held.add(key, reply.granted, &before, limits, callout.sent_ms);
+                }
+                self.conclude(callout.grant, &callout.target, Ok(reply.decision))
             }
             Err(e) => {
                 // Envoy answers a callout that ran out of time with its own 504.

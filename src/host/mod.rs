@@ -8,11 +8,15 @@ mod ratelimit;
 mod shared;
 
 use crate::config::{self, Config};
+use crate::ratelimit::batch::Reservations;
+use crate::ratelimit::settings::Backend;
 use metrics::Metrics;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{BufferType, ContextType, LogLevel};
+use proxy_wasm::types::{BufferType, ContextType, LogLevel, MapType};
+use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::Duration;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -23,9 +27,27 @@ proxy_wasm::main! {{
 struct Root {
     config: Option<Rc<Config>>,
     metrics: Rc<Metrics>,
+    /// Batched Redis mode: this worker's reservations, shared with its HTTP contexts.
+    reservations: Rc<RefCell<Reservations>>,
 }
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        _token: u32,
+        _headers: usize,
+        _body: usize,
+        _trailers: usize,
+    ) {
+        // Give-backs: a lost one only leaves admissions unused until their window ends.
+        let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten();
+        if status.as_deref() != Some(b"200".as_slice()) {
+            self.metrics.increment("ratelimit.redis.errors.release");
+        }
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
@@ -64,14 +86,32 @@ impl RootContext for Root {
                 .map(|m| m.as_str())
                 .collect::<Vec<_>>()
         );
+        if let Backend::Redis(r) = &config.rate_limiting.backend {
+            if r.batch_size > 1 {
+                let period = Duration::from_millis((r.release_ms / 2).max(50));
+                if hostcalls::set_tick_period(period).is_err() {
+                    log::error!(
+                        "api-warden: batched Redis mode needs a tick, which this host refuses"
+                    );
+                    return false;
+                }
+            }
+        }
         self.config = Some(Rc::new(config));
         true
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(config) = &self.config {
+            ratelimit::release_due(config, &self.reservations, http::now_ms(), &self.metrics);
+        }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(http::Request::new(
             self.config.clone(),
             self.metrics.clone(),
+            self.reservations.clone(),
         )))
     }
 

@@ -1,12 +1,16 @@
 //! Rate-limit checks from the HTTP context: shared-data counting, and webdis callouts.
 
+use super::metrics::Metrics;
 use super::shared::HostStore;
 use crate::config::Config;
+use crate::ratelimit::batch::Reservations;
+use crate::ratelimit::settings::Backend;
 use crate::ratelimit::settings::RedisSettings;
 use crate::ratelimit::window::Decision;
-use crate::ratelimit::{local, redis, Subject, Target};
+use crate::ratelimit::{local, redis, Limits, Subject, Target};
 use crate::store::{self, StoreError};
 use proxy_wasm::hostcalls;
+use std::cell::RefCell;
 use std::time::Duration;
 
 /// Counts in this proxy's shared data.
@@ -26,10 +30,11 @@ pub fn dispatch(
     settings: &RedisSettings,
     call: redis::Call,
     key: &str,
-    target: &Target,
+    limits: &Limits,
     now_ms: u64,
+    count: i64,
 ) -> Option<u32> {
-    let path = redis::request_path(call, &settings.key_prefix, key, &target.limits, now_ms);
+    let path = redis::request_path(call, &settings.key_prefix, key, limits, now_ms, count);
     hostcalls::dispatch_http_call(
         &settings.cluster,
         vec![
@@ -64,5 +69,26 @@ pub fn redis_for<'a>(cfg: &'a Config, target: &'a Target) -> Option<(&'a RedisSe
             Some((settings, key))
         }
         _ => None,
+    }
+}
+
+/// Gives back reservations left unused (batched Redis mode). Called from the root context's tick.
+pub fn release_due(
+    cfg: &Config,
+    reservations: &RefCell<Reservations>,
+    now_ms: u64,
+    metrics: &Metrics,
+) {
+    let Backend::Redis(settings) = &cfg.rate_limiting.backend else {
+        return;
+    };
+    for (key, r) in reservations.borrow_mut().due(now_ms, settings.release_ms) {
+        let give_back = -(r.left.min(i64::MAX as u64) as i64);
+        // The whole script: a give-back is rare, and this way needs no NOSCRIPT retry.
+        let call = redis::Call::WithScript;
+        match dispatch(settings, call, &key, &r.limits, r.taken_ms, give_back) {
+            Some(_) => metrics.increment("ratelimit.redis.batch.released"),
+            None => metrics.increment("ratelimit.redis.errors.dispatch"),
+        }
     }
 }

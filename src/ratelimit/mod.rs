@@ -4,6 +4,7 @@
 //! across workers), `redis.rs` speaks to Redis through webdis (exact across proxies),
 //! `headers.rs` writes the IETF rate-limit header fields.
 
+pub mod batch;
 pub mod headers;
 pub mod local;
 pub mod redis;

@@ -13,10 +13,23 @@ use super::Limits;
 use serde_json::Value;
 
 /// KEYS: minute, hour, day, bucket. ARGV: per_minute, per_hour, per_day, burst, now_ms,
-/// bucket_ttl_ms. Returns {allowed, minute, hour, day, tokens_milli}, counts before this request.
+/// bucket_ttl_ms, count. A positive count asks for up to that many admissions (1 without
+/// batching) and returns {granted, minute, hour, day, tokens_milli}, counts before this call; a
+/// negative count gives that many unused admissions back to the windows they were taken in.
 pub const SCRIPT: &str = r#"
 local pm, ph, pd = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local burst, now, bttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local n = tonumber(ARGV[7] or '1')
+if n < 0 then
+  for i = 1, 3 do
+    if redis.call('EXISTS', KEYS[i]) == 1 and redis.call('DECRBY', KEYS[i], -n) < 0 then
+      redis.call('SET', KEYS[i], 0, 'KEEPTTL')
+    end
+  end
+  local t = redis.call('HGET', KEYS[4], 't')
+  if t then redis.call('HSET', KEYS[4], 't', math.min(burst * 1000, tonumber(t) - n * 1000)) end
+  return {0, 0, 0, 0, 0}
+end
 local m = tonumber(redis.call('GET', KEYS[1]) or '0')
 local h = tonumber(redis.call('GET', KEYS[2]) or '0')
 local d = tonumber(redis.call('GET', KEYS[3]) or '0')
@@ -28,13 +41,14 @@ if b[1] and b[2] then
   if elapsed < 0 then elapsed = 0 end
   tokens = math.min(cap, tonumber(b[1]) + math.floor(elapsed * pm / 60))
 end
-if m < pm and h < ph and d < pd and tokens >= 1000 then
-  redis.call('INCR', KEYS[1]); redis.call('EXPIRE', KEYS[1], 120)
-  redis.call('INCR', KEYS[2]); redis.call('EXPIRE', KEYS[2], 7200)
-  redis.call('INCR', KEYS[3]); redis.call('EXPIRE', KEYS[3], 172800)
-  redis.call('HSET', KEYS[4], 't', tokens - 1000, 'u', now)
+local g = math.min(n, pm - m, ph - h, pd - d, math.floor(tokens / 1000))
+if g >= 1 then
+  redis.call('INCRBY', KEYS[1], g); redis.call('EXPIRE', KEYS[1], 120)
+  redis.call('INCRBY', KEYS[2], g); redis.call('EXPIRE', KEYS[2], 7200)
+  redis.call('INCRBY', KEYS[3], g); redis.call('EXPIRE', KEYS[3], 172800)
+  redis.call('HSET', KEYS[4], 't', tokens - g * 1000, 'u', now)
   redis.call('PEXPIRE', KEYS[4], bttl)
-  return {1, m, h, d, tokens}
+  return {g, m, h, d, tokens}
 end
 return {0, m, h, d, tokens}
 "#;
@@ -68,12 +82,15 @@ pub enum Call<'a> {
 }
 
 /// The webdis request path for one decision.
+/// `count`: admissions asked for (1 without batching), or, negative, unused ones given back;
+/// `now_ms` picks the windows, so a give-back passes the time the admissions were taken.
 pub fn request_path(
     call: Call,
     prefix: &str,
     subject_key: &str,
     limits: &Limits,
     now_ms: u64,
+    count: i64,
 ) -> String {
     let now_s = now_ms / 1000;
     let start = |len: u64| now_s - now_s % len;
@@ -105,6 +122,8 @@ pub fn request_path(
         path.push('/');
         path.push_str(&a.to_string());
     }
+    path.push('/');
+    path.push_str(&count.to_string());
     path
 }
 
@@ -130,12 +149,24 @@ impl RedisError {
 }
 
 /// Turns webdis' answer into a decision. Anything unexpected is an error, never a guess.
+/// What Redis decided for one request that asked for `asked` admissions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// For this request.
+    pub decision: Decision,
+    /// Admissions granted, this request's included (0 when refused).
+    pub granted: u64,
+    /// Counts before the grant.
+    pub before: Snapshot,
+}
+
 pub fn parse_response(
     status: u32,
     body: &[u8],
     limits: &Limits,
     now_ms: u64,
-) -> Result<Decision, RedisError> {
+    asked: u64,
+) -> Result<Reply, RedisError> {
     if status != 200 {
         return Err(RedisError::Status(status));
     }
@@ -152,20 +183,25 @@ pub fn parse_response(
         return Err(RedisError::Script(message.chars().take(200).collect()));
     }
     let numbers: Vec<u64> = list.iter().filter_map(Value::as_u64).collect();
-    let [allowed, minute, hour, day, tokens_milli] = numbers.as_slice() else {
+    let [granted, minute, hour, day, tokens_milli] = numbers.as_slice() else {
         return Err(RedisError::Garbage);
     };
-    let snapshot = Snapshot {
+    let before = Snapshot {
         minute: *minute,
         hour: *hour,
         day: *day,
         tokens_milli: *tokens_milli,
     };
-    let decision = window::verdict(&snapshot, limits, now_ms);
-    if decision.allowed != (*allowed == 1) || *allowed > 1 {
+    let decision = window::verdict(&before, limits, now_ms);
+    // The grant must agree with the counts, and never exceed what was asked.
+    if decision.allowed != (*granted >= 1) || *granted > asked.max(1) {
         return Err(RedisError::Garbage);
     }
-    Ok(decision)
+    Ok(Reply {
+        decision,
+        granted: *granted,
+        before,
+    })
 }
 
 #[cfg(test)]
@@ -182,9 +218,10 @@ mod tests {
 
     #[test]
     fn request_path_carries_keys_with_window_starts_and_encoded_arguments() {
-        let path = request_path(Call::WithScript, "aw", "team/a:api_send", &L, NOW);
+        let path = request_path(Call::WithScript, "aw", "team/a:api_send", &L, NOW, 1);
         assert!(path.starts_with("/EVAL/%0Alocal%20pm"), "{path}");
-        let tail: Vec<&str> = path.rsplit('/').take(11).collect();
+        let tail: Vec<&str> = path.rsplit('/').skip(1).take(11).collect();
+        assert!(path.ends_with("/1"));
         assert_eq!(tail[0], "13000"); // bucket ttl: 10 * 60000 / 50 + 1000
         assert_eq!(tail[1], NOW.to_string());
         assert_eq!(tail[6], "aw%3Ateam%2Fa%3Aapi_send%3Ab");
@@ -196,7 +233,7 @@ mod tests {
     fn usual_requests_name_the_script_by_its_sha() {
         let sha = script_sha();
         assert_eq!(sha.len(), 40);
-        let path = request_path(Call::BySha(&sha), "aw", "c:r", &L, NOW);
+        let path = request_path(Call::BySha(&sha), "aw", "c:r", &L, NOW, 5);
         assert!(
             path.starts_with(&format!("/EVALSHA/{sha}/4/aw%3Ac%3Ar%3Am%3A")),
             "{path}"
@@ -208,48 +245,60 @@ mod tests {
     fn noscript_asks_for_the_whole_script() {
         let body = br#"{"EVALSHA":[false,"NOSCRIPT No matching script. Please use EVAL."]}"#;
         assert_eq!(
-            parse_response(200, body, &L, NOW),
+            parse_response(200, body, &L, NOW, 1),
             Err(RedisError::NoScript)
         );
-        let d = parse_response(200, br#"{"EVALSHA":[1,0,0,0,10000]}"#, &L, NOW).unwrap();
-        assert!(d.allowed);
+        let d = parse_response(200, br#"{"EVALSHA":[1,0,0,0,10000]}"#, &L, NOW, 1).unwrap();
+        assert!(d.decision.allowed);
     }
 
     #[test]
     fn answers_become_decisions() {
-        let d = parse_response(200, br#"{"EVAL":[1,3,3,3,10000]}"#, &L, NOW).unwrap();
+        let d = parse_response(200, br#"{"EVAL":[1,3,3,3,10000]}"#, &L, NOW, 1)
+            .unwrap()
+            .decision;
         assert!(d.allowed);
         assert_eq!((d.limit, d.remaining), (50, 46));
-        let d = parse_response(200, br#"{"EVAL":[0,50,50,50,10000]}"#, &L, NOW).unwrap();
+        let d = parse_response(200, br#"{"EVAL":[0,50,50,50,10000]}"#, &L, NOW, 1)
+            .unwrap()
+            .decision;
         assert!(!d.allowed);
         assert_eq!(d.retry_after, Some(50));
+        // A batch: up to 5 asked, 4 granted.
+        let r = parse_response(200, br#"{"EVALSHA":[4,46,46,46,10000]}"#, &L, NOW, 5).unwrap();
+        assert_eq!((r.granted, r.decision.allowed), (4, true));
+        assert_eq!(
+            parse_response(200, br#"{"EVALSHA":[6,0,0,0,10000]}"#, &L, NOW, 5),
+            Err(RedisError::Garbage),
+            "more than asked"
+        );
     }
 
     #[test]
     fn anything_else_is_an_error() {
         assert_eq!(
-            parse_response(503, b"", &L, NOW),
+            parse_response(503, b"", &L, NOW, 1),
             Err(RedisError::Status(503))
         );
         assert_eq!(
-            parse_response(200, b"<html>", &L, NOW),
+            parse_response(200, b"<html>", &L, NOW, 1),
             Err(RedisError::Garbage)
         );
         assert_eq!(
-            parse_response(200, br#"{"EVAL":[1,2]}"#, &L, NOW),
+            parse_response(200, br#"{"EVAL":[1,2]}"#, &L, NOW, 1),
             Err(RedisError::Garbage)
         );
         assert_eq!(
-            parse_response(200, br#"{"GET":"x"}"#, &L, NOW),
+            parse_response(200, br#"{"GET":"x"}"#, &L, NOW, 1),
             Err(RedisError::Garbage)
         );
         // The flag must agree with the counts.
         assert_eq!(
-            parse_response(200, br#"{"EVAL":[1,50,50,50,10000]}"#, &L, NOW),
+            parse_response(200, br#"{"EVAL":[1,50,50,50,10000]}"#, &L, NOW, 1),
             Err(RedisError::Garbage)
         );
         assert!(matches!(
-            parse_response(200, br#"{"EVAL":[false,"ERR boom"]}"#, &L, NOW),
+            parse_response(200, br#"{"EVAL":[false,"ERR boom"]}"#, &L, NOW, 1),
             Err(RedisError::Script(_))
         ));
     }

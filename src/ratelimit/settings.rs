@@ -22,6 +22,9 @@ pub struct RedisSettings {
     pub key_prefix: String,
     /// SHA-1 of the rate-limit script, for `EVALSHA`.
     pub script_sha: String,
+    /// Admissions reserved per call; 1 means every request asks Redis.
+    pub batch_size: u64,
+    pub release_ms: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +98,24 @@ pub fn compile(
                 failure_mode,
                 key_prefix,
                 script_sha: super::redis::script_sha(),
+                batch_size: match r.batch_size.unwrap_or(1) {
+                    n @ 1..=1000 => n,
+                    _ => {
+                        return Err(ConfigError::new(
+                            "rate_limiting.redis.batch_size",
+                            "must be between 1 and 1000",
+                        ))
+                    }
+                },
+                release_ms: match r.release_ms.unwrap_or(1000) {
+                    n @ 100..=60_000 => n,
+                    _ => {
+                        return Err(ConfigError::new(
+                            "rate_limiting.redis.release_ms",
+                            "must be between 100 and 60000",
+                        ))
+                    }
+                },
             })
         }
         (other, _) => {

@@ -80,7 +80,7 @@ pub struct Decision {
 }
 
 /// Counts after rolling windows and refilling the bucket, before this request.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Snapshot {
     pub minute: u64,
     pub hour: u64,

@@ -461,23 +461,31 @@ fn batched_redis_mode_never_over_admits_and_gives_back_what_it_does_not_use() {
     let b = Envoy::start_with(&cfg, 2, &clusters);
     for trial in 0..3 {
         away_from_minute_boundary();
-        let (first, _) = hammer(&[a.port, b.port], trial);
+        // One request through Envoy A: its worker reserves BATCH and keeps BATCH - 1.
+        assert_eq!(as_client(a.port, trial).status, 200);
+        // Everything else through Envoy B: it cannot have what A holds.
+        let (first, _) = hammer(&[b.port], trial);
+        let first = first + 1;
         std::thread::sleep(Duration::from_millis(1000));
         let counted_after_first = minute_count(&redis, trial);
+        // A gave its unused admissions back: B can have them now.
         let (second, _) = hammer(&[a.port, b.port], trial);
         std::thread::sleep(Duration::from_millis(1000));
         let total = first + second;
         let counted = minute_count(&redis, trial);
         println!(
-            "batched ({BATCH}), 2 Envoys x 2 workers, trial {trial}: wave 1 admitted {first} of {}, \
-             wave 2 {second}, total {total} (limit {L}); Redis count after give-back {counted}",
-            3 * L
+            "batched ({BATCH}), 2 Envoys x 2 workers, trial {trial}: {first} admitted while Envoy A \
+             held a reservation, {total} after its give-back (limit {L}); Redis count {counted}"
         );
         // Never more than the limit; short of it by at most what reservations still held: each of
         // the parallel clients' last callouts can leave BATCH - 1 unused until given back.
         assert!(
             first <= L && total <= L,
             "over-admitted: {first} then {total}"
+        );
+        assert!(
+            first <= L - (BATCH - 1),
+            "A's reservation was not held back from B"
         );
         assert!(
             total >= L - THREADS as u64 * (BATCH - 1),

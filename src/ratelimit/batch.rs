@@ -34,7 +34,7 @@ fn same_windows(a_ms: u64, b_ms: u64) -> bool {
 #[derive(Debug, Default)]
 pub struct Reservations {
     held: HashMap<String, Reservation>,
-    /// Replaced while still holding admissions; given back at the next tick.
+    /// Replaced (windows rolled over) while still holding admissions; given back at the next tick.
     replaced: Vec<(String, Reservation)>,
 }
 
@@ -58,9 +58,9 @@ impl Reservations {
         })
     }
 
-    /// Records a grant of `granted` admissions, one of which the current request used. A
-    /// reservation still held for the same subject (two requests asked at once) is given back at
-    /// the next tick.
+    /// Records a grant of `granted` admissions, one of which the current request used. Grants
+    /// for the same windows add up (several requests may have asked at once); a reservation for
+    /// windows that have rolled over is given back at the next tick.
     pub fn add(&mut self, key: &str, granted: u64, before: &Snapshot, limits: Limits, now_ms: u64) {
         if granted <= 1 {
             return;
@@ -72,9 +72,18 @@ impl Reservations {
             limits,
             minute_after: before.minute + granted,
         };
-        if let Some(old) = self.held.insert(key.to_string(), fresh) {
-            if old.left > 0 {
-                self.replaced.push((key.to_string(), old));
+        match self.held.get_mut(key) {
+            Some(held) if same_windows(held.taken_ms, now_ms) => {
+                held.left += fresh.left;
+                held.last_used_ms = now_ms;
+                held.minute_after = held.minute_after.max(fresh.minute_after);
+            }
+            _ => {
+                if let Some(old) = self.held.insert(key.to_string(), fresh) {
+                    if old.left > 0 {
+                        self.replaced.push((key.to_string(), old));
+                    }
+                }
             }
         }
     }
@@ -159,13 +168,22 @@ mod tests {
     }
 
     #[test]
-    fn a_new_grant_hands_back_the_old_one() {
+    fn grants_for_the_same_windows_add_up_and_older_ones_go_back() {
         let mut r = Reservations::default();
         r.add("a", 5, &BEFORE, L, T);
         r.add("a", 3, &BEFORE, L, T + 10);
-        assert_eq!((0..5).filter_map(|_| r.take("a", T + 20)).count(), 2);
-        let due = r.due(T + 20, 1000);
-        assert_eq!(due.len(), 1, "the replaced reservation, not the fresh one");
-        assert_eq!(due[0].1.left, 4);
+        assert_eq!((0..9).filter_map(|_| r.take("a", T + 20)).count(), 6);
+        assert!(r.due(T + 20, 1000).is_empty());
+        r.add("a", 5, &BEFORE, L, T + 20);
+        // The next minute's grant replaces it; the old one is given back.
+        r.add("a", 2, &BEFORE, L, T + 60_000);
+        let due = r.due(T + 60_000, 1000);
+        assert_eq!(due.len(), 1);
+        assert_eq!(
+            (due[0].1.left, due[0].1.taken_ms),
+            (4, T),
+            "same windows as when first taken"
+        );
+        assert_eq!(r.take("a", T + 60_000).map(|d| d.allowed), Some(true));
     }
 }

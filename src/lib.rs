@@ -10,6 +10,7 @@ pub mod denial;
 pub mod pipeline;
 pub mod ratelimit;
 pub mod store;
+pub mod wire;
 
 #[cfg(target_arch = "wasm32")]
 mod host;

@@ -1,6 +1,7 @@
 //! One HTTP request: collects what the pipeline needs, applies its verdict, enforces the rate
 //! limit (locally or through a webdis callout) and adds the rate-limit response fields.
 
+use super::abi;
 use super::metrics::Metrics;
 use super::ratelimit;
 use super::shared::HostStore;
@@ -14,12 +15,10 @@ use crate::ratelimit::settings::FailureMode;
 use crate::ratelimit::window::Decision;
 use crate::ratelimit::{redis, Subject, Target};
 use crate::store::StoreError;
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, BufferType, MapType};
+use proxy_wasm::types::Action;
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
 
 /// A grant waiting for Redis' answer.
 struct Callout {
@@ -46,22 +45,15 @@ pub struct Request {
 }
 
 pub fn now_ms() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_millis() as u64)
+    abi::now_nanos().map_or(0, |ns| ns / 1_000_000)
 }
 
 fn apply_headers(grant: &Grant) {
     for name in &grant.remove_headers {
-        let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
+        let _ = abi::remove_header(abi::REQUEST_HEADERS, name);
     }
     for (name, value) in &grant.set_headers {
-        let _ = hostcalls::set_map_value_bytes(
-            MapType::HttpRequestHeaders,
-            name,
-            Some(value.as_bytes()),
-        );
+        let _ = abi::set_header(abi::REQUEST_HEADERS, name, value.as_bytes());
     }
 }
 
@@ -88,14 +80,8 @@ impl Request {
         self.metrics.increment("requests.denied");
         self.metrics.increment(&format!("denied.{}", denial.code));
         let headers = denial.response_headers();
-        let headers: Vec<(&str, &str)> = headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        if hostcalls::send_http_response(u32::from(denial.status), headers, Some(&denial.body()))
-            .is_err()
-        {
-            let _ = hostcalls::reset_http_request();
+        if abi::send_response(u32::from(denial.status), &headers, &denial.body()).is_err() {
+            let _ = abi::reset_request();
         }
         Action::Pause
     }
@@ -273,7 +259,7 @@ impl Request {
         let (Some(config), Some(pending)) = (self.config.clone(), self.pending.take()) else {
             return Action::Continue;
         };
-        let body = match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size) {
+        let body = match abi::buffer(abi::REQUEST_BODY, 0, body_size) {
             Ok(body) => body.unwrap_or_default(),
             Err(_) => {
                 return self.reply(&Denial::new(
@@ -308,7 +294,7 @@ impl Context for Request {
             "ratelimit.redis.latency_ms",
             now.saturating_sub(callout.sent_ms),
         );
-        let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
+        let status = abi::header(abi::CALL_RESPONSE_HEADERS, ":status")
             .ok()
             .flatten()
             .and_then(|s| {
@@ -317,7 +303,7 @@ impl Context for Request {
                     .and_then(|s| s.parse::<u32>().ok())
             })
             .unwrap_or(0);
-        let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+        let body = abi::buffer(abi::CALL_RESPONSE_BODY, 0, body_size)
             .ok()
             .flatten()
             .unwrap_or_default();
@@ -352,7 +338,7 @@ impl Context for Request {
             }
         };
         if matches!(action, Action::Continue) {
-            let _ = hostcalls::resume_http_request();
+            let _ = abi::resume_request();
         }
     }
 }
@@ -366,7 +352,7 @@ impl HttpContext for Request {
                 "the security filter has no valid configuration",
             ));
         };
-        let headers = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
+        let headers = match abi::header_pairs(abi::REQUEST_HEADERS) {
             Ok(h) => h,
             Err(_) => {
                 return self.reply(&Denial::new(
@@ -384,7 +370,7 @@ impl HttpContext for Request {
                 .unwrap_or_default()
         };
         let source = Source::lazy(|| {
-            hostcalls::get_property(vec!["source", "address"])
+            abi::property(&["source", "address"])
                 .ok()
                 .flatten()
                 .and_then(|raw| ip::parse_source(&raw))
@@ -425,7 +411,7 @@ impl HttpContext for Request {
         if self.pending.is_none() {
             return Action::Continue;
         }
-        let size = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, usize::MAX)
+        let size = abi::buffer(abi::REQUEST_BODY, 0, usize::MAX)
             .ok()
             .flatten()
             .map_or(0, |b| b.len());
@@ -434,11 +420,7 @@ impl HttpContext for Request {
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         for (name, value) in &self.response_fields {
-            let _ = hostcalls::set_map_value_bytes(
-                MapType::HttpResponseHeaders,
-                name,
-                Some(value.as_bytes()),
-            );
+            let _ = abi::set_header(abi::RESPONSE_HEADERS, name, value.as_bytes());
         }
         Action::Continue
     }

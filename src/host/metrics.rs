@@ -2,8 +2,7 @@
 //! and `envoy_wasmcustom_api_warden_*` on /stats/prometheus). Names come from fixed sets
 //! (methods, denial codes, configured rule names), so the table stays small.
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::MetricType;
+use super::abi;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
@@ -17,24 +16,24 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    fn id(&self, kind: MetricType, name: &str) -> Option<u32> {
+    fn id(&self, kind: u32, name: &str) -> Option<u32> {
         if let Some(id) = self.ids.borrow().get(name) {
             return Some(*id);
         }
-        let id = hostcalls::define_metric(kind, &format!("api_warden.{name}")).ok()?;
+        let id = abi::define_metric(kind, &format!("api_warden.{name}")).ok()?;
         self.ids.borrow_mut().insert(name.to_string(), id);
         Some(id)
     }
 
     pub fn increment(&self, name: &str) {
-        if let Some(id) = self.id(MetricType::Counter, name) {
-            let _ = hostcalls::increment_metric(id, 1);
+        if let Some(id) = self.id(abi::COUNTER, name) {
+            let _ = abi::increment_metric(id);
         }
     }
 
     pub fn record(&self, name: &str, value: u64) {
-        if let Some(id) = self.id(MetricType::Histogram, name) {
-            let _ = hostcalls::record_metric(id, value);
+        if let Some(id) = self.id(abi::HISTOGRAM, name) {
+            let _ = abi::record_metric(id, value);
         }
     }
 }

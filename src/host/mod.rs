@@ -1,8 +1,10 @@
 //! The proxy-wasm adapter: translates host callbacks into calls on the pure modules and applies
-//! their verdicts. Host calls go through `proxy_wasm::hostcalls` (which return errors) rather than
-//! the trait helpers (which unwrap), and header values are read as bytes.
+//! their verdicts. Every host call goes through `abi`, whose wrappers turn any host answer into a
+//! `Result` (the SDK's own wrappers panic on unexpected ones); header values are read as bytes.
 
+mod abi;
 mod http;
+mod logger;
 mod metrics;
 mod ratelimit;
 mod shared;
@@ -11,15 +13,13 @@ use crate::config::{self, Config};
 use crate::ratelimit::batch::Reservations;
 use crate::ratelimit::settings::Backend;
 use metrics::Metrics;
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{BufferType, ContextType, LogLevel, MapType};
+use proxy_wasm::types::ContextType;
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::Duration;
 
 proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
+    logger::install();
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
 }}
 
@@ -40,7 +40,7 @@ impl Context for Root {
         _trailers: usize,
     ) {
         // Give-backs: a lost one only leaves admissions unused until their window ends.
-        let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
+        let status = abi::header(abi::CALL_RESPONSE_HEADERS, ":status")
             .ok()
             .flatten();
         if status.as_deref() != Some(b"200".as_slice()) {
@@ -51,7 +51,7 @@ impl Context for Root {
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let raw = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+        let raw = match abi::buffer(abi::PLUGIN_CONFIGURATION, 0, usize::MAX) {
             Ok(Some(bytes)) => bytes,
             _ => {
                 log::error!("api-warden: no plugin configuration given; refusing to start");
@@ -88,8 +88,8 @@ impl RootContext for Root {
         );
         if let Backend::Redis(r) = &config.rate_limiting.backend {
             if r.batch_size > 1 {
-                let period = Duration::from_millis((r.release_ms / 2).max(50));
-                if hostcalls::set_tick_period(period).is_err() {
+                let period = u32::try_from((r.release_ms / 2).max(50)).unwrap_or(u32::MAX);
+                if abi::set_tick_period_ms(period).is_err() {
                     log::error!(
                         "api-warden: batched Redis mode needs a tick, which this host refuses"
                     );

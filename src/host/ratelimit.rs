@@ -9,9 +9,7 @@ use crate::ratelimit::settings::RedisSettings;
 use crate::ratelimit::window::Decision;
 use crate::ratelimit::{local, redis, Limits, Subject, Target};
 use crate::store::{self, StoreError};
-use proxy_wasm::hostcalls;
 use std::cell::RefCell;
-use std::time::Duration;
 
 /// Counts in this proxy's shared data.
 pub fn check_local(cfg: &Config, target: &Target, now_ms: u64) -> Result<Decision, StoreError> {
@@ -35,7 +33,10 @@ pub fn dispatch(
     count: i64,
 ) -> Option<u32> {
     let path = redis::request_path(call, &settings.key_prefix, key, limits, now_ms, count);
-    hostcalls::dispatch_http_call(
+    // The SDK's own call, because only it registers the token with the SDK's dispatcher (which
+    // routes the answer to this context). It panics only on a status Envoy does not return for
+    // this call (Ok, BadArgument and InternalFailure are handled).
+    proxy_wasm::hostcalls::dispatch_http_call(
         &settings.cluster,
         vec![
             (":method", "GET"),
@@ -44,7 +45,7 @@ pub fn dispatch(
         ],
         None,
         vec![],
-        Duration::from_millis(settings.timeout_ms),
+        std::time::Duration::from_millis(settings.timeout_ms),
     )
     .ok()
 }

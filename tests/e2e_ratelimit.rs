@@ -131,6 +131,7 @@ fn responses_carry_rate_limit_fields_and_429_has_retry_after() {
     cfg["rate_limit_rules"][0]["burst_limit"] = json!(5);
     cfg["rate_limit_rules"][0]["requests_per_minute"] = json!(60);
     let envoy = Envoy::start(&cfg, 2);
+    let started = Instant::now();
     let first = as_client(envoy.port, 0);
     assert!(first.reached_upstream());
     assert_eq!(first.header("ratelimit-limit"), Some("60"));
@@ -142,9 +143,15 @@ fn responses_carry_rate_limit_fields_and_429_has_retry_after() {
         None,
         "the policy comes with 429s"
     );
-    // The burst: 5 at once, then one token per second (60 per minute).
+    // The burst: 5 at once, then one token per second (60 per minute). Six requests sent within
+    // a second of the first leave exactly 4 admitted; a slower machine may see a refill.
     let statuses: Vec<Response> = (0..6).map(|_| as_client(envoy.port, 0)).collect();
-    assert_eq!(statuses.iter().filter(|r| r.status == 200).count(), 4);
+    let admitted = statuses.iter().filter(|r| r.status == 200).count();
+    if started.elapsed() < Duration::from_millis(900) {
+        assert_eq!(admitted, 4);
+    } else {
+        assert!((4..=5).contains(&admitted), "{admitted}");
+    }
     let refused = statuses.iter().find(|r| r.status == 429).unwrap();
     assert_eq!(refused.error_code(), "rate_limited");
     assert_eq!(refused.header("retry-after"), Some("1"));

@@ -298,6 +298,47 @@ mod tests {
     }
 
     #[test]
+    fn no_interval_admits_more_than_the_burst_plus_the_refill() {
+        // The README's bound: over any t seconds at most burst + per_minute * t / 60 pass.
+        let limits = Limits {
+            per_minute: 120,
+            per_hour: 1_000_000,
+            per_day: 1_000_000,
+            burst: 7,
+        };
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut t = T0 + 45_000; // crosses a minute boundary
+        let mut times = Vec::new();
+        for _ in 0..3000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            t += seed % 40; // bursts of arrivals, up to 40 ms apart
+            times.push(t);
+        }
+        let (_, decisions) = run(CounterState::default(), &limits, &times);
+        let admitted: Vec<u64> = times
+            .iter()
+            .zip(&decisions)
+            .filter(|(_, d)| d.allowed)
+            .map(|(t, _)| *t)
+            .collect();
+        for (i, start) in admitted.iter().enumerate() {
+            for (j, end) in admitted.iter().enumerate().skip(i) {
+                let allowed = limits.burst as f64
+                    + limits.per_minute as f64 * (end - start) as f64 / 60_000.0;
+                assert!(
+                    (j - i + 1) as f64 <= allowed + 1e-9,
+                    "{} in {} ms",
+                    j - i + 1,
+                    end - start
+                );
+            }
+        }
+        assert!(admitted.len() > 100);
+    }
+
+    #[test]
     fn a_clock_going_backwards_does_not_mint_tokens() {
         let (state, _) = run(CounterState::default(), &L, &[T0, T0, T0]);
         let (d, _) = decide(&state, &L, T0 - 60_000);

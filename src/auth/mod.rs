@@ -48,7 +48,8 @@ impl AuthMethod {
         }
     }
 
-    fn challenge(self) -> String {
+    /// The `WWW-Authenticate` challenge for this method.
+    pub fn challenge(self) -> String {
         let scheme = match self {
             Self::Jwt => "Bearer",
             Self::ApiKey => "ApiKey",

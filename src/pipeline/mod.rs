@@ -313,11 +313,7 @@ fn finish(
             let challenge = cfg
                 .methods
                 .iter()
-                .map(|m| match m {
-                    AuthMethod::Jwt => "Bearer realm=\"api-warden\"",
-                    AuthMethod::ApiKey => "ApiKey realm=\"api-warden\"",
-                    AuthMethod::Hmac => "HMAC-SHA256 realm=\"api-warden\"",
-                })
+                .map(|m| m.challenge())
                 .collect::<Vec<_>>()
                 .join(", ");
             let denial = Denial::unauthorized(

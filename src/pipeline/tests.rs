@@ -132,6 +132,10 @@ fn denials_have_the_right_status_and_code() {
     let c = cfg();
     let d = denial(run(&c, "GET", "/api/send/x", &[], false));
     assert_eq!((d.status, d.code), (401, "missing_credentials"));
+    assert_eq!(
+        d.challenge.as_deref(),
+        Some("Bearer realm=\"api-warden\", ApiKey realm=\"api-warden\", HMAC-SHA256 realm=\"api-warden\"")
+    );
     let d = denial(run(
         &c,
         "GET",

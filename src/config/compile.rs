@@ -1,7 +1,7 @@
 //! Turns the raw JSON into a checked, ready-to-use [`Config`].
 
 use super::raw::{RawApiKey, RawClient, RawConfig};
-use super::ConfigError;
+use super::{within, ConfigError};
 use crate::auth::api_key::{self, KeyEntry, KeyTable, DEFAULT_MAX_KEY_LENGTH};
 use crate::auth::hmac_signature::{DEFAULT_MAX_BODY_BYTES, DEFAULT_WINDOW_SECONDS};
 use crate::auth::jwt::JwtVerifier;
@@ -86,13 +86,12 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         .map(|(i, r)| ratelimit::compile_rule(&format!("rate_limit_rules[{i}]"), r, default_limits))
         .collect::<Result<Vec<_>, _>>()?;
 
-    let max_key_length = raw.api_key.max_length.unwrap_or(DEFAULT_MAX_KEY_LENGTH);
-    if max_key_length == 0 {
-        return Err(ConfigError::new(
-            "api_key.max_length",
-            "must be greater than 0",
-        ));
-    }
+    let max_key_length = within(
+        "api_key.max_length",
+        raw.api_key.max_length,
+        DEFAULT_MAX_KEY_LENGTH,
+        1..=4096,
+    )?;
     let mut api_keys = KeyTable::new(max_key_length);
     let mut clients = Vec::new();
     let mut client_by_id = HashMap::new();
@@ -126,28 +125,30 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     }
 
     let hmac = HmacSettings {
-        window_seconds: positive(
+        window_seconds: within(
             "hmac.timestamp_window_seconds",
             raw.hmac.timestamp_window_seconds,
             DEFAULT_WINDOW_SECONDS,
+            1..=86_400,
         )?,
-        max_body_bytes: positive(
+        max_body_bytes: within(
             "hmac.max_body_bytes",
             raw.hmac.max_body_bytes,
             DEFAULT_MAX_BODY_BYTES,
+            1..=64 * 1024 * 1024,
         )?,
         replay: ReplayTable {
-            slots: bounded(
+            slots: within(
                 "hmac.replay_cache_slots",
                 raw.hmac.replay_cache_slots,
                 DEFAULT_REPLAY_SLOTS,
-                65_536,
+                1..=65_536,
             )?,
-            per_slot: bounded(
+            per_slot: within(
                 "hmac.replay_slot_entries",
                 raw.hmac.replay_slot_entries,
                 DEFAULT_REPLAY_SLOT_ENTRIES,
-                4096,
+                1..=4096,
             )?,
         },
     };
@@ -190,31 +191,6 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         )?,
         warnings,
     })
-}
-
-fn positive<T: Copy + PartialEq + Default>(
-    field: &str,
-    value: Option<T>,
-    default: T,
-) -> Result<T, ConfigError> {
-    match value {
-        Some(v) if v == T::default() => Err(ConfigError::new(field, "must be greater than 0")),
-        Some(v) => Ok(v),
-        None => Ok(default),
-    }
-}
-
-fn bounded(
-    field: &str,
-    value: Option<usize>,
-    default: usize,
-    max: usize,
-) -> Result<usize, ConfigError> {
-    let v = positive(field, value, default)?;
-    if v > max {
-        return Err(ConfigError::new(field, format!("must be at most {max}")));
-    }
-    Ok(v)
 }
 
 fn compile_client(field: &str, rc: RawClient) -> Result<Client, ConfigError> {

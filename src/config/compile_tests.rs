@@ -209,3 +209,28 @@ fn rate_limiting_settings_are_checked() {
         "rate_limiting.address_limits.requests_per_hour"
     );
 }
+
+#[test]
+fn numeric_settings_have_ranges() {
+    let with = |v: serde_json::Value| {
+        let mut cfg = json!({"clients": [client()]});
+        for (k, val) in v.as_object().unwrap() {
+            cfg[k] = val.clone();
+        }
+        parse(cfg.to_string().as_bytes())
+    };
+    let e = with(json!({"hmac": {"timestamp_window_seconds": 0}})).unwrap_err();
+    assert_eq!(e.field, "hmac.timestamp_window_seconds");
+    assert_eq!(e.reason, "must be between 1 and 86400");
+    assert!(with(json!({"hmac": {"timestamp_window_seconds": 86_401}})).is_err());
+    assert!(with(json!({"hmac": {"max_body_bytes": 100_000_000}})).is_err());
+    assert_eq!(
+        with(json!({"api_key": {"max_length": 0}}))
+            .unwrap_err()
+            .field,
+        "api_key.max_length"
+    );
+    let ok = with(json!({"hmac": {"timestamp_window_seconds": 60, "replay_cache_slots": 65_536}}))
+        .unwrap();
+    assert_eq!((ok.hmac.window_seconds, ok.hmac.replay.slots), (60, 65_536));
+}

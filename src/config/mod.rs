@@ -33,6 +33,27 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// A numeric setting: `value`, or `default` when unset, which must lie in `range`.
+pub fn within<T>(
+    field: &str,
+    value: Option<T>,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, ConfigError>
+where
+    T: PartialOrd + Copy + fmt::Display,
+{
+    let v = value.unwrap_or(default);
+    if range.contains(&v) {
+        Ok(v)
+    } else {
+        Err(ConfigError::new(
+            field,
+            format!("must be between {} and {}", range.start(), range.end()),
+        ))
+    }
+}
+
 /// Parses and validates the plugin configuration. An empty configuration is refused: a filter
 /// with no clients and no public routes would deny everything, which is never what was meant.
 pub fn parse(json: &[u8]) -> Result<Config, ConfigError> {

@@ -3,7 +3,7 @@
 use super::local::AddressTable;
 use super::{limits_over, Limits, RuleSet};
 use crate::config::raw::RawRateLimiting;
-use crate::config::ConfigError;
+use crate::config::{within, ConfigError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureMode {
@@ -67,13 +67,12 @@ pub fn compile(
                     "must not be empty",
                 ));
             }
-            let timeout_ms = r.timeout_ms.unwrap_or(DEFAULT_REDIS_TIMEOUT_MS);
-            if timeout_ms == 0 || timeout_ms > 60_000 {
-                return Err(ConfigError::new(
-                    "rate_limiting.redis.timeout_ms",
-                    "must be between 1 and 60000",
-                ));
-            }
+            let timeout_ms = within(
+                "rate_limiting.redis.timeout_ms",
+                r.timeout_ms,
+                DEFAULT_REDIS_TIMEOUT_MS,
+                1..=60_000,
+            )?;
             let failure_mode = match r.failure_mode.as_deref().unwrap_or("deny") {
                 "deny" => FailureMode::Deny,
                 "allow" => FailureMode::Allow,
@@ -98,24 +97,13 @@ pub fn compile(
                 failure_mode,
                 key_prefix,
                 script_sha: super::redis::script_sha(),
-                batch_size: match r.batch_size.unwrap_or(1) {
-                    n @ 1..=1000 => n,
-                    _ => {
-                        return Err(ConfigError::new(
-                            "rate_limiting.redis.batch_size",
-                            "must be between 1 and 1000",
-                        ))
-                    }
-                },
-                release_ms: match r.release_ms.unwrap_or(1000) {
-                    n @ 100..=60_000 => n,
-                    _ => {
-                        return Err(ConfigError::new(
-                            "rate_limiting.redis.release_ms",
-                            "must be between 100 and 60000",
-                        ))
-                    }
-                },
+                batch_size: within("rate_limiting.redis.batch_size", r.batch_size, 1, 1..=1000)?,
+                release_ms: within(
+                    "rate_limiting.redis.release_ms",
+                    r.release_ms,
+                    1000,
+                    100..=60_000,
+                )?,
             })
         }
         (other, _) => {
@@ -125,30 +113,22 @@ pub fn compile(
             ))
         }
     };
-    let bounded = |field: &str, v: Option<usize>, default: usize, max: usize| match v {
-        None => Ok(default),
-        Some(n) if n >= 1 && n <= max => Ok(n),
-        Some(_) => Err(ConfigError::new(
-            field,
-            format!("must be between 1 and {max}"),
-        )),
-    };
     Ok(Settings {
         enabled: raw.enabled.unwrap_or(true),
         rules: RuleSet::new(rules, default_limits, address_limits)?,
         backend,
         addresses: AddressTable {
-            slots: bounded(
+            slots: within(
                 "rate_limiting.address_table_slots",
                 raw.address_table_slots,
                 4096,
-                65_536,
+                1..=65_536,
             )?,
-            per_slot: bounded(
+            per_slot: within(
                 "rate_limiting.address_slot_entries",
                 raw.address_slot_entries,
                 8,
-                256,
+                1..=256,
             )?,
         },
     })

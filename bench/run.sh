@@ -16,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ENVOY=${ENVOY_BIN:-.venv/bin/envoy}
-WASM=$PWD/target/wasm32-wasip1/release/api_warden.wasm
+WASM=${WASM:-$PWD/target/wasm32-wasip1/release/api_warden.wasm}
 EMPTY_WASM=$PWD/bench/empty-filter/target/wasm32-wasip1/release/empty_filter.wasm
 cargo build --quiet --release --target wasm32-wasip1 --manifest-path bench/empty-filter/Cargo.toml
 DURATION=${DURATION:-10}

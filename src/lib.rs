@@ -3,11 +3,15 @@
 //! Everything but `host` is pure logic, unit tested natively; `host` is the thin proxy-wasm
 //! adapter, compiled only for wasm.
 
+pub mod adapter;
 pub mod auth;
 pub mod authz;
+pub mod callout;
 pub mod config;
 pub mod denial;
+pub mod engine;
 pub mod pipeline;
+pub mod profile;
 pub mod ratelimit;
 pub mod store;
 pub mod wire;

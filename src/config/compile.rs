@@ -10,6 +10,7 @@ use crate::auth::AuthMethod;
 use crate::authz::endpoints::EndpointPattern;
 use crate::authz::ip;
 use crate::authz::levels::{RouteTable, SecurityLevel};
+use crate::profile::HostProfile;
 use crate::ratelimit::{self, LimitOverride};
 use ipnet::IpNet;
 use std::collections::HashMap;
@@ -36,6 +37,7 @@ pub struct HmacSettings {
 
 #[derive(Debug)]
 pub struct Config {
+    pub host: HostProfile,
     pub methods: Vec<AuthMethod>,
     pub clients: Vec<Client>,
     pub client_by_id: HashMap<String, usize>,
@@ -176,6 +178,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     }
 
     Ok(Config {
+        host: raw.host,
         methods,
         clients,
         client_by_id,
@@ -185,6 +188,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         routes: RouteTable::new(routes, default_level),
         forward_credentials: raw.forward_credentials,
         rate_limiting: ratelimit::settings::compile(
+            raw.host,
             &raw.rate_limiting,
             rate_limit_rules,
             default_limits,

@@ -1,12 +1,17 @@
 //! The plugin configuration exactly as operators write it (JSON). Field names follow the seed
 //! design. Everything here is checked and turned into ready-to-use values in `compile.rs`.
 
+use crate::profile::HostProfile;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
+    /// The proxy that loads the filter: `envoy` (the default) or `kong` (ngx_wasm_module).
+    #[serde(default)]
+    pub host: HostProfile,
     /// Order in which credentials are tried. Default: jwt, api_key, hmac.
     #[serde(default)]
     pub auth_methods: Option<Vec<String>>,
@@ -35,7 +40,7 @@ pub struct RawConfig {
     pub rate_limiting: RawRateLimiting,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRateLimiting {
     /// Turns all counting off when false. Default true.
@@ -55,7 +60,7 @@ pub struct RawRateLimiting {
     pub redis: Option<RawRedis>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRedis {
     /// Envoy cluster of the webdis endpoint (Kong: `host:port`).
@@ -78,7 +83,7 @@ pub struct RawRedis {
     pub release_ms: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawClient {
     pub client_id: String,
@@ -107,14 +112,14 @@ pub struct RawClient {
 
 /// A key is its SHA-256 hex digest, or an object naming the digest (or, with opt-in, the plain
 /// key) plus an id and scopes of its own.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum RawApiKey {
     Digest(String),
     Detailed(RawApiKeyDetail),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawApiKeyDetail {
     #[serde(default)]
@@ -128,7 +133,7 @@ pub struct RawApiKeyDetail {
     pub scopes: Option<Vec<String>>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawApiKeyOptions {
     #[serde(default)]
@@ -137,7 +142,7 @@ pub struct RawApiKeyOptions {
     pub max_length: Option<usize>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawJwt {
     #[serde(default)]
@@ -162,7 +167,7 @@ pub struct RawJwt {
     pub client_id_claim: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawJwtKey {
     #[serde(default)]
@@ -174,7 +179,7 @@ pub struct RawJwtKey {
     pub pem: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawHmac {
     #[serde(default)]
@@ -187,14 +192,14 @@ pub struct RawHmac {
     pub replay_slot_entries: Option<usize>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
     pub pattern: String,
     pub security_level: String,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawSecurityMonitoring {
     #[serde(default)]
@@ -207,7 +212,7 @@ pub struct RawSecurityMonitoring {
     pub ip_cooldown_minutes: Option<u32>,
 }
 
-#[derive(Debug, Deserialize, Clone, Default)]
+#[derive(Debug, Deserialize, Clone, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRateLimits {
     #[serde(default)]
@@ -220,7 +225,7 @@ pub struct RawRateLimits {
     pub burst_limit: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRateLimitRule {
     /// Name used in counter keys and metrics; default derived from the pattern.
@@ -242,7 +247,7 @@ fn default_true() -> bool {
 }
 
 /// A field that takes one string or a list of strings (`"aud": "x"` or `"aud": ["x", "y"]`).
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Clone, JsonSchema)]
 #[serde(untagged)]
 pub enum OneOrMany {
     One(String),

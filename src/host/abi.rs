@@ -13,6 +13,7 @@ use std::ptr::{null, null_mut};
 /// A host status other than success (0 = Ok in the ABI).
 pub type Status = u32;
 pub const NOT_FOUND: Status = 1;
+pub const INTERNAL_FAILURE: Status = 10;
 pub const CAS_MISMATCH: Status = 8;
 
 pub const REQUEST_HEADERS: u32 = 0;

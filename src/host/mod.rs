@@ -1,121 +1,103 @@
-//! The proxy-wasm adapter: translates host callbacks into calls on the pure modules and applies
-//! their verdicts. Every host call goes through `abi`, whose wrappers turn any host answer into a
-//! `Result` (the SDK's own wrappers panic on unexpected ones); header values are read as bytes.
+//! The proxy-wasm glue (wasm only): SDK callbacks are handed to the host-neutral adapter with
+//! [`proxy::ProxyHost`], the one implementation of `adapter::Host` over proxy-wasm.
 
 mod abi;
-mod http;
 mod logger;
-mod metrics;
-mod ratelimit;
+mod proxy;
 mod shared;
 
-use crate::config::{self, Config};
-use crate::ratelimit::batch::Reservations;
-use crate::ratelimit::settings::Backend;
-use metrics::Metrics;
+use crate::adapter::request::RequestFilter;
+use crate::adapter::root::RootFilter;
+use crate::adapter::Action as Step;
+use proxy::ProxyHost;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::ContextType;
-use std::cell::RefCell;
-use std::rc::Rc;
+use proxy_wasm::types::{Action, ContextType};
 
 proxy_wasm::main! {{
     logger::install();
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
 }}
 
+fn action(step: Step) -> Action {
+    match step {
+        Step::Continue => Action::Continue,
+        Step::Pause => Action::Pause,
+    }
+}
+
 #[derive(Default)]
 struct Root {
-    config: Option<Rc<Config>>,
-    metrics: Rc<Metrics>,
-    /// Batched Redis mode: this worker's reservations, shared with its HTTP contexts.
-    reservations: Rc<RefCell<Reservations>>,
+    host: ProxyHost,
+    filter: RootFilter,
 }
 
 impl Context for Root {
     fn on_http_call_response(
         &mut self,
-        _token: u32,
+        token: u32,
         _headers: usize,
         _body: usize,
         _trailers: usize,
     ) {
-        // Give-backs: a lost one only leaves admissions unused until their window ends.
-        let status = abi::header(abi::CALL_RESPONSE_HEADERS, ":status")
-            .ok()
-            .flatten();
-        if status.as_deref() != Some(b"200".as_slice()) {
-            self.metrics.increment("ratelimit.redis.errors.release");
-        }
+        self.filter.on_callout(&self.host, token);
     }
 }
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let raw = match abi::buffer(abi::PLUGIN_CONFIGURATION, 0, usize::MAX) {
-            Ok(Some(bytes)) => bytes,
-            _ => {
-                log::error!("api-warden: no plugin configuration given; refusing to start");
-                return false;
-            }
-        };
-        let config = match config::parse(&raw) {
-            Ok(c) => c,
-            Err(e) => {
-                log::error!("api-warden: {e}");
-                return false;
-            }
-        };
-        for warning in &config.warnings {
-            log::warn!("api-warden: {warning}");
-        }
-        if let Err(e) = config.hmac.replay.prepare(&shared::HostStore) {
-            log::error!("api-warden: cannot create the replay table in shared data: {e:?}");
-            return false;
-        }
-        if let Err(e) = ratelimit::prepare(&config) {
-            log::error!("api-warden: cannot create the rate-limit counters in shared data: {e:?}");
-            return false;
-        }
-        log::info!(
-            "api-warden: configured {} clients, {} API keys, methods {:?}",
-            config.clients.len(),
-            config.api_keys.len(),
-            config
-                .methods
-                .iter()
-                .map(|m| m.as_str())
-                .collect::<Vec<_>>()
-        );
-        if let Backend::Redis(r) = &config.rate_limiting.backend {
-            if r.batch_size > 1 {
-                let period = u32::try_from((r.release_ms / 2).max(50)).unwrap_or(u32::MAX);
-                if abi::set_tick_period_ms(period).is_err() {
-                    log::error!(
-                        "api-warden: batched Redis mode needs a tick, which this host refuses"
-                    );
-                    return false;
-                }
-            }
-        }
-        self.config = Some(Rc::new(config));
-        true
+        self.filter.on_configure(&self.host)
     }
 
     fn on_tick(&mut self) {
-        if let Some(config) = &self.config {
-            ratelimit::release_due(config, &self.reservations, http::now_ms(), &self.metrics);
-        }
+        self.filter.on_tick(&self.host);
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(http::Request::new(
-            self.config.clone(),
-            self.metrics.clone(),
-            self.reservations.clone(),
-        )))
+        Some(Box::new(Request {
+            host: self.host.clone(),
+            filter: self.filter.new_request(),
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
+    }
+}
+
+struct Request {
+    host: ProxyHost,
+    filter: RequestFilter,
+}
+
+impl Context for Request {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        body: usize,
+        _trailers: usize,
+    ) {
+        self.filter.on_callout(&self.host, token, body);
+    }
+}
+
+impl HttpContext for Request {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        action(self.filter.on_request_headers(&self.host, end_of_stream))
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        action(
+            self.filter
+                .on_request_body(&self.host, body_size, end_of_stream),
+        )
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        action(self.filter.on_request_trailers(&self.host))
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        action(self.filter.on_response_headers(&self.host))
     }
 }

@@ -60,11 +60,18 @@ impl<'a> Source<'a> {
     pub fn get(&self) -> Option<IpAddr> {
         *self.cached.get_or_init(|| (self.lookup)())
     }
+
+    /// The address if a decision already looked it up; never asks the host.
+    pub fn peek(&self) -> Option<IpAddr> {
+        self.cached.get().copied().flatten()
+    }
 }
 
 #[derive(Debug)]
 pub struct Grant {
     pub identity: Option<Identity>,
+    /// The route's security level.
+    pub level: SecurityLevel,
     pub remove_headers: Vec<&'static str>,
     pub set_headers: Vec<(&'static str, String)>,
     /// What to count the request against before letting it through.
@@ -74,6 +81,8 @@ pub struct Grant {
 #[derive(Debug)]
 pub struct Rejection {
     pub denial: Denial,
+    /// The route's level, when the path was valid.
+    pub level: Option<SecurityLevel>,
     /// Which method the request authenticated with, or failed at: for the auth metrics.
     pub auth: Option<(AuthMethod, bool)>,
     /// Failed authentication is counted per caller address: over its limit, a 429 replaces the
@@ -88,6 +97,7 @@ pub struct Pending {
     method: String,
     target: path::RequestTarget,
     source: Option<IpAddr>,
+    level: SecurityLevel,
     pub max_body_bytes: usize,
 }
 
@@ -106,6 +116,7 @@ pub enum Verdict {
 fn deny(denial: Denial) -> Verdict {
     Verdict::Deny(Rejection {
         denial,
+        level: None,
         auth: None,
         limit: None,
     })
@@ -120,6 +131,7 @@ fn unauthenticated(
 ) -> Verdict {
     Verdict::Deny(Rejection {
         denial,
+        level: None,
         auth,
         limit: address_limit(cfg, source),
     })
@@ -141,6 +153,8 @@ fn client_limit(cfg: &Config, client: &Client, path: &str) -> Option<Target> {
     })
 }
 
+/// Decides on the request head. `remove_headers` in a grant lists every identity and credential
+/// header name to keep from the upstream, present or not: the engine plans the edits per host.
 pub fn on_request_headers<S: SharedStore + ?Sized>(
     cfg: &Config,
     req: &RequestHead,
@@ -148,17 +162,12 @@ pub fn on_request_headers<S: SharedStore + ?Sized>(
     store: &S,
 ) -> Verdict {
     let mut verdict = decide_headers(cfg, req, now, store);
-    // Only headers that are there need removing: each removal is a host call.
-    let present = |name: &&str| {
-        req.headers
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case(name))
-    };
-    match &mut verdict {
-        Verdict::Allow(grant) | Verdict::AwaitBody(_, grant) => {
-            grant.remove_headers.retain(present)
+    if let Verdict::Deny(rejection) = &mut verdict {
+        if rejection.level.is_none() {
+            rejection.level = path::normalise(req.path)
+                .ok()
+                .map(|t| cfg.routes.level_for(&t.path));
         }
-        Verdict::Deny(_) => {}
     }
     verdict
 }
@@ -177,6 +186,7 @@ fn decide_headers<S: SharedStore + ?Sized>(
     if level == SecurityLevel::Public {
         return Verdict::Allow(Grant {
             identity: None,
+            level,
             remove_headers: IDENTITY_HEADERS.to_vec(),
             set_headers: Vec::new(),
             limit: address_limit(cfg, &req.source),
@@ -239,6 +249,7 @@ fn await_body(
                 method,
                 target,
                 source: req.source.get(),
+                level,
                 max_body_bytes: cfg.hmac.max_body_bytes,
             }),
             grant,
@@ -266,6 +277,7 @@ pub fn on_request_body<S: SharedStore + ?Sized>(
     match auth::verify_signed_body(cfg, &pending.signed, &facts, body, now, store) {
         // Identity headers were set when the headers went through.
         Ok(identity) => Verdict::Allow(Grant {
+            level: pending.level,
             limit: cfg
                 .clients
                 .get(identity.client)
@@ -329,6 +341,7 @@ fn finish(
         Ok(grant) => Verdict::Allow(grant),
         Err(denial) => Verdict::Deny(Rejection {
             denial,
+            level: Some(level),
             auth: Some((method, true)),
             limit: None,
         }),
@@ -372,6 +385,7 @@ fn grant_for(
         set_headers.push(("x-client-scopes", identity.scopes.join(" ")));
     }
     Ok(Grant {
+        level,
         limit: client_limit(cfg, client, path),
         identity: Some(identity),
         remove_headers,

@@ -6,6 +6,7 @@
 
 pub mod batch;
 pub mod headers;
+pub mod limiter;
 pub mod local;
 pub mod redis;
 pub mod settings;

@@ -4,6 +4,7 @@ use super::local::AddressTable;
 use super::{limits_over, Limits, RuleSet};
 use crate::config::raw::RawRateLimiting;
 use crate::config::{within, ConfigError};
+use crate::profile::HostProfile;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureMode {
@@ -43,7 +44,20 @@ pub struct Settings {
 
 pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 100;
 
+impl Settings {
+    /// The tick batched Redis mode needs to give back reservations left unused.
+    pub fn tick_period_ms(&self) -> Option<u32> {
+        match &self.backend {
+            Backend::Redis(r) if r.batch_size > 1 => {
+                Some(u32::try_from((r.release_ms / 2).max(50)).unwrap_or(u32::MAX))
+            }
+            _ => None,
+        }
+    }
+}
+
 pub fn compile(
+    host: HostProfile,
     raw: &RawRateLimiting,
     rules: Vec<super::Rule>,
     default_limits: Limits,
@@ -61,12 +75,7 @@ pub fn compile(
             ))
         }
         ("redis", Some(r)) => {
-            if r.cluster.is_empty() {
-                return Err(ConfigError::new(
-                    "rate_limiting.redis.cluster",
-                    "must not be empty",
-                ));
-            }
+            host.check_upstream("rate_limiting.redis.cluster", &r.cluster)?;
             let timeout_ms = within(
                 "rate_limiting.redis.timeout_ms",
                 r.timeout_ms,

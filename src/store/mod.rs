@@ -4,6 +4,8 @@
 //! implements it with proxy-wasm shared data; tests use [`MemoryStore`], which mimics Envoy's
 //! semantics, including the quirk that a compare-and-swap on an absent key always succeeds.
 
+pub mod checked;
+
 use sha2::Digest;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -17,6 +19,8 @@ pub enum StoreError {
     CasMismatch,
     /// The host refused the operation; callers fail closed.
     Unavailable,
+    /// The entry belongs to another key (hosts that find keys by a hash of them).
+    KeyCollision,
 }
 
 pub trait SharedStore {
@@ -56,7 +60,9 @@ pub fn update<S: SharedStore + ?Sized, T>(
 }
 
 /// Creates `key` with `initial` if it does not exist yet. Envoy cannot create a key atomically,
-/// so keys are created once at configuration time, before any request uses them.
+/// so keys are created once at configuration time, before any request uses them. A CAS
+/// mismatch means another worker created it first (Kong's host refuses an unconditional write
+/// to an existing key).
 pub fn ensure_exists<S: SharedStore + ?Sized>(
     store: &S,
     key: &str,
@@ -64,7 +70,10 @@ pub fn ensure_exists<S: SharedStore + ?Sized>(
 ) -> Result<(), StoreError> {
     match store.get(key)? {
         Some(_) => Ok(()),
-        None => store.set(key, initial, None),
+        None => match store.set(key, initial, None) {
+            Err(StoreError::CasMismatch) => Ok(()),
+            other => other,
+        },
     }
 }
 

@@ -1,0 +1,190 @@
+//! The adapter between a proxy-wasm host and the decision core, written against the narrow
+//! [`Host`] interface so that it runs natively under `cargo test` with [`test_host::TestHost`].
+//! It holds no policy: it reads what the core needs, executes the core's steps, checks that the
+//! host did what it was asked, routes callout answers by token, and turns each request's record
+//! into metrics and logs. `crate::host` implements [`Host`] over proxy-wasm (wasm only).
+
+pub mod request;
+pub mod root;
+pub mod test_host;
+
+use crate::callout::CalloutSpec;
+use crate::config::Config;
+use crate::engine::record::{Metric, Record};
+use crate::engine::Env;
+use crate::ratelimit::batch::Reservations;
+use crate::ratelimit::limiter::Via;
+use crate::store::checked::KeyChecked;
+use crate::store::SharedStore;
+use std::cell::{Cell, RefCell};
+
+/// A host status other than success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostError(pub u32);
+
+pub type HostResult<T> = Result<T, HostError>;
+
+/// What a callback tells the host to do with the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Continue,
+    Pause,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Info,
+    Warn,
+    Error,
+}
+
+/// Everything the filter asks of a proxy. Every call that can fail says so; the adapter checks.
+pub trait Host {
+    /// Milliseconds since the Unix epoch, by the proxy's clock.
+    fn now_ms(&self) -> HostResult<u64>;
+    fn plugin_configuration(&self) -> HostResult<Option<Vec<u8>>>;
+    fn set_tick_period_ms(&self, period: u32) -> HostResult<()>;
+    /// The request headers as the host has them (names as the host spells them).
+    fn request_headers(&self) -> HostResult<Vec<(String, Vec<u8>)>>;
+    fn request_body(&self, size: usize) -> HostResult<Option<Vec<u8>>>;
+    fn property(&self, path: &[&str]) -> HostResult<Option<Vec<u8>>>;
+    fn remove_request_header(&self, name: &str) -> HostResult<()>;
+    /// Replaces the header's value (the first of that name), or adds it.
+    fn set_request_header(&self, name: &str, value: &str) -> HostResult<()>;
+    fn set_response_header(&self, name: &str, value: &str) -> HostResult<()>;
+    fn send_reply(&self, status: u16, headers: &[(String, String)], body: &[u8]) -> HostResult<()>;
+    fn reset_request(&self) -> HostResult<()>;
+    fn resume_request(&self) -> HostResult<()>;
+    /// Sends a callout; the answer comes to the context that sent it, with this token.
+    fn dispatch(&self, call: &CalloutSpec) -> HostResult<u32>;
+    /// The `:status` of the callout answer being delivered.
+    fn callout_status(&self) -> HostResult<Option<Vec<u8>>>;
+    fn callout_body(&self, size: usize) -> HostResult<Option<Vec<u8>>>;
+    /// The proxy's shared data (all workers).
+    fn store(&self) -> &dyn SharedStore;
+    fn increment(&self, metric: &str);
+    fn record(&self, metric: &str, value: u64);
+    fn log(&self, level: LogLevel, message: &str);
+}
+
+/// The host's store, behind full-key checks on hosts that need them.
+fn checked_store<'h, H: Host + ?Sized>(config: &Config, host: &'h H) -> Option<KeyChecked<'h>> {
+    config
+        .host
+        .checks_store_keys()
+        .then(|| KeyChecked::new(host.store()))
+}
+
+/// State shown in logs only on change, so a failing dependency logs once, not per request.
+#[derive(Debug, Default)]
+struct Health {
+    redis_failing: Cell<bool>,
+    store_failing: Cell<bool>,
+    header_edits_failing: Cell<bool>,
+    store_vanished: Cell<bool>,
+}
+
+/// One worker's state under one configuration, shared by its root and request contexts.
+pub struct Worker {
+    pub config: Config,
+    /// Batched Redis mode: this worker's reservations.
+    pub reservations: RefCell<Reservations>,
+    health: Health,
+}
+
+impl Worker {
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            reservations: RefCell::new(Reservations::default()),
+            health: Health::default(),
+        }
+    }
+
+    /// Runs `f` with the decision environment over the host's store (key-checked on hosts that
+    /// need it). Returns how many prepared keys had vanished from the store (evicted).
+    fn with_env<H: Host + ?Sized, R>(
+        &self,
+        host: &H,
+        now_ms: u64,
+        f: impl FnOnce(&Env) -> R,
+    ) -> (R, u64) {
+        let checked = checked_store(&self.config, host);
+        let store: &dyn SharedStore = match &checked {
+            Some(c) => c,
+            None => host.store(),
+        };
+        let env = Env {
+            config: &self.config,
+            store,
+            reservations: &self.reservations,
+            now_ms,
+        };
+        let result = f(&env);
+        (result, checked.map_or(0, |c| c.vanished()))
+    }
+
+    fn note_vanished<H: Host + ?Sized>(&self, host: &H, vanished: u64) {
+        if vanished == 0 {
+            return;
+        }
+        host.increment("store.vanished");
+        if !self.health.store_vanished.replace(true) {
+            host.log(
+                LogLevel::Warn,
+                "api-warden: shared-data entries were evicted (counts restart from zero); \
+                 enlarge the host's shared memory zone (ngx_wasm_module: shm_kv)",
+            );
+        }
+    }
+
+    /// Metrics and state-change logs for a finished request.
+    fn observe<H: Host + ?Sized>(&self, host: &H, record: &Record) {
+        for metric in record.metrics() {
+            match metric {
+                Metric::Counter(name) => host.increment(&name),
+                Metric::Histogram(name, value) => host.record(&name, value),
+            }
+        }
+        let Some(limit) = &record.limit else {
+            return;
+        };
+        let trace = &limit.trace;
+        if let Some(why) = trace.redis_error {
+            if !self.health.redis_failing.replace(true) {
+                host.log(
+                    LogLevel::Warn,
+                    &format!("api-warden: Redis rate limiting failed ({why}); failure_mode decides until it answers again"),
+                );
+            }
+        } else if trace.via == Some(Via::Redis) && self.health.redis_failing.replace(false) {
+            host.log(
+                LogLevel::Info,
+                "api-warden: Redis rate limiting answers again",
+            );
+        }
+        if trace.store_error {
+            if !self.health.store_failing.replace(true) {
+                host.log(
+                    LogLevel::Warn,
+                    "api-warden: shared-data counter update failed; refusing with 503 until it works again",
+                );
+            }
+        } else if matches!(trace.via, Some(Via::Local | Via::Fallback)) {
+            self.health.store_failing.set(false);
+        }
+    }
+
+    fn header_edits_failed<H: Host + ?Sized>(&self, host: &H, header: &str) {
+        host.increment("header_edits.failed");
+        if !self.health.header_edits_failing.replace(true) {
+            host.log(
+                LogLevel::Error,
+                &format!("api-warden: the host did not apply the header edits asked for ({header}); such requests are refused with 500"),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,346 @@
+//! One HTTP request: reads what the core needs, executes its steps, checks the header edits.
+
+use super::{Action, Host, LogLevel, Worker};
+use crate::authz::ip;
+use crate::callout::CalloutAnswer;
+use crate::denial::Denial;
+use crate::engine::headers::{self, HeaderEdits};
+use crate::engine::{Flow, Step};
+use crate::pipeline::{RequestHead, Source};
+use std::rc::Rc;
+
+pub struct RequestFilter {
+    worker: Option<Rc<Worker>>,
+    flow: Option<Flow>,
+    /// The token of the callout this request waits for.
+    waiting: Option<u32>,
+    /// Rate-limit fields for the response of an admitted request.
+    response_fields: Vec<(String, String)>,
+    /// A local reply was sent; later callbacks for this stream do nothing.
+    replied: bool,
+}
+
+fn lowercase_names(mut headers: Vec<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
+    // Envoy's names are lowercase already; nginx keeps the client's spelling.
+    for (name, _) in &mut headers {
+        if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            name.make_ascii_lowercase();
+        }
+    }
+    headers
+}
+
+fn pseudo<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> &'a [u8] {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_slice())
+        .unwrap_or_default()
+}
+
+impl RequestFilter {
+    pub fn new(worker: Option<Rc<Worker>>) -> Self {
+        Self {
+            worker,
+            flow: None,
+            waiting: None,
+            response_fields: Vec::new(),
+            replied: false,
+        }
+    }
+
+    /// The finished request's record, for tests and logs.
+    pub fn flow(&self) -> Option<&Flow> {
+        self.flow.as_ref()
+    }
+
+    pub fn on_request_headers<H: Host + ?Sized>(
+        &mut self,
+        host: &H,
+        end_of_stream: bool,
+    ) -> Action {
+        let now = host.now_ms().unwrap_or(0);
+        let Some(worker) = self.worker.clone() else {
+            let denial = Denial::new(
+                503,
+                "not_configured",
+                "the security filter has no valid configuration",
+            );
+            return self.fail_early(host, denial, now);
+        };
+        let headers = match host.request_headers() {
+            Ok(h) => lowercase_names(h),
+            Err(_) => {
+                let denial =
+                    Denial::new(500, "internal_error", "request headers could not be read");
+                return self.fail_early(host, denial, now);
+            }
+        };
+        let mut flow = Flow::new(now, pseudo(&headers, ":method"), pseudo(&headers, ":path"));
+        let source = Source::lazy(|| {
+            host.property(&["source", "address"])
+                .ok()
+                .flatten()
+                .and_then(|raw| ip::parse_source(&raw))
+        });
+        let head = RequestHead {
+            method: pseudo(&headers, ":method"),
+            path: pseudo(&headers, ":path"),
+            headers: &headers,
+            source,
+            has_body: worker.config.host.has_body(end_of_stream, &headers),
+        };
+        let (step, vanished) = worker.with_env(host, now, |env| flow.on_headers(env, &head));
+        worker.note_vanished(host, vanished);
+        self.flow = Some(flow);
+        self.execute(host, &worker, step, now)
+    }
+
+    pub fn on_request_body<H: Host + ?Sized>(
+        &mut self,
+        host: &H,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Action {
+        if self.replied || self.waiting.is_some() {
+            return Action::Pause;
+        }
+        let (Some(worker), Some(max)) = (
+            self.worker.clone(),
+            self.flow.as_ref().and_then(Flow::body_limit),
+        ) else {
+            return Action::Continue;
+        };
+        let now = host.now_ms().unwrap_or(0);
+        if body_size > max {
+            let step = self.flow_mut().body_too_large(max, now);
+            return self.execute(host, &worker, step, now);
+        }
+        if !end_of_stream {
+            // Buffer until the whole body is here.
+            return Action::Pause;
+        }
+        self.verify_body(host, &worker, body_size, now)
+    }
+
+    /// Trailers end a body that did not say it ended.
+    pub fn on_request_trailers<H: Host + ?Sized>(&mut self, host: &H) -> Action {
+        if self.replied || self.waiting.is_some() {
+            return Action::Pause;
+        }
+        let (Some(worker), Some(max)) = (
+            self.worker.clone(),
+            self.flow.as_ref().and_then(Flow::body_limit),
+        ) else {
+            return Action::Continue;
+        };
+        let now = host.now_ms().unwrap_or(0);
+        // One byte over the limit is enough to know it is too large.
+        self.verify_body(host, &worker, max.saturating_add(1), now)
+    }
+
+    fn verify_body<H: Host + ?Sized>(
+        &mut self,
+        host: &H,
+        worker: &Rc<Worker>,
+        size: usize,
+        now: u64,
+    ) -> Action {
+        let step = match host.request_body(size) {
+            Ok(body) => {
+                let body = body.unwrap_or_default();
+                let flow = self.flow_mut();
+                let (step, vanished) = worker.with_env(host, now, |env| flow.on_body(env, &body));
+                worker.note_vanished(host, vanished);
+                step
+            }
+            Err(_) => self.flow_mut().fail(
+                Denial::new(500, "internal_error", "request body could not be read"),
+                now,
+            ),
+        };
+        self.execute(host, worker, step, now)
+    }
+
+    /// A callout answer for this request. Answers to tokens it is not waiting for are ignored.
+    pub fn on_callout<H: Host + ?Sized>(&mut self, host: &H, token: u32, body_size: usize) {
+        if self.waiting != Some(token) {
+            host.increment("callouts.unexpected");
+            return;
+        }
+        self.waiting = None;
+        let Some(worker) = self.worker.clone() else {
+            return;
+        };
+        let now = host.now_ms().unwrap_or(0);
+        let answer = read_answer(host, body_size);
+        let flow = self.flow_mut();
+        let (step, vanished) = worker.with_env(host, now, |env| flow.on_callout(env, &answer));
+        worker.note_vanished(host, vanished);
+        if self.execute(host, &worker, step, now) == Action::Continue
+            && host.resume_request().is_err()
+        {
+            host.log(
+                LogLevel::Warn,
+                "api-warden: the host refused to resume a request",
+            );
+        }
+    }
+
+    pub fn on_response_headers<H: Host + ?Sized>(&mut self, host: &H) -> Action {
+        for (name, value) in &self.response_fields {
+            // Informational fields: a host that refuses one costs the client a hint, no more.
+            let _ = host.set_response_header(name, value);
+        }
+        Action::Continue
+    }
+
+    fn flow_mut(&mut self) -> &mut Flow {
+        self.flow.get_or_insert_with(|| Flow::new(0, b"", b""))
+    }
+
+    /// A reply before any decision could start (no configuration, headers unreadable).
+    fn fail_early<H: Host + ?Sized>(&mut self, host: &H, denial: Denial, now: u64) -> Action {
+        let step = self.flow_mut().fail(denial, now);
+        if let Step::Reply(denial) = step {
+            self.reply(host, &denial);
+        }
+        if let Some(flow) = &self.flow {
+            for metric in flow.record().metrics() {
+                if let crate::engine::record::Metric::Counter(name) = metric {
+                    host.increment(&name);
+                }
+            }
+        }
+        Action::Pause
+    }
+
+    fn reply<H: Host + ?Sized>(&mut self, host: &H, denial: &Denial) {
+        self.replied = true;
+        let headers = denial.response_headers();
+        if host
+            .send_reply(denial.status, &headers, &denial.body())
+            .is_err()
+        {
+            // Never let a request through because the reply could not be sent.
+            let _ = host.reset_request();
+        }
+    }
+
+    fn execute<H: Host + ?Sized>(
+        &mut self,
+        host: &H,
+        worker: &Rc<Worker>,
+        step: Step,
+        now: u64,
+    ) -> Action {
+        match step {
+            Step::Reply(denial) => {
+                self.reply(host, &denial);
+                self.finished(host, worker);
+                Action::Pause
+            }
+            Step::Forward {
+                edits,
+                response_fields,
+            } => {
+                if let Err(header) = apply_edits(host, &edits) {
+                    let step = self.edits_failed(host, worker, &header, now);
+                    return self.execute(host, worker, step, now);
+                }
+                self.response_fields = response_fields;
+                self.finished(host, worker);
+                Action::Continue
+            }
+            Step::AwaitBody { edits, .. } => {
+                // Pausing here would stop Envoy from ever delivering the body (its wasm host
+                // turns a header-phase pause into StopAll; nginx stalls too), so the headers
+                // continue with the claimed identity to the proxy's body buffering, which holds
+                // them from the upstream until the body phase has verified the signature.
+                match apply_edits(host, &edits) {
+                    Ok(()) => Action::Continue,
+                    Err(header) => {
+                        let step = self.edits_failed(host, worker, &header, now);
+                        self.execute(host, worker, step, now)
+                    }
+                }
+            }
+            Step::Call(spec) => match host.dispatch(&spec) {
+                Ok(token) => {
+                    self.waiting = Some(token);
+                    Action::Pause
+                }
+                Err(_) => {
+                    let flow = self.flow_mut();
+                    let answer = CalloutAnswer::DispatchFailed;
+                    let (step, _) = worker.with_env(host, now, |env| flow.on_callout(env, &answer));
+                    self.execute(host, worker, step, now)
+                }
+            },
+        }
+    }
+
+    fn edits_failed<H: Host + ?Sized>(
+        &mut self,
+        host: &H,
+        worker: &Worker,
+        header: &str,
+        now: u64,
+    ) -> Step {
+        worker.header_edits_failed(host, header);
+        self.flow_mut().fail(
+            Denial::new(
+                500,
+                "header_edit_failed",
+                "the proxy did not apply the filter's header changes; the request was not forwarded",
+            ),
+            now,
+        )
+    }
+
+    fn finished<H: Host + ?Sized>(&self, host: &H, worker: &Worker) {
+        if let Some(flow) = &self.flow {
+            worker.observe(host, flow.record());
+        }
+    }
+}
+
+/// Applies the edits, then reads the headers back: a request whose identity or credential
+/// headers the host did not let the filter control is refused, never forwarded. `Err` names
+/// the header that is wrong.
+fn apply_edits<H: Host + ?Sized>(host: &H, edits: &HeaderEdits) -> Result<(), String> {
+    if edits.remove.is_empty() && edits.set.is_empty() && edits.guarded.is_empty() {
+        return Ok(());
+    }
+    for name in &edits.remove {
+        host.remove_request_header(name).map_err(|_| name.clone())?;
+    }
+    for (name, value) in &edits.set {
+        host.set_request_header(name, value)
+            .map_err(|_| name.clone())?;
+    }
+    let after = host
+        .request_headers()
+        .map_err(|_| "(headers unreadable)".to_string())?;
+    headers::verify(edits, &after)
+}
+
+/// The answer being delivered: its status and body, or no answer at all.
+fn read_answer<H: Host + ?Sized>(host: &H, body_size: usize) -> CalloutAnswer {
+    let status = host
+        .callout_status()
+        .ok()
+        .flatten()
+        .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok());
+    match status {
+        None => CalloutAnswer::NoResponse,
+        Some(status) => CalloutAnswer::Response {
+            status,
+            body: host
+                .callout_body(body_size)
+                .ok()
+                .flatten()
+                .unwrap_or_default(),
+        },
+    }
+}

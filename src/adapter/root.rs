@@ -1,0 +1,171 @@
+//! A worker's root context: configuration, the tick, and the callouts the worker itself makes
+//! (batch give-backs today; JWKS refreshes and alerts later), routed by token.
+
+use super::request::RequestFilter;
+use super::{Host, LogLevel, Worker};
+use crate::config;
+use crate::ratelimit::limiter::Limiter;
+use crate::store::{SharedStore, StoreError};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// Who a root callout's answer belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootCall {
+    /// Unused batched admissions given back to Redis.
+    GiveBack,
+}
+
+/// Bounds the calls remembered at once; an answer always comes (or times out), so the table
+/// only fills if the host loses answers.
+const MAX_ROOT_CALLS: usize = 4096;
+
+#[derive(Default)]
+pub struct RootFilter {
+    worker: Option<Rc<Worker>>,
+    calls: HashMap<u32, RootCall>,
+}
+
+impl RootFilter {
+    pub fn worker(&self) -> Option<&Rc<Worker>> {
+        self.worker.as_ref()
+    }
+
+    /// Reads, checks and installs the configuration. `false` refuses it (the host then keeps
+    /// the previous one, or starts no worker); the log line names the field.
+    pub fn on_configure<H: Host + ?Sized>(&mut self, host: &H) -> bool {
+        let raw = match host.plugin_configuration() {
+            Ok(Some(bytes)) if !bytes.is_empty() => bytes,
+            _ => {
+                host.log(
+                    LogLevel::Error,
+                    "api-warden: no plugin configuration given; refusing to start",
+                );
+                return false;
+            }
+        };
+        let config = match config::parse(&raw) {
+            Ok(c) => c,
+            Err(e) => {
+                host.log(LogLevel::Error, &format!("api-warden: {e}"));
+                return false;
+            }
+        };
+        for warning in &config.warnings {
+            host.log(LogLevel::Warn, &format!("api-warden: {warning}"));
+        }
+        let worker = Worker::new(config);
+        if let Err(e) = prepare(host, &worker) {
+            host.log(LogLevel::Error, &format!("api-warden: {e}"));
+            return false;
+        }
+        if let Some(period) = worker.config.rate_limiting.tick_period_ms() {
+            if host.set_tick_period_ms(period).is_err() {
+                host.log(
+                    LogLevel::Error,
+                    "api-warden: batched Redis mode needs a tick, which this host refuses",
+                );
+                return false;
+            }
+        }
+        let c = &worker.config;
+        host.log(
+            LogLevel::Info,
+            &format!(
+                "api-warden: configured for {} with {} clients, {} API keys, methods {:?}",
+                c.host.as_str(),
+                c.clients.len(),
+                c.api_keys.len(),
+                c.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>()
+            ),
+        );
+        self.worker = Some(Rc::new(worker));
+        true
+    }
+
+    pub fn new_request(&self) -> RequestFilter {
+        RequestFilter::new(self.worker.clone())
+    }
+
+    /// Gives back batched reservations left unused.
+    pub fn on_tick<H: Host + ?Sized>(&mut self, host: &H) {
+        let Some(worker) = &self.worker else {
+            return;
+        };
+        let Ok(now) = host.now_ms() else {
+            return;
+        };
+        let limiter = Limiter {
+            settings: &worker.config.rate_limiting,
+            store: host.store(),
+            reservations: &worker.reservations,
+        };
+        for call in limiter.give_backs(now) {
+            match host.dispatch(&call) {
+                Ok(token) if self.calls.len() < MAX_ROOT_CALLS => {
+                    self.calls.insert(token, RootCall::GiveBack);
+                    host.increment("ratelimit.redis.batch.released");
+                }
+                Ok(_) => host.increment("ratelimit.redis.batch.released"),
+                Err(_) => host.increment("ratelimit.redis.errors.dispatch"),
+            }
+        }
+    }
+
+    /// An answer to one of the worker's own calls.
+    pub fn on_callout<H: Host + ?Sized>(&mut self, host: &H, token: u32) {
+        match self.calls.remove(&token) {
+            Some(RootCall::GiveBack) => {
+                let status = host.callout_status().ok().flatten();
+                if status.as_deref() != Some(b"200".as_slice()) {
+                    // A lost give-back only leaves admissions unused until their window ends.
+                    host.increment("ratelimit.redis.errors.release");
+                }
+            }
+            None => host.increment("callouts.unexpected"),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct PrepareError(&'static str, StoreError);
+
+impl std::fmt::Display for PrepareError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.1 {
+            StoreError::KeyCollision => write!(
+                f,
+                "cannot create the {} in shared data: two keys share a slot on this host (CRC32); rename a client or rule",
+                self.0
+            ),
+            other => write!(f, "cannot create the {} in shared data: {other:?}", self.0),
+        }
+    }
+}
+
+/// Creates every shared-data key the configuration uses, before the first request.
+fn prepare<H: Host + ?Sized>(host: &H, worker: &Worker) -> Result<(), PrepareError> {
+    let checked = super::checked_store(&worker.config, host);
+    let store: &dyn SharedStore = match &checked {
+        Some(c) => c,
+        None => host.store(),
+    };
+    let c = &worker.config;
+    c.hmac
+        .replay
+        .prepare(store)
+        .map_err(|e| PrepareError("replay table", e))?;
+    let limiter = Limiter {
+        settings: &c.rate_limiting,
+        store,
+        reservations: &worker.reservations,
+    };
+    limiter
+        .prepare(
+            &c.clients
+                .iter()
+                .map(|client| client.id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .map_err(|e| PrepareError("rate-limit counters", e))
+}

@@ -1,0 +1,281 @@
+//! A host double: records what the adapter asked for and lets a test inject the faults real
+//! hosts show (refused calls, header edits that do nothing, CAS races, missing properties).
+
+use super::{Host, HostError, HostResult, LogLevel};
+use crate::callout::CalloutSpec;
+use crate::store::{MemoryStore, SharedStore, StoreError, Versioned};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+
+/// A local reply: status, headers, body.
+pub type Reply = (u16, Vec<(String, String)>, Vec<u8>);
+/// A callout answer: `:status` (absent: no answer) and body.
+pub type Answer = (Option<Vec<u8>>, Vec<u8>);
+
+/// Faults to inject.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Header removals succeed but change nothing (Kong's host).
+    pub ignore_removals: Cell<bool>,
+    /// Header sets succeed but change nothing.
+    pub ignore_sets: Cell<bool>,
+    pub refuse_dispatch: Cell<bool>,
+    pub refuse_tick: Cell<bool>,
+    pub refuse_headers: Cell<bool>,
+    /// Every shared-data operation fails.
+    pub store_down: Cell<bool>,
+    /// The next unconditional write to an absent key loses a race: another worker creates the
+    /// key first and this write gets CasMismatch (as on Kong's host).
+    pub create_races: Cell<u32>,
+    /// An unconditional write to an existing key is CasMismatch (Kong's host).
+    pub kong_writes: Cell<bool>,
+}
+
+/// The shared store of the double, with its faults.
+#[derive(Default)]
+pub struct TestStore {
+    pub memory: MemoryStore,
+    faults: std::rc::Rc<Faults>,
+}
+
+impl SharedStore for TestStore {
+    fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        if self.faults.store_down.get() {
+            return Err(StoreError::Unavailable);
+        }
+        self.memory.get(key)
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        if self.faults.store_down.get() {
+            return Err(StoreError::Unavailable);
+        }
+        let exists = self.memory.get(key)?.is_some();
+        if cas.is_none() && !exists && self.faults.create_races.get() > 0 {
+            self.faults
+                .create_races
+                .set(self.faults.create_races.get() - 1);
+            self.memory.set(key, b"", None)?;
+            return Err(StoreError::CasMismatch);
+        }
+        if cas.is_none() && exists && self.faults.kong_writes.get() {
+            return Err(StoreError::CasMismatch);
+        }
+        self.memory.set(key, value, cas)
+    }
+}
+
+#[derive(Default)]
+pub struct TestHost {
+    pub now_ms: Cell<u64>,
+    pub configuration: RefCell<Option<Vec<u8>>>,
+    pub tick_ms: Cell<Option<u32>>,
+    pub request_headers: RefCell<Vec<(String, Vec<u8>)>>,
+    pub request_body: RefCell<Vec<u8>>,
+    pub properties: RefCell<HashMap<String, Vec<u8>>>,
+    pub response_headers: RefCell<Vec<(String, String)>>,
+    /// Local replies sent: status, headers, body.
+    pub replies: RefCell<Vec<Reply>>,
+    pub resets: Cell<u32>,
+    pub resumes: Cell<u32>,
+    /// Calls dispatched, with their tokens.
+    pub calls: RefCell<Vec<(u32, CalloutSpec)>>,
+    next_token: Cell<u32>,
+    /// The callout answer being delivered: status and body.
+    pub answer: RefCell<Option<Answer>>,
+    pub store: TestStore,
+    pub counters: RefCell<HashMap<String, u64>>,
+    pub histograms: RefCell<Vec<(String, u64)>>,
+    pub logs: RefCell<Vec<(LogLevel, String)>>,
+    pub faults: std::rc::Rc<Faults>,
+}
+
+impl TestHost {
+    pub fn new(configuration: &str, now_ms: u64) -> Self {
+        let faults = std::rc::Rc::new(Faults::default());
+        let host = Self {
+            store: TestStore {
+                memory: MemoryStore::new(),
+                faults: faults.clone(),
+            },
+            faults,
+            ..Self::default()
+        };
+        host.now_ms.set(now_ms);
+        *host.configuration.borrow_mut() = Some(configuration.as_bytes().to_vec());
+        host
+    }
+
+    /// A new request on this host: its headers, body and caller address.
+    pub fn request(&self, headers: &[(&str, &str)], body: &[u8], address: Option<&str>) {
+        *self.request_headers.borrow_mut() = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect();
+        *self.request_body.borrow_mut() = body.to_vec();
+        let mut props = self.properties.borrow_mut();
+        props.clear();
+        if let Some(a) = address {
+            props.insert("source.address".into(), a.as_bytes().to_vec());
+        }
+        self.response_headers.borrow_mut().clear();
+    }
+
+    /// Sets the answer the next `on_callout` reads (`None` status: no answer at all).
+    pub fn answer_with(&self, status: Option<u16>, body: &str) {
+        *self.answer.borrow_mut() = Some((
+            status.map(|s| s.to_string().into_bytes()),
+            body.as_bytes().to_vec(),
+        ));
+    }
+
+    pub fn counter(&self, name: &str) -> u64 {
+        self.counters.borrow().get(name).copied().unwrap_or(0)
+    }
+
+    pub fn last_reply(&self) -> Option<(u16, String)> {
+        self.replies.borrow().last().map(|(status, _, body)| {
+            let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+            (*status, v["error"].as_str().unwrap_or_default().to_string())
+        })
+    }
+
+    pub fn upstream_header(&self, name: &str) -> Vec<String> {
+        self.request_headers
+            .borrow()
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .collect()
+    }
+
+    pub fn last_call(&self) -> Option<(u32, CalloutSpec)> {
+        self.calls.borrow().last().cloned()
+    }
+}
+
+impl Host for TestHost {
+    fn now_ms(&self) -> HostResult<u64> {
+        Ok(self.now_ms.get())
+    }
+
+    fn plugin_configuration(&self) -> HostResult<Option<Vec<u8>>> {
+        Ok(self.configuration.borrow().clone())
+    }
+
+    fn set_tick_period_ms(&self, period: u32) -> HostResult<()> {
+        if self.faults.refuse_tick.get() {
+            return Err(HostError(2));
+        }
+        self.tick_ms.set(Some(period));
+        Ok(())
+    }
+
+    fn request_headers(&self) -> HostResult<Vec<(String, Vec<u8>)>> {
+        if self.faults.refuse_headers.get() {
+            return Err(HostError(2));
+        }
+        Ok(self.request_headers.borrow().clone())
+    }
+
+    fn request_body(&self, size: usize) -> HostResult<Option<Vec<u8>>> {
+        let body = self.request_body.borrow();
+        Ok(Some(body[..size.min(body.len())].to_vec()))
+    }
+
+    fn property(&self, path: &[&str]) -> HostResult<Option<Vec<u8>>> {
+        Ok(self.properties.borrow().get(&path.join(".")).cloned())
+    }
+
+    fn remove_request_header(&self, name: &str) -> HostResult<()> {
+        if !self.faults.ignore_removals.get() {
+            self.request_headers
+                .borrow_mut()
+                .retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+        }
+        Ok(())
+    }
+
+    fn set_request_header(&self, name: &str, value: &str) -> HostResult<()> {
+        if self.faults.ignore_sets.get() {
+            return Ok(());
+        }
+        let mut headers = self.request_headers.borrow_mut();
+        match headers
+            .iter_mut()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        {
+            Some(existing) => existing.1 = value.as_bytes().to_vec(),
+            None => headers.push((name.to_string(), value.as_bytes().to_vec())),
+        }
+        Ok(())
+    }
+
+    fn set_response_header(&self, name: &str, value: &str) -> HostResult<()> {
+        self.response_headers
+            .borrow_mut()
+            .push((name.to_string(), value.to_string()));
+        Ok(())
+    }
+
+    fn send_reply(&self, status: u16, headers: &[(String, String)], body: &[u8]) -> HostResult<()> {
+        self.replies
+            .borrow_mut()
+            .push((status, headers.to_vec(), body.to_vec()));
+        Ok(())
+    }
+
+    fn reset_request(&self) -> HostResult<()> {
+        self.resets.set(self.resets.get() + 1);
+        Ok(())
+    }
+
+    fn resume_request(&self) -> HostResult<()> {
+        self.resumes.set(self.resumes.get() + 1);
+        Ok(())
+    }
+
+    fn dispatch(&self, call: &CalloutSpec) -> HostResult<u32> {
+        if self.faults.refuse_dispatch.get() {
+            return Err(HostError(2));
+        }
+        let token = self.next_token.get() + 1;
+        self.next_token.set(token);
+        self.calls.borrow_mut().push((token, call.clone()));
+        Ok(token)
+    }
+
+    fn callout_status(&self) -> HostResult<Option<Vec<u8>>> {
+        Ok(self.answer.borrow().as_ref().and_then(|(s, _)| s.clone()))
+    }
+
+    fn callout_body(&self, size: usize) -> HostResult<Option<Vec<u8>>> {
+        Ok(self
+            .answer
+            .borrow()
+            .as_ref()
+            .map(|(_, b)| b[..size.min(b.len())].to_vec()))
+    }
+
+    fn store(&self) -> &dyn SharedStore {
+        &self.store
+    }
+
+    fn increment(&self, metric: &str) {
+        *self
+            .counters
+            .borrow_mut()
+            .entry(metric.to_string())
+            .or_default() += 1;
+    }
+
+    fn record(&self, metric: &str, value: u64) {
+        self.histograms
+            .borrow_mut()
+            .push((metric.to_string(), value));
+    }
+
+    fn log(&self, level: LogLevel, message: &str) {
+        self.logs.borrow_mut().push((level, message.to_string()));
+    }
+}

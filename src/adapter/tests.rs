@@ -1,0 +1,450 @@
+//! The adapter driven through the test host: what each host callback leads to, including the
+//! faults real hosts show.
+
+use super::request::RequestFilter;
+use super::root::RootFilter;
+use super::test_host::TestHost;
+use super::{Action, LogLevel};
+use serde_json::{json, Value};
+
+const KEY: &str = "ak_test_key_marketing_000000000001";
+const NOW: u64 = 1_800_000_010_000; // 10 s into a minute
+
+fn digest(key: &str) -> String {
+    hex::encode(crate::auth::api_key::digest(key.as_bytes()))
+}
+
+fn config(extra: Value) -> String {
+    let mut base = json!({
+        "clients": [
+            {"client_id": "marketing", "name": "Marketing Team",
+             "allowed_endpoints": ["/api/send/*"], "api_keys": [digest(KEY)],
+             "client_secret": "marketing-hmac-secret-0123456789"},
+            {"client_id": "office", "allowed_endpoints": ["/api/send/*"],
+             "allowed_ips": ["192.168.1.0/24"], "api_keys": [digest("office-key-0000000001")]}
+        ],
+        "routes": [{"pattern": "/health", "security_level": "public"}],
+        "rate_limit_rules": [{"endpoint_pattern": "/api/send/*", "requests_per_minute": 40,
+                              "burst_limit": 40}]
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        base[k] = v.clone();
+    }
+    base.to_string()
+}
+
+fn redis(extra: Value) -> Value {
+    let mut redis = json!({"cluster": "webdis", "timeout_ms": 50});
+    for (k, v) in extra.as_object().unwrap() {
+        redis[k] = v.clone();
+    }
+    json!({"rate_limiting": {"mode": "redis", "redis": redis}})
+}
+
+fn configured(extra: Value) -> (TestHost, RootFilter) {
+    let host = TestHost::new(&config(extra), NOW);
+    let mut root = RootFilter::default();
+    assert!(root.on_configure(&host), "logs: {:?}", host.logs.borrow());
+    (host, root)
+}
+
+fn api_key_request(host: &TestHost, path: &str, extra: &[(&str, &str)]) {
+    let mut headers = vec![(":method", "GET"), (":path", path), ("x-api-key", KEY)];
+    headers.extend_from_slice(extra);
+    host.request(&headers, b"", Some("10.1.1.1:5000"));
+}
+
+fn start(host: &TestHost, root: &RootFilter) -> (RequestFilter, Action) {
+    let mut request = root.new_request();
+    let action = request.on_request_headers(host, true);
+    (request, action)
+}
+
+const GRANTED: &str = r#"{"EVALSHA":[1,3,3,3,40000]}"#;
+
+#[test]
+fn an_api_key_request_is_forwarded_with_identity_and_rate_limit_fields() {
+    let (host, root) = configured(json!({}));
+    api_key_request(&host, "/api/send/x", &[("x-client-id", "analytics")]);
+    let (mut request, action) = start(&host, &root);
+    assert_eq!(action, Action::Continue);
+    assert_eq!(host.upstream_header("x-client-id"), ["marketing"]);
+    assert!(host.upstream_header("x-api-key").is_empty());
+    request.on_response_headers(&host);
+    let fields = host.response_headers.borrow().clone();
+    assert!(fields.contains(&("ratelimit-remaining".into(), "39".into())));
+    assert_eq!(host.counter("auth.api_key.success"), 1);
+    assert_eq!(host.counter("ratelimit.api_send.allowed"), 1);
+    let record = request.flow().unwrap().record();
+    assert_eq!(record.client.as_deref(), Some("marketing"));
+    assert_eq!(record.path, "/api/send/x");
+}
+
+#[test]
+fn noscript_is_answered_by_sending_the_whole_script() {
+    let (host, root) = configured(redis(json!({})));
+    api_key_request(&host, "/api/send/x", &[]);
+    let (mut request, action) = start(&host, &root);
+    assert_eq!(action, Action::Pause);
+    let (token, first) = host.last_call().unwrap();
+    assert!(first.path.starts_with("/EVALSHA/"));
+    assert_eq!(first.upstream, "webdis");
+    host.answer_with(
+        Some(200),
+        r#"{"EVALSHA":[false,"NOSCRIPT No matching script."]}"#,
+    );
+    request.on_callout(&host, token, 100);
+    let (token, second) = host.last_call().unwrap();
+    assert!(second.path.starts_with("/EVAL/"), "{}", second.path);
+    assert_eq!(host.resumes.get(), 0, "still waiting");
+    host.answer_with(Some(200), r#"{"EVAL":[1,3,3,3,40000]}"#);
+    request.on_callout(&host, token, 100);
+    assert_eq!(host.resumes.get(), 1);
+    assert_eq!(host.upstream_header("x-client-id"), ["marketing"]);
+    assert_eq!(host.counter("ratelimit.redis.script_loads"), 1);
+    assert_eq!(host.counter("ratelimit.api_send.allowed"), 1);
+}
+
+#[test]
+fn a_redis_timeout_follows_the_failure_mode() {
+    let (host, root) = configured(redis(json!({})));
+    api_key_request(&host, "/api/send/x", &[]);
+    let (mut request, _) = start(&host, &root);
+    let (token, _) = host.last_call().unwrap();
+    host.answer_with(None, "");
+    request.on_callout(&host, token, 0);
+    assert_eq!(
+        host.last_reply(),
+        Some((503, "rate_limit_unavailable".into()))
+    );
+    assert_eq!(host.counter("ratelimit.redis.errors.timeout"), 1);
+    assert_eq!(host.resumes.get(), 0);
+    let warnings = host
+        .logs
+        .borrow()
+        .iter()
+        .filter(|(l, _)| *l == LogLevel::Warn)
+        .count();
+    assert_eq!(warnings, 1);
+
+    let (host, root) = configured(redis(json!({"failure_mode": "allow"})));
+    api_key_request(&host, "/api/send/x", &[]);
+    let (mut request, _) = start(&host, &root);
+    let (token, _) = host.last_call().unwrap();
+    host.answer_with(Some(504), "upstream request timeout");
+    request.on_callout(&host, token, 24);
+    assert!(host.replies.borrow().is_empty());
+    assert_eq!(host.resumes.get(), 1);
+    assert_eq!(host.counter("ratelimit.redis.local_fallback"), 1);
+    assert_eq!(host.counter("ratelimit.redis.errors.timeout"), 1);
+}
+
+#[test]
+fn garbage_from_redis_and_a_refused_dispatch_are_errors_not_guesses() {
+    let (host, root) = configured(redis(json!({})));
+    api_key_request(&host, "/api/send/x", &[]);
+    let (mut request, _) = start(&host, &root);
+    let (token, _) = host.last_call().unwrap();
+    host.answer_with(Some(200), "<html>oops</html>");
+    request.on_callout(&host, token, 17);
+    assert_eq!(
+        host.last_reply(),
+        Some((503, "rate_limit_unavailable".into()))
+    );
+    assert_eq!(host.counter("ratelimit.redis.errors.garbage"), 1);
+
+    host.faults.refuse_dispatch.set(true);
+    api_key_request(&host, "/api/send/x", &[]);
+    let (_, action) = start(&host, &root);
+    assert_eq!(action, Action::Pause);
+    assert_eq!(host.counter("ratelimit.redis.errors.dispatch"), 1);
+    assert_eq!(host.replies.borrow().len(), 2);
+}
+
+#[test]
+fn answers_to_other_tokens_are_ignored() {
+    let (host, root) = configured(redis(json!({})));
+    api_key_request(&host, "/api/send/x", &[]);
+    let (mut request, _) = start(&host, &root);
+    let (token, _) = host.last_call().unwrap();
+    host.answer_with(Some(200), GRANTED);
+    request.on_callout(&host, token + 7, 100);
+    assert_eq!(host.resumes.get(), 0);
+    assert_eq!(host.counter("callouts.unexpected"), 1);
+    request.on_callout(&host, token, 100);
+    assert_eq!(host.resumes.get(), 1);
+}
+
+#[test]
+fn batched_mode_serves_reservations_and_gives_back_the_rest_on_a_tick() {
+    let (host, mut root) = configured(redis(json!({"batch_size": 5, "release_ms": 1000})));
+    assert_eq!(host.tick_ms.get(), Some(500));
+    api_key_request(&host, "/api/send/x", &[]);
+    let (mut request, _) = start(&host, &root);
+    let (token, call) = host.last_call().unwrap();
+    assert!(call.path.ends_with("/5"), "asks for 5: {}", call.path);
+    host.answer_with(Some(200), r#"{"EVALSHA":[5,0,0,0,40000]}"#);
+    request.on_callout(&host, token, 100);
+    assert_eq!(host.resumes.get(), 1);
+    // Two more are served from the reservation without a call.
+    for _ in 0..2 {
+        api_key_request(&host, "/api/send/x", &[]);
+        let (_, action) = start(&host, &root);
+        assert_eq!(action, Action::Continue);
+    }
+    assert_eq!(host.calls.borrow().len(), 1);
+    assert_eq!(host.counter("ratelimit.redis.batch.served"), 2);
+    // Unused for release_ms: the two left go back to Redis from the root.
+    host.now_ms.set(NOW + 1500);
+    root.on_tick(&host);
+    let (token, give_back) = host.last_call().unwrap();
+    assert!(give_back.path.starts_with("/EVAL/") && give_back.path.ends_with("/-2"));
+    assert_eq!(host.counter("ratelimit.redis.batch.released"), 1);
+    host.answer_with(Some(503), "");
+    root.on_callout(&host, token);
+    assert_eq!(host.counter("ratelimit.redis.errors.release"), 1);
+    root.on_tick(&host);
+    assert_eq!(host.calls.borrow().len(), 2, "nothing left to give back");
+}
+
+#[test]
+fn key_creation_that_loses_a_race_still_configures() {
+    let host = TestHost::new(&config(json!({"host": "kong"})), NOW);
+    host.faults.create_races.set(3);
+    host.faults.kong_writes.set(true);
+    let mut root = RootFilter::default();
+    assert!(root.on_configure(&host), "logs: {:?}", host.logs.borrow());
+    // And counting still works on the keys another worker created.
+    api_key_request(&host, "/api/send/x", &[]);
+    let (_, action) = start(&host, &root);
+    assert_eq!(action, Action::Continue);
+    assert_eq!(host.counter("ratelimit.api_send.allowed"), 1);
+}
+
+#[test]
+fn a_store_that_fails_refuses_and_says_so_once() {
+    let (host, root) = configured(json!({}));
+    host.faults.store_down.set(true);
+    for _ in 0..3 {
+        api_key_request(&host, "/api/send/x", &[]);
+        start(&host, &root);
+    }
+    assert_eq!(
+        host.last_reply(),
+        Some((503, "rate_limit_unavailable".into()))
+    );
+    assert_eq!(host.counter("ratelimit.store_errors"), 3);
+    assert_eq!(
+        host.logs
+            .borrow()
+            .iter()
+            .filter(|(l, _)| *l == LogLevel::Warn)
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn a_header_edit_the_host_ignores_is_refused_not_forwarded() {
+    let (host, root) = configured(json!({}));
+    host.faults.ignore_removals.set(true);
+    for _ in 0..2 {
+        api_key_request(&host, "/api/send/x", &[("x-client-id", "analytics")]);
+        let (_, action) = start(&host, &root);
+        assert_eq!(action, Action::Pause);
+        assert_eq!(host.last_reply(), Some((500, "header_edit_failed".into())));
+    }
+    assert_eq!(host.counter("header_edits.failed"), 2);
+    let errors = host
+        .logs
+        .borrow()
+        .iter()
+        .filter(|(l, _)| *l == LogLevel::Error)
+        .count();
+    assert_eq!(errors, 1, "logged once");
+
+    let (host, root) = configured(json!({}));
+    host.faults.ignore_sets.set(true);
+    api_key_request(&host, "/api/send/x", &[]);
+    start(&host, &root);
+    assert_eq!(host.last_reply(), Some((500, "header_edit_failed".into())));
+}
+
+#[test]
+fn a_missing_address_fails_closed_for_allowlisted_clients() {
+    let (host, root) = configured(json!({}));
+    host.request(
+        &[
+            (":method", "GET"),
+            (":path", "/api/send/x"),
+            ("x-api-key", "office-key-0000000001"),
+        ],
+        b"",
+        None,
+    );
+    start(&host, &root);
+    assert_eq!(host.last_reply(), Some((403, "ip_not_allowed".into())));
+    host.request(
+        &[
+            (":method", "GET"),
+            (":path", "/api/send/x"),
+            ("x-api-key", "office-key-0000000001"),
+        ],
+        b"",
+        Some("192.168.1.9"),
+    );
+    let (_, action) = start(&host, &root);
+    assert_eq!(
+        action,
+        Action::Continue,
+        "bare addresses (Kong's form) parse too"
+    );
+}
+
+#[test]
+fn unreadable_headers_and_no_configuration_are_refused() {
+    let (host, root) = configured(json!({}));
+    host.faults.refuse_headers.set(true);
+    api_key_request(&host, "/api/send/x", &[]);
+    start(&host, &root);
+    assert_eq!(host.last_reply(), Some((500, "internal_error".into())));
+
+    let host = TestHost::new("{\"clients\": 3}", NOW);
+    let mut root = RootFilter::default();
+    assert!(!root.on_configure(&host));
+    assert!(host.logs.borrow()[0].1.contains("clients"));
+    api_key_request(&host, "/api/send/x", &[]);
+    start(&host, &root);
+    assert_eq!(host.last_reply(), Some((503, "not_configured".into())));
+    assert_eq!(host.counter("denied.not_configured"), 1);
+}
+
+#[test]
+fn a_refused_tick_refuses_batched_mode() {
+    let host = TestHost::new(&config(redis(json!({"batch_size": 5}))), NOW);
+    host.faults.refuse_tick.set(true);
+    assert!(!RootFilter::default().on_configure(&host));
+}
+
+#[test]
+fn signed_bodies_wait_for_the_body_then_for_redis() {
+    let (host, root) = configured(redis(json!({})));
+    let secret = b"marketing-hmac-secret-0123456789";
+    let ts = (NOW / 1000).to_string();
+    let sig = crate::auth::hmac_signature::sign(secret, "POST", "/api/send/x", b"{}", &ts, None);
+    host.request(
+        &[
+            (":method", "POST"),
+            (":path", "/api/send/x"),
+            ("x-client-id", "marketing"),
+            ("x-timestamp", &ts),
+            ("x-signature", &sig),
+        ],
+        b"{}",
+        Some("10.0.0.1"),
+    );
+    let mut request = root.new_request();
+    assert_eq!(request.on_request_headers(&host, false), Action::Continue);
+    assert_eq!(host.upstream_header("x-client-id"), ["marketing"]);
+    assert_eq!(request.on_request_body(&host, 1, false), Action::Pause);
+    assert_eq!(request.on_request_body(&host, 2, true), Action::Pause);
+    let (token, _) = host.last_call().unwrap();
+    host.answer_with(Some(200), GRANTED);
+    request.on_callout(&host, token, 100);
+    assert_eq!(host.resumes.get(), 1);
+    assert_eq!(host.counter("auth.hmac_signature.success"), 1);
+
+    // A tampered body is refused in the body phase.
+    let (host, root) = configured(json!({}));
+    host.request(
+        &[
+            (":method", "POST"),
+            (":path", "/api/send/x"),
+            ("x-client-id", "marketing"),
+            ("x-timestamp", &ts),
+            ("x-signature", &sig),
+        ],
+        b"{\"x\":1}",
+        Some("10.0.0.1"),
+    );
+    let mut request = root.new_request();
+    request.on_request_headers(&host, false);
+    assert_eq!(request.on_request_body(&host, 7, true), Action::Pause);
+    assert_eq!(host.last_reply(), Some((401, "signature_mismatch".into())));
+}
+
+#[test]
+fn on_kong_identity_headers_are_refused_and_credentials_blanked() {
+    let (host, root) = configured(json!({"host": "kong"}));
+    for spoof in [
+        ("X-Client-Id", "analytics"),
+        ("X_Security_Level", "critical"),
+    ] {
+        host.request(
+            &[
+                (":method", "GET"),
+                (":path", "/api/send/x"),
+                ("X-API-Key", KEY),
+                spoof,
+            ],
+            b"",
+            Some("10.0.0.1"),
+        );
+        start(&host, &root);
+        assert_eq!(
+            host.last_reply(),
+            Some((400, "identity_header_not_allowed".into()))
+        );
+    }
+    host.request(
+        &[
+            (":method", "GET"),
+            (":path", "/api/send/x"),
+            ("X-API-Key", KEY),
+        ],
+        b"",
+        Some("10.0.0.1"),
+    );
+    let (_, action) = start(&host, &root);
+    assert_eq!(action, Action::Continue);
+    assert_eq!(host.upstream_header("x-api-key"), [""]);
+    assert_eq!(host.upstream_header("x-client-id"), ["marketing"]);
+    // No body framing on a GET: nothing waits for a body nginx never delivers.
+    let ts = (NOW / 1000).to_string();
+    let sig = crate::auth::hmac_signature::sign(
+        b"marketing-hmac-secret-0123456789",
+        "GET",
+        "/api/send/x",
+        b"",
+        &ts,
+        None,
+    );
+    host.request(
+        &[
+            (":method", "GET"),
+            (":path", "/api/send/x"),
+            ("X-Client-Id", "marketing"),
+            ("X-Timestamp", &ts),
+            ("X-Signature", &sig),
+        ],
+        b"",
+        Some("10.0.0.1"),
+    );
+    let mut request = root.new_request();
+    assert_eq!(request.on_request_headers(&host, false), Action::Continue);
+    assert_eq!(host.counter("auth.hmac_signature.success"), 1);
+}
+
+#[test]
+fn kong_needs_host_and_port_for_callouts() {
+    let host = TestHost::new(
+        &config(json!({"host": "kong", "rate_limiting": {"mode": "redis",
+        "redis": {"cluster": "webdis"}}})),
+        NOW,
+    );
+    let mut root = RootFilter::default();
+    assert!(!root.on_configure(&host));
+    assert!(host.logs.borrow()[0]
+        .1
+        .contains("rate_limiting.redis.cluster"));
+}

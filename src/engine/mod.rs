@@ -1,0 +1,319 @@
+//! The whole decision for one request, as a resumable state machine free of host calls.
+//!
+//! The adapter feeds it the request head, then (when asked) the body, and the answers of the
+//! callouts it asked for, each with the time; every call returns a [`Step`]: forward with these
+//! header edits and response fields, reply with this status, let the headers go on while the
+//! body is read, or make this call. What happened ends up in one [`Record`].
+
+pub mod headers;
+pub mod record;
+
+use crate::callout::{CalloutAnswer, CalloutSpec};
+use crate::config::Config;
+use crate::denial::Denial;
+use crate::pipeline::{self, Grant, Pending, RequestHead, Verdict, IDENTITY_HEADERS};
+use crate::ratelimit::batch::Reservations;
+use crate::ratelimit::headers as limit_headers;
+use crate::ratelimit::limiter::{Check, Counted, Limiter, PendingCount};
+use crate::ratelimit::window::Decision;
+use crate::ratelimit::Target;
+use crate::store::SharedStore;
+use headers::HeaderEdits;
+use record::{AuthRecord, DenialRecord, LimitOutcome, LimitRecord, Record};
+use std::cell::RefCell;
+
+/// What one decision step may use: configuration, the proxy's shared store, this worker's
+/// reservations, and the time.
+pub struct Env<'a> {
+    pub config: &'a Config,
+    pub store: &'a dyn SharedStore,
+    pub reservations: &'a RefCell<Reservations>,
+    pub now_ms: u64,
+}
+
+impl Env<'_> {
+    fn limiter(&self) -> Limiter<'_> {
+        Limiter {
+            settings: &self.config.rate_limiting,
+            store: self.store,
+            reservations: self.reservations,
+        }
+    }
+}
+
+/// What the adapter must do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Send the request upstream with these edits; add `response_fields` to its response.
+    Forward {
+        edits: HeaderEdits,
+        response_fields: Vec<(String, String)>,
+    },
+    /// Answer the request here.
+    Reply(Denial),
+    /// Let the headers continue with these edits (the claimed identity) and hand over the body
+    /// when it is complete. Envoy's host cannot hold headers while reading a body, so the proxy
+    /// must hold the request from the upstream until then (Envoy's buffer filter; nginx buffers
+    /// request bodies itself).
+    AwaitBody {
+        edits: HeaderEdits,
+        max_bytes: usize,
+    },
+    /// Make this call and hand its answer to [`Flow::on_callout`].
+    Call(CalloutSpec),
+}
+
+enum State {
+    Start,
+    Body(Box<Pending>),
+    Counting {
+        pending: Box<PendingCount>,
+        edits: HeaderEdits,
+    },
+    Done,
+}
+
+pub struct Flow {
+    state: State,
+    record: Record,
+}
+
+fn limited(target: &Target, decision: &Decision) -> Denial {
+    let mut denial = Denial::new(
+        429,
+        "rate_limited",
+        format!("rate limit exceeded ({}); retry later", target.rule),
+    );
+    denial.headers = limit_headers::fields(decision, &target.limits);
+    denial
+}
+
+fn limit_unavailable(counted: &Counted) -> Denial {
+    let message = if counted.trace.redis_error.is_some() {
+        "the rate-limit store is unavailable; retry shortly"
+    } else {
+        "rate limits cannot be checked right now; retry shortly"
+    };
+    Denial::new(503, "rate_limit_unavailable", message)
+}
+
+impl Flow {
+    pub fn new(now_ms: u64, method: &[u8], path: &[u8]) -> Self {
+        Self {
+            state: State::Start,
+            record: Record::new(now_ms, method, path),
+        }
+    }
+
+    pub fn record(&self) -> &Record {
+        &self.record
+    }
+
+    pub fn is_done(&self) -> bool {
+        matches!(self.state, State::Done)
+    }
+
+    /// While the body is awaited: the largest body accepted.
+    pub fn body_limit(&self) -> Option<usize> {
+        match &self.state {
+            State::Body(pending) => Some(pending.max_body_bytes),
+            _ => None,
+        }
+    }
+
+    /// Decides on the request head.
+    pub fn on_headers(&mut self, env: &Env, head: &RequestHead) -> Step {
+        if !matches!(self.state, State::Start) {
+            return self.fail(internal("request headers arrived twice"), env.now_ms);
+        }
+        let verdict = pipeline::on_request_headers(env.config, head, env.now_ms / 1000, env.store);
+        self.record.address = head.source.peek();
+        self.apply(env, verdict, head.headers)
+    }
+
+    /// Decides on the complete body of a request that [`Step::AwaitBody`] let through.
+    pub fn on_body(&mut self, env: &Env, body: &[u8]) -> Step {
+        let State::Body(pending) = std::mem::replace(&mut self.state, State::Done) else {
+            return self.fail(internal("no body was awaited"), env.now_ms);
+        };
+        if body.len() > pending.max_body_bytes {
+            return self.body_too_large(pending.max_body_bytes, env.now_ms);
+        }
+        let verdict =
+            pipeline::on_request_body(env.config, &pending, body, env.now_ms / 1000, env.store);
+        // Identity headers were set when the headers went through.
+        self.apply(env, verdict, &[])
+    }
+
+    /// The body grew past [`body_limit`](Self::body_limit).
+    pub fn body_too_large(&mut self, max: usize, now_ms: u64) -> Step {
+        self.finish_reply(pipeline::body_too_large(max), now_ms)
+    }
+
+    /// Takes the answer to the call the last step asked for.
+    pub fn on_callout(&mut self, env: &Env, answer: &CalloutAnswer) -> Step {
+        let State::Counting { pending, edits } = std::mem::replace(&mut self.state, State::Done)
+        else {
+            return self.fail(internal("no call was awaited"), env.now_ms);
+        };
+        let target = pending.target().clone();
+        let check = env.limiter().resume(*pending, answer, env.now_ms);
+        self.counted(env, check, edits, target)
+    }
+
+    /// Ends the request with a reply the adapter decided on (headers unreadable, header edits
+    /// the host did not apply).
+    pub fn fail(&mut self, denial: Denial, now_ms: u64) -> Step {
+        self.finish_reply(denial, now_ms)
+    }
+
+    fn apply(&mut self, env: &Env, verdict: Verdict, incoming: &[(String, Vec<u8>)]) -> Step {
+        match verdict {
+            Verdict::Allow(grant) => {
+                self.note_grant(env, &grant);
+                let edits = match self.plan(env, incoming, &grant) {
+                    Ok(edits) => edits,
+                    Err(denial) => return self.finish_reply(denial, env.now_ms),
+                };
+                match grant.limit {
+                    Some(target) => {
+                        let check = env.limiter().check(target.clone(), env.now_ms);
+                        self.counted(env, check, edits, target)
+                    }
+                    None => self.forward(edits, Vec::new(), env.now_ms),
+                }
+            }
+            Verdict::Deny(rejection) => {
+                self.record.auth = rejection
+                    .auth
+                    .map(|(method, success)| AuthRecord { method, success });
+                self.record.level = rejection.level;
+                // Failed authentication counts against the caller's address: over its limit,
+                // a 429 replaces the 401, so guessing credentials is throttled.
+                // Addresses are always counted locally, so this never waits for a call.
+                if let Some(target) = rejection.limit {
+                    if let Check::Done(counted) = env.limiter().check(target.clone(), env.now_ms) {
+                        self.note_count(&target, &counted);
+                        match &counted.decision {
+                            None => {
+                                return self.finish_reply(limit_unavailable(&counted), env.now_ms)
+                            }
+                            Some(d) if !d.allowed => {
+                                return self.finish_reply(limited(&target, d), env.now_ms)
+                            }
+                            Some(_) => {}
+                        }
+                    }
+                }
+                self.finish_reply(rejection.denial, env.now_ms)
+            }
+            Verdict::AwaitBody(pending, claimed) => {
+                self.record.level = Some(claimed.level);
+                let edits = match self.plan(env, incoming, &claimed) {
+                    Ok(edits) => edits,
+                    Err(denial) => return self.finish_reply(denial, env.now_ms),
+                };
+                let max_bytes = pending.max_body_bytes;
+                self.state = State::Body(pending);
+                Step::AwaitBody { edits, max_bytes }
+            }
+        }
+    }
+
+    fn note_grant(&mut self, env: &Env, grant: &Grant) {
+        self.record.level = Some(grant.level);
+        match &grant.identity {
+            Some(identity) => {
+                self.record.auth = Some(AuthRecord {
+                    method: identity.method,
+                    success: true,
+                });
+                self.record.client = env
+                    .config
+                    .clients
+                    .get(identity.client)
+                    .map(|c| c.id.clone());
+            }
+            None => self.record.public = true,
+        }
+    }
+
+    fn plan(
+        &self,
+        env: &Env,
+        incoming: &[(String, Vec<u8>)],
+        grant: &Grant,
+    ) -> Result<HeaderEdits, Denial> {
+        headers::plan(
+            env.config.host,
+            incoming,
+            &grant.remove_headers,
+            &IDENTITY_HEADERS,
+            grant.set_headers.clone(),
+        )
+    }
+
+    fn counted(&mut self, env: &Env, check: Check, edits: HeaderEdits, target: Target) -> Step {
+        let counted = match check {
+            Check::Call(pending, spec) => {
+                self.state = State::Counting { pending, edits };
+                return Step::Call(spec);
+            }
+            Check::Done(counted) => counted,
+        };
+        self.note_count(&target, &counted);
+        match &counted.decision {
+            None => self.finish_reply(limit_unavailable(&counted), env.now_ms),
+            Some(d) if !d.allowed => self.finish_reply(limited(&target, d), env.now_ms),
+            Some(d) => {
+                let fields = limit_headers::fields(d, &target.limits);
+                self.forward(edits, fields, env.now_ms)
+            }
+        }
+    }
+
+    fn note_count(&mut self, target: &Target, counted: &Counted) {
+        let outcome = match &counted.decision {
+            None => LimitOutcome::Unavailable,
+            Some(d) if d.allowed => LimitOutcome::Allowed,
+            Some(_) => LimitOutcome::Limited,
+        };
+        self.record.limit = Some(LimitRecord {
+            rule: target.rule.clone(),
+            outcome,
+            trace: counted.trace.clone(),
+        });
+    }
+
+    fn forward(
+        &mut self,
+        edits: HeaderEdits,
+        response_fields: Vec<(String, String)>,
+        now_ms: u64,
+    ) -> Step {
+        self.state = State::Done;
+        self.record.finished_ms = now_ms;
+        Step::Forward {
+            edits,
+            response_fields,
+        }
+    }
+
+    fn finish_reply(&mut self, denial: Denial, now_ms: u64) -> Step {
+        self.state = State::Done;
+        self.record.finished_ms = now_ms;
+        self.record.denial = Some(DenialRecord {
+            status: denial.status,
+            code: denial.code,
+        });
+        Step::Reply(denial)
+    }
+}
+
+fn internal(why: &str) -> Denial {
+    Denial::new(500, "internal_error", why.to_string())
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

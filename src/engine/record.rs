@@ -1,0 +1,208 @@
+//! One typed record of what happened to a request. The adapter derives metrics and logs from
+//! it; threat scoring, security events and audit records read the same record.
+
+use crate::auth::AuthMethod;
+use crate::authz::levels::SecurityLevel;
+use crate::ratelimit::limiter::{Trace, Via};
+use std::net::IpAddr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitOutcome {
+    Allowed,
+    Limited,
+    /// No decision could be made (store or Redis failure in deny mode): answered 503.
+    Unavailable,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitRecord {
+    /// The rule counted against (`address` for per-address limits).
+    pub rule: String,
+    pub outcome: LimitOutcome,
+    pub trace: Trace,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthRecord {
+    pub method: AuthMethod,
+    pub success: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DenialRecord {
+    pub status: u16,
+    pub code: &'static str,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Record {
+    pub started_ms: u64,
+    pub finished_ms: u64,
+    /// The request's method and path (no query), as received, for logs.
+    pub http_method: String,
+    pub path: String,
+    pub level: Option<SecurityLevel>,
+    /// The caller's address, when a decision looked it up.
+    pub address: Option<IpAddr>,
+    pub auth: Option<AuthRecord>,
+    pub client: Option<String>,
+    /// Admitted on a public route, without authentication.
+    pub public: bool,
+    pub limit: Option<LimitRecord>,
+    pub denial: Option<DenialRecord>,
+}
+
+/// A metric update derived from a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Metric {
+    Counter(String),
+    Histogram(String, u64),
+}
+
+const PATH_CHARS: usize = 256;
+
+impl Record {
+    pub fn new(started_ms: u64, method: &[u8], path: &[u8]) -> Self {
+        let path = path.split(|b| *b == b'?').next().unwrap_or_default();
+        let clip = |bytes: &[u8]| {
+            String::from_utf8_lossy(&bytes[..bytes.len().min(PATH_CHARS)]).into_owned()
+        };
+        Self {
+            started_ms,
+            http_method: clip(method),
+            path: clip(path),
+            ..Self::default()
+        }
+    }
+
+    pub fn admitted(&self) -> bool {
+        self.denial.is_none()
+    }
+
+    /// The counters and histograms this request moves. Names come from fixed sets (methods,
+    /// denial codes, configured rule names), so the host's metric table stays small.
+    pub fn metrics(&self) -> Vec<Metric> {
+        let mut out = Vec::new();
+        let counter = |out: &mut Vec<Metric>, name: String| out.push(Metric::Counter(name));
+        if let Some(auth) = self.auth {
+            let result = if auth.success { "success" } else { "failure" };
+            counter(&mut out, format!("auth.{}.{result}", auth.method.as_str()));
+        } else if self.public && self.admitted() {
+            counter(&mut out, "requests.public".to_string());
+        }
+        if let Some(limit) = &self.limit {
+            let trace = &limit.trace;
+            match limit.outcome {
+                LimitOutcome::Allowed => {
+                    counter(&mut out, format!("ratelimit.{}.allowed", limit.rule))
+                }
+                LimitOutcome::Limited => {
+                    counter(&mut out, format!("ratelimit.{}.limited", limit.rule))
+                }
+                LimitOutcome::Unavailable => {}
+            }
+            if trace.store_error {
+                counter(&mut out, "ratelimit.store_errors".to_string());
+            }
+            if let Some(why) = trace.redis_error {
+                counter(&mut out, format!("ratelimit.redis.errors.{why}"));
+            }
+            if trace.script_reloaded {
+                counter(&mut out, "ratelimit.redis.script_loads".to_string());
+            }
+            match trace.via {
+                Some(Via::Reserved) => {
+                    counter(&mut out, "ratelimit.redis.batch.served".to_string())
+                }
+                Some(Via::Fallback) => {
+                    counter(&mut out, "ratelimit.redis.local_fallback".to_string())
+                }
+                _ => {}
+            }
+            if let Some(ms) = trace.callout_ms {
+                out.push(Metric::Histogram(
+                    "ratelimit.redis.latency_ms".to_string(),
+                    ms,
+                ));
+            }
+        }
+        if let Some(denial) = self.denial {
+            counter(&mut out, "requests.denied".to_string());
+            counter(&mut out, format!("denied.{}", denial.code));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counters(r: &Record) -> Vec<String> {
+        r.metrics()
+            .into_iter()
+            .filter_map(|m| match m {
+                Metric::Counter(name) => Some(name),
+                Metric::Histogram(..) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_admitted_client_request_counts_auth_and_its_rule() {
+        let mut r = Record::new(0, b"GET", b"/api/send/x?secret=1");
+        assert_eq!(r.path, "/api/send/x");
+        r.auth = Some(AuthRecord {
+            method: AuthMethod::ApiKey,
+            success: true,
+        });
+        r.limit = Some(LimitRecord {
+            rule: "api_send".into(),
+            outcome: LimitOutcome::Allowed,
+            trace: Trace {
+                via: Some(Via::Redis),
+                callout_ms: Some(3),
+                ..Trace::default()
+            },
+        });
+        assert_eq!(
+            counters(&r),
+            ["auth.api_key.success", "ratelimit.api_send.allowed"]
+        );
+        assert!(r
+            .metrics()
+            .contains(&Metric::Histogram("ratelimit.redis.latency_ms".into(), 3)));
+    }
+
+    #[test]
+    fn denials_and_store_trouble_are_counted() {
+        let mut r = Record::new(0, b"GET", b"/x");
+        r.limit = Some(LimitRecord {
+            rule: "default".into(),
+            outcome: LimitOutcome::Unavailable,
+            trace: Trace {
+                via: Some(Via::Fallback),
+                redis_error: Some("timeout"),
+                store_error: true,
+                ..Trace::default()
+            },
+        });
+        r.denial = Some(DenialRecord {
+            status: 503,
+            code: "rate_limit_unavailable",
+        });
+        assert_eq!(
+            counters(&r),
+            [
+                "ratelimit.store_errors",
+                "ratelimit.redis.errors.timeout",
+                "ratelimit.redis.local_fallback",
+                "requests.denied",
+                "denied.rate_limit_unavailable"
+            ]
+        );
+        let mut public = Record::new(0, b"GET", b"/health");
+        public.public = true;
+        assert_eq!(counters(&public), ["requests.public"]);
+    }
+}

@@ -1,0 +1,130 @@
+use super::*;
+use crate::config;
+use crate::pipeline::Source;
+use crate::store::MemoryStore;
+use serde_json::json;
+
+const NOW: u64 = 1_800_000_010_000;
+const KEY: &str = "ak_test_key_marketing_000000000001";
+
+fn cfg(extra: serde_json::Value) -> Config {
+    let mut base = json!({
+        "clients": [{"client_id": "marketing", "allowed_endpoints": ["/api/send/*"],
+                     "api_keys": [hex::encode(crate::auth::api_key::digest(KEY.as_bytes()))]}],
+        "routes": [{"pattern": "/health", "security_level": "public"},
+                   {"pattern": "/api/admin/*", "security_level": "critical"}],
+        "rate_limiting": {"address_limits": {"requests_per_minute": 2, "burst_limit": 2}}
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        base[k] = v.clone();
+    }
+    config::parse(base.to_string().as_bytes()).unwrap()
+}
+
+fn run(c: &Config, store: &MemoryStore, path: &str, headers: &[(&str, &str)]) -> (Step, Record) {
+    let held = RefCell::new(Reservations::default());
+    let env = Env {
+        config: c,
+        store,
+        reservations: &held,
+        now_ms: NOW,
+    };
+    let headers: Vec<(String, Vec<u8>)> = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+        .collect();
+    let head = RequestHead {
+        method: b"GET",
+        path: path.as_bytes(),
+        headers: &headers,
+        source: Source::known(Some("10.0.0.9".parse().unwrap())),
+        has_body: false,
+    };
+    let mut flow = Flow::new(NOW, b"GET", path.as_bytes());
+    let step = flow.on_headers(&env, &head);
+    assert!(flow.is_done());
+    (step, flow.record().clone())
+}
+
+fn prepared(c: &Config) -> MemoryStore {
+    let store = MemoryStore::new();
+    let held = RefCell::new(Reservations::default());
+    let env = Env {
+        config: c,
+        store: &store,
+        reservations: &held,
+        now_ms: NOW,
+    };
+    env.limiter().prepare(&["marketing"]).unwrap();
+    store
+}
+
+#[test]
+fn failed_authentication_is_throttled_by_address() {
+    let c = cfg(json!({}));
+    let store = prepared(&c);
+    let codes: Vec<(u16, &str)> = (0..4)
+        .map(
+            |_| match run(&c, &store, "/api/send/x", &[("x-api-key", "wrong")]).0 {
+                Step::Reply(d) => (d.status, d.code),
+                other => panic!("{other:?}"),
+            },
+        )
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            (401, "invalid_api_key"),
+            (401, "invalid_api_key"),
+            (429, "rate_limited"),
+            (429, "rate_limited")
+        ]
+    );
+    let (_, record) = run(&c, &store, "/api/send/x", &[("x-api-key", "wrong")]);
+    assert_eq!(record.address, Some("10.0.0.9".parse().unwrap()));
+    assert_eq!(record.limit.unwrap().outcome, LimitOutcome::Limited);
+    assert_eq!(
+        record.level,
+        Some(crate::authz::levels::SecurityLevel::Standard)
+    );
+}
+
+#[test]
+fn the_record_says_what_happened() {
+    let c = cfg(json!({}));
+    let store = prepared(&c);
+    let (step, record) = run(&c, &store, "/api/send/x?to=a", &[("x-api-key", KEY)]);
+    assert!(matches!(step, Step::Forward { .. }));
+    assert_eq!(record.client.as_deref(), Some("marketing"));
+    assert_eq!(record.auth.map(|a| a.success), Some(true));
+    assert_eq!(record.limit.as_ref().unwrap().rule, "default");
+    assert!(record.admitted());
+
+    let (_, public) = run(&c, &store, "/health", &[]);
+    assert!(public.public);
+    let (step, denied) = run(&c, &store, "/api/admin/x", &[("x-api-key", KEY)]);
+    assert!(matches!(step, Step::Reply(ref d) if d.status == 403));
+    assert_eq!(
+        denied.level,
+        Some(crate::authz::levels::SecurityLevel::Critical)
+    );
+    assert_eq!(denied.denial.unwrap().code, "endpoint_not_allowed");
+}
+
+#[test]
+fn steps_out_of_order_end_in_an_internal_error() {
+    let c = cfg(json!({}));
+    let store = prepared(&c);
+    let held = RefCell::new(Reservations::default());
+    let env = Env {
+        config: &c,
+        store: &store,
+        reservations: &held,
+        now_ms: NOW,
+    };
+    let mut flow = Flow::new(NOW, b"GET", b"/x");
+    assert!(matches!(flow.on_body(&env, b"x"), Step::Reply(ref d) if d.status == 500));
+    let mut flow = Flow::new(NOW, b"GET", b"/x");
+    let step = flow.on_callout(&env, &CalloutAnswer::NoResponse);
+    assert!(matches!(step, Step::Reply(ref d) if d.status == 500));
+}

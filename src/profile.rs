@@ -1,0 +1,113 @@
+//! The proxy the filter runs in, and what differs between them. Every difference here was
+//! measured on the real host (Envoy 1.40; Kong's ngx_wasm_module on nginx 1.22.1); the README's
+//! host table lists them.
+
+use crate::config::ConfigError;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HostProfile {
+    /// Envoy (and Istio, Envoy Gateway): header maps lowercase, removal works, callouts by
+    /// cluster name, shared-data keys exact.
+    #[default]
+    Envoy,
+    /// Kong's proxy-wasm host, ngx_wasm_module in nginx.
+    Kong,
+}
+
+impl HostProfile {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Envoy => "envoy",
+            Self::Kong => "kong",
+        }
+    }
+
+    /// Whether a request header can be removed. On ngx_wasm_module a removal only hides the
+    /// header from the filter: nginx's proxy module still sends it upstream. Replacing a present
+    /// header's value does work there, in place.
+    pub fn removes_headers(self) -> bool {
+        matches!(self, Self::Envoy)
+    }
+
+    /// Whether the request has a body still to come. Envoy says so with `end_of_stream`;
+    /// ngx_wasm_module reports `end_of_stream = false` even for a GET without a body, and then
+    /// never calls the body phase, so there the framing headers decide.
+    pub fn has_body(self, end_of_stream: bool, headers: &[(String, Vec<u8>)]) -> bool {
+        match self {
+            Self::Envoy => !end_of_stream,
+            Self::Kong => headers.iter().any(|(name, value)| match name.as_str() {
+                "transfer-encoding" => true,
+                "content-length" => value.as_slice() != b"0",
+                _ => false,
+            }),
+        }
+    }
+
+    /// Whether the host can carry gRPC calls (Kong's cannot: dispatching one fails the filter).
+    pub fn grpc_calls(self) -> bool {
+        matches!(self, Self::Envoy)
+    }
+
+    /// Whether shared-data keys must be checked on read (ngx_wasm_module finds keys by their
+    /// CRC32, so two keys can meet, and evicts entries when its zone is full).
+    pub fn checks_store_keys(self) -> bool {
+        matches!(self, Self::Kong)
+    }
+
+    /// Checks how a callout target is named: an Envoy cluster, or `host:port` on Kong's host.
+    pub fn check_upstream(self, field: &str, upstream: &str) -> Result<(), ConfigError> {
+        if upstream.is_empty() || upstream.bytes().any(|b| !b.is_ascii_graphic()) {
+            return Err(ConfigError::new(
+                field,
+                "must be a non-empty name without spaces",
+            ));
+        }
+        if self == Self::Kong {
+            let port = upstream
+                .rsplit_once(':')
+                .map(|(host, port)| (host, port.parse::<u16>()));
+            if !matches!(port, Some((host, Ok(p))) if !host.is_empty() && p > 0) {
+                return Err(ConfigError::new(
+                    field,
+                    "on the kong host a callout goes to \"host:port\", not an Envoy cluster name",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(list: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn body_presence_follows_each_host() {
+        let get = h(&[(":method", "GET")]);
+        assert!(HostProfile::Envoy.has_body(false, &get));
+        assert!(!HostProfile::Kong.has_body(false, &get));
+        assert!(HostProfile::Kong.has_body(false, &h(&[("content-length", "3")])));
+        assert!(!HostProfile::Kong.has_body(false, &h(&[("content-length", "0")])));
+        assert!(HostProfile::Kong.has_body(false, &h(&[("transfer-encoding", "chunked")])));
+    }
+
+    #[test]
+    fn kong_callouts_name_host_and_port() {
+        assert!(HostProfile::Envoy.check_upstream("f", "webdis").is_ok());
+        assert!(HostProfile::Kong
+            .check_upstream("f", "127.0.0.1:7379")
+            .is_ok());
+        let err = HostProfile::Kong.check_upstream("f", "webdis").unwrap_err();
+        assert!(err.reason.contains("host:port"));
+        assert!(HostProfile::Kong.check_upstream("f", ":80").is_err());
+        assert!(HostProfile::Envoy.check_upstream("f", "").is_err());
+    }
+}

@@ -1,0 +1,117 @@
+use super::*;
+use crate::config;
+use crate::store::MemoryStore;
+use serde_json::json;
+
+const NOW: u64 = 1_800_000_010_000;
+
+fn settings(rate_limiting: serde_json::Value) -> Settings {
+    let cfg = json!({
+        "clients": [{"client_id": "m", "allowed_endpoints": ["*"]}],
+        "rate_limit_rules": [{"endpoint_pattern": "/api/*", "requests_per_minute": 3,
+                              "burst_limit": 3}],
+        "rate_limiting": rate_limiting
+    });
+    config::parse(cfg.to_string().as_bytes())
+        .unwrap()
+        .rate_limiting
+}
+
+fn redis() -> Settings {
+    settings(json!({"mode": "redis", "redis": {"cluster": "webdis"}}))
+}
+
+fn done(check: Check) -> Counted {
+    match check {
+        Check::Done(c) => c,
+        other => panic!("expected a decision, got {other:?}"),
+    }
+}
+
+fn call(check: Check) -> (PendingCount, CalloutSpec) {
+    match check {
+        Check::Call(p, spec) => (*p, spec),
+        other => panic!("expected a call, got {other:?}"),
+    }
+}
+
+#[test]
+fn local_counting_is_exact_and_addresses_never_go_to_redis() {
+    let s = settings(json!({}));
+    let store = MemoryStore::new();
+    let held = RefCell::new(Reservations::default());
+    let l = Limiter {
+        settings: &s,
+        store: &store,
+        reservations: &held,
+    };
+    l.prepare(&["m"]).unwrap();
+    let target = s.rules.for_client("m", None, "/api/x");
+    let allowed = (0..5)
+        .filter(|_| done(l.check(target.clone(), NOW)).decision.unwrap().allowed)
+        .count();
+    assert_eq!(allowed, 3);
+
+    let r = redis();
+    let l = Limiter {
+        settings: &r,
+        store: &store,
+        reservations: &held,
+    };
+    let address = r.rules.for_address("10.0.0.1".parse().unwrap());
+    assert_eq!(done(l.check(address, NOW)).trace.via, Some(Via::Local));
+}
+
+#[test]
+fn noscript_is_retried_once_with_the_script_then_is_an_error() {
+    let s = redis();
+    let store = MemoryStore::new();
+    let held = RefCell::new(Reservations::default());
+    let l = Limiter {
+        settings: &s,
+        store: &store,
+        reservations: &held,
+    };
+    let target = s.rules.for_client("m", None, "/api/x");
+    let (pending, first) = call(l.check(target, NOW));
+    assert!(first.path.starts_with("/EVALSHA/"));
+    let noscript = CalloutAnswer::Response {
+        status: 200,
+        body: br#"{"EVALSHA":[false,"NOSCRIPT x"]}"#.to_vec(),
+    };
+    let (pending, second) = call(l.resume(pending, &noscript, NOW + 2));
+    assert!(second.path.starts_with("/EVAL/"));
+    let again = CalloutAnswer::Response {
+        status: 200,
+        body: br#"{"EVAL":[false,"NOSCRIPT x"]}"#.to_vec(),
+    };
+    let counted = done(l.resume(pending, &again, NOW + 5));
+    assert_eq!(counted.decision, None);
+    assert_eq!(counted.trace.redis_error, Some("noscript"));
+    assert!(counted.trace.script_reloaded);
+    assert_eq!(counted.trace.callout_ms, Some(5));
+}
+
+#[test]
+fn allow_mode_counts_locally_when_redis_cannot_answer() {
+    let s = settings(json!({"mode": "redis",
+        "redis": {"cluster": "webdis", "failure_mode": "allow"}}));
+    let store = MemoryStore::new();
+    let held = RefCell::new(Reservations::default());
+    let l = Limiter {
+        settings: &s,
+        store: &store,
+        reservations: &held,
+    };
+    l.prepare(&["m"]).unwrap();
+    let target = s.rules.for_client("m", None, "/api/x");
+    let mut admitted = 0;
+    for _ in 0..5 {
+        let (pending, _) = call(l.check(target.clone(), NOW));
+        let counted = done(l.resume(pending, &CalloutAnswer::DispatchFailed, NOW));
+        assert_eq!(counted.trace.via, Some(Via::Fallback));
+        assert_eq!(counted.trace.redis_error, Some("dispatch"));
+        admitted += usize::from(counted.decision.unwrap().allowed);
+    }
+    assert_eq!(admitted, 3, "the fallback still enforces the limits");
+}

@@ -3,6 +3,8 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod http;
+pub mod kong;
+pub mod recorder;
 pub mod redis;
 
 use std::io::Read;

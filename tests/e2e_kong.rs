@@ -1,0 +1,350 @@
+//! The filter in Kong's proxy-wasm host (nginx 1.22.1 with ngx_wasm_module, two workers), with
+//! every verdict checked at an upstream that records what it really received. Where no such
+//! nginx exists (`KONG_NGINX` unset and no `../shared/kong-host/`), each test says it was
+//! skipped.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use api_warden::auth::hmac_signature::sign;
+use jwt_simple::prelude::*;
+use serde_json::{json, Value};
+use std::sync::OnceLock;
+use support::http::{self, request, Response};
+use support::kong::{nginx_bin, Nginx};
+use support::recorder::Recorder;
+
+const KEY: &str = "ak_demo_marketing_key_0000000000000001";
+const ANALYTICS_KEY: &str = "ak_demo_analytics_key_000000000000000A";
+const OPS_KEY: &str = "ak_test_ops_key_00000000000000000000001";
+const JWT_SECRET: &str = "demo-jwt-secret-change-me-0123456789abcdef";
+const HMAC_SECRET: &str = "demo-marketing-hmac-secret-rotate-me";
+const OFFICE: &str = "192.168.1.50";
+
+struct Kong {
+    nginx: Nginx,
+    upstream: Recorder,
+}
+
+/// The configuration of `examples/nginx/nginx.conf`, plus a client below the admin level.
+fn example_config() -> Value {
+    let conf =
+        std::fs::read_to_string(support::repo_root().join("examples/nginx/nginx.conf")).unwrap();
+    let (_, rest) = conf.split_once("proxy_wasm api_warden '").unwrap();
+    let (json, _) = rest.split_once("';").unwrap();
+    let mut cfg: Value = serde_json::from_str(json).unwrap();
+    let ops = hex::encode(api_warden::auth::api_key::digest(OPS_KEY.as_bytes()));
+    cfg["clients"].as_array_mut().unwrap().push(json!({
+        "client_id": "ops", "security_level": "sensitive",
+        "allowed_endpoints": ["/api/admin/*"], "api_keys": [ops]
+    }));
+    cfg
+}
+
+fn start(config: &Value) -> Option<Kong> {
+    let Some(bin) = nginx_bin() else {
+        eprintln!("SKIPPED: no Kong host nginx (set KONG_NGINX, or provide ../shared/kong-host/)");
+        return None;
+    };
+    let upstream = Recorder::start();
+    let nginx = Nginx::start(&bin, config, upstream.port);
+    Some(Kong { nginx, upstream })
+}
+
+fn kong() -> Option<&'static Kong> {
+    static KONG: OnceLock<Option<Kong>> = OnceLock::new();
+    KONG.get_or_init(|| {
+        let mut cfg = example_config();
+        cfg["rate_limiting"] = json!({"enabled": false});
+        start(&cfg)
+    })
+    .as_ref()
+}
+
+/// Sends a request tagged with `id`, from the office address unless `headers` says otherwise.
+fn call(
+    k: &Kong,
+    method: &str,
+    target: &str,
+    id: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    let mut all: Vec<(&str, &[u8])> = vec![("X-Test-Id", id.as_bytes())];
+    if !headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("x-forwarded-for"))
+    {
+        all.push(("X-Forwarded-For", OFFICE.as_bytes()));
+    }
+    all.extend(headers.iter().map(|(n, v)| (*n, v.as_bytes())));
+    http::send(
+        k.nginx.port,
+        &request(method, target.as_bytes(), &all, body),
+    )
+    .unwrap()
+}
+
+fn assert_refused(k: &Kong, resp: &Response, id: &str, status: u16, code: &str) {
+    assert_eq!(resp.status, status, "{}", resp.text());
+    assert_eq!(resp.error_code(), code, "{}", resp.text());
+    assert_eq!(resp.header("content-type"), Some("application/json"));
+    assert!(k.upstream.find(id).is_none(), "{id} reached the upstream");
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn an_api_key_reaches_the_upstream_as_the_verified_client_and_nothing_else() {
+    let Some(k) = kong() else { return };
+    let resp = call(k, "GET", "/api/send/x", "key-1", &[("X-API-Key", KEY)], b"");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let got = k.upstream.find("key-1").unwrap();
+    assert_eq!(got.values("x-client-id"), ["marketing"]);
+    assert_eq!(got.values("x-auth-method"), ["api_key"]);
+    assert_eq!(got.values("x-security-level"), ["standard"]);
+    // nginx forwards a header the filter cannot remove, so the key is blanked in place.
+    assert_eq!(got.values("x-api-key"), [""]);
+    assert!(!got.headers.iter().any(|(_, v)| v.contains(KEY)));
+}
+
+#[test]
+fn spoofed_identity_headers_in_every_spelling_never_reach_the_upstream() {
+    let Some(k) = kong() else { return };
+    let spoofs = [
+        ("X-Client-Id", "analytics"),
+        ("x-client-id", "analytics"),
+        ("X-CLIENT-ID", "analytics"),
+        ("x_client_id", "analytics"),
+        ("X_Client_Id", "analytics"),
+        ("X-Security-Level", "critical"),
+        ("x_security_level", "critical"),
+        ("X-Client-Scopes", "admin"),
+        ("X-Auth-Method", "mtls"),
+        ("X-Client-Name", "Analytics Service"),
+    ];
+    for (i, (name, value)) in spoofs.iter().enumerate() {
+        let id = format!("spoof-{i}");
+        let resp = call(
+            k,
+            "GET",
+            "/api/send/x",
+            &id,
+            &[("X-API-Key", KEY), (name, value)],
+            b"",
+        );
+        assert_refused(k, &resp, &id, 400, "identity_header_not_allowed");
+        // A public route cannot strip them either, so it refuses them too.
+        let id = format!("spoof-public-{i}");
+        let resp = call(k, "GET", "/health", &id, &[(name, value)], b"");
+        assert_refused(k, &resp, &id, 400, "identity_header_not_allowed");
+    }
+    // Twice, even with the right value: nginx would forward the copy the filter cannot see.
+    let resp = call(
+        k,
+        "GET",
+        "/api/send/x",
+        "spoof-twice",
+        &[
+            ("X-API-Key", KEY),
+            ("X-Client-Id", "marketing"),
+            ("X-Client-Id", "marketing"),
+        ],
+        b"",
+    );
+    assert_refused(k, &resp, "spoof-twice", 400, "identity_header_not_allowed");
+    let resp = call(k, "GET", "/health", "public-ok", &[], b"");
+    assert_eq!(resp.status, 200);
+    assert!(k
+        .upstream
+        .find("public-ok")
+        .unwrap()
+        .values("x-client-id")
+        .is_empty());
+}
+
+#[test]
+fn missing_and_wrong_credentials_are_refused_with_json() {
+    let Some(k) = kong() else { return };
+    let resp = call(k, "GET", "/api/send/x", "none", &[], b"");
+    assert_refused(k, &resp, "none", 401, "missing_credentials");
+    assert!(resp.header("www-authenticate").is_some());
+    let resp = call(
+        k,
+        "GET",
+        "/api/send/x",
+        "wrong",
+        &[("X-API-Key", "ak_wrong")],
+        b"",
+    );
+    assert_refused(k, &resp, "wrong", 401, "invalid_api_key");
+    assert!(!resp.text().contains("ak_wrong"));
+}
+
+#[test]
+fn access_control_holds_on_nginx() {
+    let Some(k) = kong() else { return };
+    let resp = call(
+        k,
+        "GET",
+        "/api/analytics/x",
+        "endpoint",
+        &[("X-API-Key", KEY)],
+        b"",
+    );
+    assert_refused(k, &resp, "endpoint", 403, "endpoint_not_allowed");
+    let outside = [("X-API-Key", KEY), ("X-Forwarded-For", "203.0.113.9")];
+    let resp = call(k, "GET", "/api/send/x", "ip", &outside, b"");
+    assert_refused(k, &resp, "ip", 403, "ip_not_allowed");
+    let resp = call(
+        k,
+        "GET",
+        "/api/admin/users",
+        "level",
+        &[("X-API-Key", OPS_KEY)],
+        b"",
+    );
+    assert_refused(k, &resp, "level", 403, "insufficient_security_level");
+    let resp = call(
+        k,
+        "GET",
+        "/api/analytics/r",
+        "analytics",
+        &[("X-API-Key", ANALYTICS_KEY)],
+        b"",
+    );
+    assert_eq!(resp.status, 200);
+    assert_eq!(
+        k.upstream.find("analytics").unwrap().values("x-client-id"),
+        ["analytics"]
+    );
+}
+
+#[test]
+fn jwts_authenticate_and_the_token_is_not_forwarded() {
+    let Some(k) = kong() else { return };
+    let claims =
+        Claims::with_custom_claims(json!({"client_id": "marketing"}), Duration::from_secs(600))
+            .with_audience("email-api");
+    let token = HS256Key::from_bytes(JWT_SECRET.as_bytes())
+        .authenticate(claims)
+        .unwrap();
+    let auth = format!("Bearer {token}");
+    let resp = call(
+        k,
+        "GET",
+        "/api/send/x",
+        "jwt",
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let got = k.upstream.find("jwt").unwrap();
+    assert_eq!(got.values("x-client-id"), ["marketing"]);
+    assert_eq!(got.values("authorization"), [""]);
+}
+
+fn signed(method: &str, target: &str, body: &[u8]) -> Vec<(&'static str, String)> {
+    let ts = now().to_string();
+    vec![
+        ("X-Client-Id", "marketing".to_string()),
+        ("X-Timestamp", ts.clone()),
+        (
+            "X-Signature",
+            sign(HMAC_SECRET.as_bytes(), method, target, body, &ts, None),
+        ),
+    ]
+}
+
+#[test]
+fn signed_bodies_are_verified_before_the_upstream_sees_anything() {
+    let Some(k) = kong() else { return };
+    let body = br#"{"to":"a@example.com","subject":"hi"}"#;
+    let h = signed("POST", "/api/send/bulk?x=1", body);
+    let h: Vec<(&str, &str)> = h.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let resp = call(k, "POST", "/api/send/bulk?x=1", "signed", &h, body);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let got = k.upstream.find("signed").unwrap();
+    assert_eq!(got.body, body);
+    assert_eq!(got.values("x-client-id"), ["marketing"]);
+    assert_eq!(got.values("x-auth-method"), ["hmac_signature"]);
+
+    // Tampered body: refused in the body phase, and nginx (which buffers request bodies) has
+    // sent nothing upstream, the claimed identity included.
+    let tampered = br#"{"to":"everyone@example.com","subject":"hi"}"#;
+    let resp = call(k, "POST", "/api/send/bulk?x=1", "tampered", &h, tampered);
+    assert_refused(k, &resp, "tampered", 401, "signature_mismatch");
+
+    // A signed GET has no body: nothing waits for one.
+    let h = signed("GET", "/api/send/status", b"");
+    let h: Vec<(&str, &str)> = h.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let resp = call(k, "GET", "/api/send/status", "signed-get", &h, b"");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    // The signing scheme's X-Client-Id names the verified client: it passes, once.
+    assert_eq!(
+        k.upstream.find("signed-get").unwrap().values("x-client-id"),
+        ["marketing"]
+    );
+}
+
+#[test]
+fn rate_limits_are_exact_across_two_nginx_workers() {
+    let mut cfg = example_config();
+    cfg["clients"][0]["rate_limits"] = json!({"requests_per_minute": 20, "burst_limit": 20});
+    cfg["rate_limiting"] = json!({"address_limits": {"requests_per_minute": 100000,
+        "requests_per_hour": 100000, "requests_per_day": 100000, "burst_limit": 100000}});
+    cfg["rate_limit_rules"] = json!([]);
+    let Some(k) = start(&cfg) else { return };
+    // Keep the run inside one minute window.
+    let into_minute = now() % 60;
+    if into_minute > 50 {
+        std::thread::sleep(std::time::Duration::from_secs(61 - into_minute));
+    }
+    let port = k.nginx.port;
+    let threads: Vec<_> = (0..6)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut statuses = Vec::new();
+                for i in 0..10 {
+                    let id = format!("rl-{t}-{i}");
+                    let raw = request(
+                        "GET",
+                        b"/api/send/x",
+                        &[
+                            ("X-API-Key", KEY.as_bytes()),
+                            ("X-Forwarded-For", OFFICE.as_bytes()),
+                            ("X-Test-Id", id.as_bytes()),
+                        ],
+                        b"",
+                    );
+                    let resp = http::send(port, &raw).unwrap();
+                    if resp.status == 429 {
+                        assert!(resp.header("retry-after").is_some());
+                    }
+                    statuses.push(resp.status);
+                }
+                statuses
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    let admitted = statuses.iter().filter(|s| **s == 200).count();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    println!("kong: admitted {admitted} of 60 at a limit of 20 ({limited} limited)");
+    assert_eq!((admitted, limited), (20, 40));
+    assert_eq!(k.upstream.count_tagged("rl-"), 20);
+    let log = k.nginx.log();
+    let workers = log
+        .lines()
+        .filter(|l| l.contains("api-warden: configured for kong"))
+        .count();
+    assert!(workers >= 2, "both workers load the filter:\n{log}");
+}

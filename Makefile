@@ -11,7 +11,7 @@ SYSTEM_TOOLS  := curl:curl openssl:openssl redis-server:redis-server redis-cli:r
 
 export ENVOY_BIN := $(abspath $(ENVOY))
 
-.PHONY: build run test unit e2e lint fmt deps wasm-target system-deps bench clean
+.PHONY: build run test unit e2e lint fmt deps wasm-target system-deps bench clean schema
 
 build: wasm-target
 	cargo build --release --target $(WASM_TARGET) --lib
@@ -62,6 +62,10 @@ lint:
 
 fmt:
 	cargo fmt --all
+
+# Rewrites the generated configuration schema and Kong's filter metadata from the Rust types.
+schema:
+	UPDATE_SCHEMA=1 cargo test --lib config::schema
 
 clean:
 	cargo clean

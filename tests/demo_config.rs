@@ -19,3 +19,15 @@ fn demo_configuration_in_envoy_yaml_is_valid() {
         assert_eq!(cfg.clients[entry.client].id, client);
     }
 }
+
+#[test]
+fn kong_declarative_example_configuration_is_valid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/kong/kong.yml");
+    let doc: serde_json::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let filter = &doc["filter_chains"][0]["filters"][0];
+    assert_eq!(filter["name"], "api_warden");
+    let cfg = config::parse(filter["config"].to_string().as_bytes())
+        .unwrap_or_else(|e| panic!("examples/kong/kong.yml: {e}"));
+    assert_eq!(cfg.host, api_warden::profile::HostProfile::Kong);
+}

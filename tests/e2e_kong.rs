@@ -348,3 +348,39 @@ fn rate_limits_are_exact_across_two_nginx_workers() {
         .count();
     assert!(workers >= 2, "both workers load the filter:\n{log}");
 }
+
+#[test]
+fn redis_mode_counts_through_webdis_named_by_host_and_port() {
+    if nginx_bin().is_none() {
+        eprintln!("SKIPPED: no Kong host nginx (set KONG_NGINX, or provide ../shared/kong-host/)");
+        return;
+    }
+    let redis = support::redis::RedisStack::start();
+    let mut cfg = example_config();
+    cfg["clients"][0]["rate_limits"] = json!({"requests_per_minute": 10, "burst_limit": 10});
+    cfg["rate_limit_rules"] = json!([]);
+    cfg["rate_limiting"] = json!({
+        "mode": "redis",
+        "redis": {"cluster": format!("127.0.0.1:{}", redis.webdis_port), "timeout_ms": 1000},
+        "address_limits": {"requests_per_minute": 100000, "requests_per_hour": 100000,
+                           "requests_per_day": 100000, "burst_limit": 100000}
+    });
+    let Some(k) = start(&cfg) else { return };
+    let into_minute = now() % 60;
+    if into_minute > 50 {
+        std::thread::sleep(std::time::Duration::from_secs(61 - into_minute));
+    }
+    let statuses: Vec<u16> = (0..15)
+        .map(|i| {
+            let id = format!("redis-{i}");
+            call(&k, "GET", "/api/send/x", &id, &[("X-API-Key", KEY)], b"").status
+        })
+        .collect();
+    let admitted = statuses.iter().filter(|s| **s == 200).count();
+    println!("kong redis mode: statuses {statuses:?}");
+    assert_eq!(admitted, 10, "{statuses:?}\n{}", k.nginx.log());
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 5);
+    assert_eq!(k.upstream.count_tagged("redis-"), 10);
+    let got = k.upstream.find("redis-0").unwrap();
+    assert_eq!(got.values("x-client-id"), ["marketing"]);
+}

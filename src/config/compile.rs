@@ -58,6 +58,14 @@ const DEFAULT_REPLAY_SLOT_ENTRIES: usize = 32;
 
 pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     let mut warnings = Vec::new();
+    if raw.security_monitoring.is_some() {
+        return Err(ConfigError::new(
+            "security_monitoring",
+            "failed-auth blocking and abuse scoring are not enforced yet; remove this section \
+             rather than rely on it (failed authentication is already throttled per address \
+             by rate_limiting.address_limits)",
+        ));
+    }
     let methods_explicit = raw.auth_methods.is_some();
     let methods = match raw.auth_methods {
         None => DEFAULT_METHODS.to_vec(),

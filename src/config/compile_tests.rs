@@ -234,3 +234,11 @@ fn numeric_settings_have_ranges() {
         .unwrap();
     assert_eq!((ok.hmac.window_seconds, ok.hmac.replay.slots), (60, 65_536));
 }
+
+#[test]
+fn security_monitoring_is_refused_until_it_is_enforced() {
+    let e = err(json!({"clients": [client()],
+                       "security_monitoring": {"failed_auth_threshold": 5}}));
+    assert_eq!(e.field, "security_monitoring");
+    assert!(e.reason.contains("not enforced yet"));
+}

@@ -3,6 +3,7 @@
 
 mod compile;
 pub mod raw;
+pub mod schema;
 
 pub use compile::{Client, Config, HmacSettings};
 

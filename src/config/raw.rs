@@ -30,8 +30,10 @@ pub struct RawConfig {
     /// Keep credential headers on the request sent upstream.
     #[serde(default)]
     pub forward_credentials: bool,
+    /// Threat-protection thresholds. Refused until threat protection enforces them: a setting
+    /// that is accepted and then ignored would promise protection that is not there.
     #[serde(default)]
-    pub security_monitoring: RawSecurityMonitoring,
+    pub security_monitoring: Option<RawSecurityMonitoring>,
     #[serde(default)]
     pub default_rate_limits: Option<RawRateLimits>,
     #[serde(default)]

@@ -13,6 +13,9 @@
 #   warden_redis    api-warden with an API key, counting in Redis through webdis (one callout
 #                   per request; Redis and webdis on loopback, started here)
 #   warden_batch    the same in batched mode (each worker reserves 20 admissions per callout)
+#   baseline_api_key  with BASELINE_WASM=path: warden_api_key on another build, in the same
+#                   interleaved rounds (to compare a change with what it replaces)
+# ONLY="none empty_wasm warden_api_key" runs a subset.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ENVOY=${ENVOY_BIN:-.venv/bin/envoy}
@@ -64,7 +67,8 @@ filters_empty() {
 YAML
 }
 
-filters_warden() { # $1: plugin configuration JSON
+filters_warden() { # $1: plugin configuration JSON, $2: the .wasm (default $WASM)
+  local wasm=${2:-$WASM}
   local json; json=$(printf '%s' "$1" | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read()))')
   cat <<YAML
           - name: envoy.filters.http.wasm
@@ -77,7 +81,7 @@ filters_warden() { # $1: plugin configuration JSON
                 vm_config:
                   vm_id: api_warden
                   runtime: envoy.wasm.runtime.v8
-                  code: { local: { filename: $WASM } }
+                  code: { local: { filename: $wasm } }
                 configuration:
                   "@type": type.googleapis.com/google.protobuf.StringValue
                   value: $json
@@ -228,16 +232,21 @@ webdis "$work/webdis.json" > "$work/webdis.out" 2>&1 &
 for _ in $(seq 50); do curl -sf "127.0.0.1:$WEBDIS_PORT/PING" >/dev/null 2>&1 && break; sleep 0.1; done
 
 ROUNDS=${ROUNDS:-3}
-VARIANTS=(none empty_wasm native_api_key warden_api_key native_jwt warden_jwt warden_redis warden_batch)
+ALL=(none empty_wasm native_api_key warden_api_key native_jwt warden_jwt warden_redis warden_batch)
+[[ -n ${BASELINE_WASM:-} ]] && ALL+=(baseline_api_key)
+VARIANTS=()
+for v in "${ALL[@]}"; do [[ -z ${ONLY:-} || " $ONLY " == *" $v "* ]] && VARIANTS+=("$v"); done
+want() { [[ " ${VARIANTS[*]} " == *" $1 "* ]]; }
 echo "api-warden benchmark: Envoy $("$ENVOY" --version | grep -o '1\.[0-9]*\.[0-9]*' | head -1), --concurrency $CONCURRENCY, wrk -t1 -c$CONNECTIONS -d${DURATION}s, median of $ROUNDS interleaved rounds, $(nproc) cores"
-start_variant none "$filters_none" "X-API-Key: $KEY"
-start_variant empty_wasm "$(filters_empty)" "X-API-Key: $KEY"
-start_variant native_api_key "$filters_native_key" "X-API-Key: $KEY"
-start_variant warden_api_key "$(filters_warden "$(warden_config '"auth_methods": ["api_key"]')")" "X-API-Key: $KEY"
-start_variant native_jwt "$filters_native_jwt" "Authorization: Bearer $JWT"
-start_variant warden_jwt "$(filters_warden "$(warden_config "\"jwt\": {\"audience\": \"email-api\", \"keys\": [{\"alg\": \"HS256\", \"secret\": \"$JWT_SECRET\"}]}")")" "Authorization: Bearer $JWT"
-start_variant warden_redis "$(filters_warden "$(warden_config '"auth_methods": ["api_key"], "rate_limiting": {"mode": "redis", "redis": {"cluster": "webdis", "timeout_ms": 1000}}')")" "X-API-Key: $KEY"
-start_variant warden_batch "$(filters_warden "$(warden_config '"auth_methods": ["api_key"], "rate_limiting": {"mode": "redis", "redis": {"cluster": "webdis", "timeout_ms": 1000, "batch_size": 20}}')")" "X-API-Key: $KEY"
+want none && start_variant none "$filters_none" "X-API-Key: $KEY"
+want empty_wasm && start_variant empty_wasm "$(filters_empty)" "X-API-Key: $KEY"
+want native_api_key && start_variant native_api_key "$filters_native_key" "X-API-Key: $KEY"
+want warden_api_key && start_variant warden_api_key "$(filters_warden "$(warden_config '"auth_methods": ["api_key"]')")" "X-API-Key: $KEY"
+want native_jwt && start_variant native_jwt "$filters_native_jwt" "Authorization: Bearer $JWT"
+want warden_jwt && start_variant warden_jwt "$(filters_warden "$(warden_config "\"jwt\": {\"audience\": \"email-api\", \"keys\": [{\"alg\": \"HS256\", \"secret\": \"$JWT_SECRET\"}]}")")" "Authorization: Bearer $JWT"
+want warden_redis && start_variant warden_redis "$(filters_warden "$(warden_config '"auth_methods": ["api_key"], "rate_limiting": {"mode": "redis", "redis": {"cluster": "webdis", "timeout_ms": 1000}}')")" "X-API-Key: $KEY"
+want warden_batch && start_variant warden_batch "$(filters_warden "$(warden_config '"auth_methods": ["api_key"], "rate_limiting": {"mode": "redis", "redis": {"cluster": "webdis", "timeout_ms": 1000, "batch_size": 20}}')")" "X-API-Key: $KEY"
+want baseline_api_key && start_variant baseline_api_key "$(filters_warden "$(warden_config '"auth_methods": ["api_key"]')" "$BASELINE_WASM")" "X-API-Key: $KEY"
 for round in $(seq "$ROUNDS"); do
   for v in "${VARIANTS[@]}"; do measure "$v"; done
 done
@@ -251,6 +260,12 @@ for v in "${VARIANTS[@]}"; do
     "$(python3 -c "print(f'{${MEDCPU[$v]} - ${MEDCPU[none]}:+.1f}')")" "${RPS[$v]}"
 done
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
+if want empty_wasm; then
+  for v in warden_api_key warden_jwt baseline_api_key; do
+    want "$v" && printf 'Throughput %s / empty_wasm: %s\n' "$v" "$(ratio "${MED[$v]}" "${MED[empty_wasm]}")"
+  done
+fi
+want native_api_key && want native_jwt && want warden_api_key && want warden_jwt || exit 0
 printf '\nEnvoy CPU per request, api-warden / native: api key + rate limit %s, jwt + rate limit %s\n' \
   "$(ratio "${MEDCPU[warden_api_key]}" "${MEDCPU[native_api_key]}")" "$(ratio "${MEDCPU[warden_jwt]}" "${MEDCPU[native_jwt]}")"
 printf 'Throughput, api-warden / native: api key + rate limit %s, jwt + rate limit %s\n' \

@@ -91,6 +91,23 @@ pub fn plan(
     Ok(edits)
 }
 
+/// The header map after the edits: removed names dropped, set names replaced in place (the
+/// first of that name) or appended.
+pub fn edited(edits: &HeaderEdits, incoming: &HeaderList) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = incoming
+        .iter()
+        .filter(|(name, _)| !edits.remove.iter().any(|r| r.eq_ignore_ascii_case(name)))
+        .cloned()
+        .collect();
+    for (name, value) in &edits.set {
+        match out.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            Some(existing) => existing.1 = value.as_bytes().to_vec(),
+            None => out.push((name.clone(), value.as_bytes().to_vec())),
+        }
+    }
+    out
+}
+
 /// Checks the upstream-bound headers after the edits: every guarded header present is one the
 /// filter set, with its value, exactly once. `Err` names the header that is wrong.
 pub fn verify(edits: &HeaderEdits, after: &HeaderList) -> Result<(), String> {
@@ -173,6 +190,34 @@ mod tests {
                 ("x-client-id".to_string(), "marketing".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn the_edited_map_keeps_order_and_passes_verification() {
+        let incoming = h(&[
+            (":path", "/x"),
+            ("x-client-id", "analytics"),
+            ("x-api-key", "k"),
+            ("accept", "*/*"),
+        ]);
+        let e = plan(
+            HostProfile::Envoy,
+            &incoming,
+            &GUARDED,
+            &IDENTITY,
+            identity(),
+        )
+        .unwrap();
+        let after = edited(&e, &incoming);
+        assert_eq!(
+            after,
+            h(&[
+                (":path", "/x"),
+                ("accept", "*/*"),
+                ("x-client-id", "marketing")
+            ])
+        );
+        assert_eq!(verify(&e, &after), Ok(()));
     }
 
     #[test]

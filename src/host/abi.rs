@@ -54,6 +54,7 @@ extern "C" {
         value_size: usize,
     ) -> u32;
     fn proxy_remove_header_map_value(kind: u32, key: *const u8, key_size: usize) -> u32;
+    fn proxy_set_header_map_pairs(kind: u32, data: *const u8, size: usize) -> u32;
     fn proxy_get_property(
         path: *const u8,
         path_size: usize,
@@ -158,6 +159,12 @@ pub fn set_header(kind: u32, name: &str, value: &[u8]) -> Result<(), Status> {
     check(unsafe {
         proxy_replace_header_map_value(kind, name.as_ptr(), name.len(), value.as_ptr(), value.len())
     })
+}
+
+/// Replaces the whole map with `pairs`, in one host call.
+pub fn set_header_pairs(kind: u32, pairs: &[(String, Vec<u8>)]) -> Result<(), Status> {
+    let bytes = wire::encode_pairs(pairs.iter().map(|(k, v)| (k.as_bytes(), v.as_slice())));
+    check(unsafe { proxy_set_header_map_pairs(kind, bytes.as_ptr(), bytes.len()) })
 }
 
 pub fn remove_header(kind: u32, name: &str) -> Result<(), Status> {

@@ -10,6 +10,7 @@ pub mod callout;
 pub mod config;
 pub mod denial;
 pub mod engine;
+pub mod field;
 pub mod pipeline;
 pub mod profile;
 pub mod ratelimit;

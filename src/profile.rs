@@ -2,7 +2,7 @@
 //! measured on the real host (Envoy 1.40; Kong's ngx_wasm_module on nginx 1.22.1); the README's
 //! host table lists them.
 
-use crate::config::ConfigError;
+use crate::field::ConfigError;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]

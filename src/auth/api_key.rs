@@ -1,11 +1,45 @@
 //! API keys. Only SHA-256 digests are kept in memory; a presented key is hashed and looked up.
 //! Several keys may point at one client (rotation), each with an id and optional scopes.
 
-use crate::config::ConfigError;
+use crate::field::ConfigError;
+use schemars::JsonSchema;
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
 pub const DEFAULT_MAX_KEY_LENGTH: usize = 256;
+
+/// A key is its SHA-256 hex digest, or an object naming the digest (or, with opt-in, the plain
+/// key) plus an id and scopes of its own.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawApiKey {
+    Digest(String),
+    Detailed(RawApiKeyDetail),
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKeyDetail {
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// The key itself; refused unless `api_key.allow_plaintext` is true.
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKeyOptions {
+    #[serde(default)]
+    pub allow_plaintext: bool,
+    #[serde(default)]
+    pub max_length: Option<usize>,
+}
 
 #[derive(Debug, Clone)]
 pub struct KeyEntry {
@@ -43,6 +77,47 @@ pub fn parse_digest(field: &str, text: &str) -> Result<[u8; 32], ConfigError> {
         )
     })?;
     Ok(out)
+}
+
+/// Adds one client's configured keys (`field` names its `api_keys`) to the table.
+pub fn register(
+    field: &str,
+    client: usize,
+    keys: &[RawApiKey],
+    options: &RawApiKeyOptions,
+    table: &mut KeyTable,
+    warnings: &mut Vec<String>,
+) -> Result<(), ConfigError> {
+    for (j, key) in keys.iter().enumerate() {
+        let kfield = format!("{field}[{j}]");
+        let (digest_bytes, id, scopes) = match key {
+            RawApiKey::Digest(hex) => (parse_digest(&kfield, hex)?, None, None),
+            RawApiKey::Detailed(d) => {
+                let found = match (&d.sha256, &d.key) {
+                    (Some(hex), None) => parse_digest(&format!("{kfield}.sha256"), hex)?,
+                    (None, Some(plain)) if options.allow_plaintext => {
+                        warnings.push(format!(
+                            "{kfield}: plaintext API key in configuration (api_key.allow_plaintext); store its SHA-256 instead"
+                        ));
+                        digest(plain.as_bytes())
+                    }
+                    (None, Some(_)) => {
+                        return Err(ConfigError::new(
+                            format!("{kfield}.key"),
+                            "plaintext keys are refused unless api_key.allow_plaintext is true; configure `sha256` instead",
+                        ))
+                    }
+                    _ => {
+                        return Err(ConfigError::new(&kfield, "give exactly one of `sha256` or `key`"))
+                    }
+                };
+                (found, d.id.clone(), d.scopes.clone())
+            }
+        };
+        let id = id.unwrap_or_else(|| hex::encode(&digest_bytes[..4]));
+        table.insert(&kfield, digest_bytes, KeyEntry { client, id, scopes })?;
+    }
+    Ok(())
 }
 
 impl KeyTable {

@@ -4,13 +4,73 @@
 //! `X-Nonce`. TARGET is the request target as sent, query included: an unsigned query string
 //! would let anyone replay a signature with other parameters.
 
+use super::replay::ReplayTable;
+use crate::field::{within, ConfigError};
 use hmac::{Hmac, Mac};
+use schemars::JsonSchema;
+use serde::Deserialize;
 use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
 
 pub const DEFAULT_WINDOW_SECONDS: u64 = 300;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, Deserialize, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawHmac {
+    #[serde(default)]
+    pub timestamp_window_seconds: Option<u64>,
+    #[serde(default)]
+    pub max_body_bytes: Option<usize>,
+    #[serde(default)]
+    pub replay_cache_slots: Option<usize>,
+    #[serde(default)]
+    pub replay_slot_entries: Option<usize>,
+}
+
+const DEFAULT_REPLAY_SLOTS: usize = 1024;
+const DEFAULT_REPLAY_SLOT_ENTRIES: usize = 32;
+
+#[derive(Debug, Clone, Copy)]
+pub struct HmacSettings {
+    pub window_seconds: u64,
+    pub max_body_bytes: usize,
+    pub replay: ReplayTable,
+}
+
+impl HmacSettings {
+    pub fn compile(raw: &RawHmac) -> Result<Self, ConfigError> {
+        Ok(Self {
+            window_seconds: within(
+                "hmac.timestamp_window_seconds",
+                raw.timestamp_window_seconds,
+                DEFAULT_WINDOW_SECONDS,
+                1..=86_400,
+            )?,
+            max_body_bytes: within(
+                "hmac.max_body_bytes",
+                raw.max_body_bytes,
+                DEFAULT_MAX_BODY_BYTES,
+                1..=64 * 1024 * 1024,
+            )?,
+            replay: ReplayTable {
+                slots: within(
+                    "hmac.replay_cache_slots",
+                    raw.replay_cache_slots,
+                    DEFAULT_REPLAY_SLOTS,
+                    1..=65_536,
+                )?,
+                per_slot: within(
+                    "hmac.replay_slot_entries",
+                    raw.replay_slot_entries,
+                    DEFAULT_REPLAY_SLOT_ENTRIES,
+                    1..=4096,
+                )?,
+            },
+        })
+    }
+}
 
 /// The headers of one signed request, as presented.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,12 +3,13 @@
 //! `alg: none` and HS256-signed-with-the-RSA-public-key tokens find no key. Time claims are
 //! checked against the proxy's clock, passed in as `now`.
 
-use crate::config::raw::RawJwt;
-use crate::config::ConfigError;
+use crate::field::{ConfigError, OneOrMany};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jwt_simple::prelude::*;
 use jwt_simple::JWTError;
+use schemars::JsonSchema;
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 
@@ -16,6 +17,43 @@ pub const DEFAULT_MAX_TOKEN_LENGTH: usize = 8192;
 pub const DEFAULT_CLOCK_SKEW_SECONDS: u64 = 60;
 pub const DEFAULT_REQUIRED_CLAIMS: [&str; 4] = ["client_id", "exp", "iat", "aud"];
 const MIN_HMAC_SECRET_BYTES: usize = 32;
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwt {
+    #[serde(default)]
+    pub audience: Option<OneOrMany>,
+    #[serde(default)]
+    pub issuer: Option<OneOrMany>,
+    #[serde(default)]
+    pub keys: Vec<RawJwtKey>,
+    /// A JWK set document (`{"keys": [...]}`), inline.
+    #[serde(default)]
+    pub jwks: Option<serde_json::Value>,
+    #[serde(default)]
+    pub required_claims: Option<Vec<String>>,
+    #[serde(default)]
+    pub clock_skew_seconds: Option<u64>,
+    #[serde(default)]
+    pub max_token_length: Option<usize>,
+    #[serde(default)]
+    pub revoked_jti: Vec<String>,
+    /// Claim naming the client. Default `client_id`.
+    #[serde(default)]
+    pub client_id_claim: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwtKey {
+    #[serde(default)]
+    pub kid: Option<String>,
+    pub alg: String,
+    #[serde(default)]
+    pub secret: Option<String>,
+    #[serde(default)]
+    pub pem: Option<String>,
+}
 
 enum Key {
     HS256(HS256Key),
@@ -162,13 +200,12 @@ impl JwtVerifier {
                 "at least one key (or jwt.jwks) is required",
             ));
         }
-        let to_set =
-            |v: Option<crate::config::raw::OneOrMany>, field: &str| match v.map(|v| v.into_vec()) {
-                Some(list) if list.is_empty() || list.iter().any(|s| s.is_empty()) => Err(
-                    ConfigError::new(field, "must be a non-empty string or list of strings"),
-                ),
-                other => Ok(other.map(|l| l.into_iter().collect::<HashSet<_>>())),
-            };
+        let to_set = |v: Option<OneOrMany>, field: &str| match v.map(|v| v.into_vec()) {
+            Some(list) if list.is_empty() || list.iter().any(|s| s.is_empty()) => Err(
+                ConfigError::new(field, "must be a non-empty string or list of strings"),
+            ),
+            other => Ok(other.map(|l| l.into_iter().collect::<HashSet<_>>())),
+        };
         let audiences = to_set(raw.audience, "jwt.audience")?;
         let issuers = to_set(raw.issuer, "jwt.issuer")?;
         let required_claims = raw.required_claims.unwrap_or_else(|| {

@@ -1,10 +1,10 @@
 use super::*;
-use crate::config::raw::OneOrMany;
+use crate::field::OneOrMany;
 
 const SECRET: &str = "demo-jwt-secret-change-me-0123456789abcdef";
 const NOW: u64 = 1_800_000_000;
 
-fn raw(keys: Vec<crate::config::raw::RawJwtKey>, jwks: Option<Value>) -> RawJwt {
+fn raw(keys: Vec<RawJwtKey>, jwks: Option<Value>) -> RawJwt {
     RawJwt {
         audience: Some(OneOrMany::One("email-api".into())),
         issuer: None,
@@ -18,8 +18,8 @@ fn raw(keys: Vec<crate::config::raw::RawJwtKey>, jwks: Option<Value>) -> RawJwt 
     }
 }
 
-fn hs_key() -> crate::config::raw::RawJwtKey {
-    crate::config::raw::RawJwtKey {
+fn hs_key() -> RawJwtKey {
+    RawJwtKey {
         kid: None,
         alg: "HS256".into(),
         secret: Some(SECRET.into()),
@@ -206,7 +206,7 @@ fn alg_none_is_refused() {
 fn hs256_signed_with_the_public_key_is_refused() {
     let pair = ES256KeyPair::generate();
     let pem = pair.public_key().to_pem().unwrap();
-    let key = crate::config::raw::RawJwtKey {
+    let key = RawJwtKey {
         kid: None,
         alg: "ES256".into(),
         secret: None,
@@ -304,7 +304,7 @@ fn jwks_keys_are_selected_by_kid() {
 #[test]
 fn rsa_keys_from_pem() {
     let pair = RS256KeyPair::generate(2048).unwrap();
-    let key = crate::config::raw::RawJwtKey {
+    let key = RawJwtKey {
         kid: None,
         alg: "RS256".into(),
         secret: None,
@@ -325,7 +325,7 @@ fn config_errors_name_the_field() {
     weak.secret = Some("short".into());
     let err = JwtVerifier::compile(raw(vec![weak], None)).unwrap_err();
     assert_eq!(err.field, "jwt.keys[0].secret");
-    let confused = crate::config::raw::RawJwtKey {
+    let confused = RawJwtKey {
         kid: None,
         alg: "HS256".into(),
         secret: None,
@@ -349,7 +349,7 @@ fn config_errors_name_the_field() {
         JwtVerifier::compile(raw(vec![], None)).unwrap_err().field,
         "jwt.keys"
     );
-    let bad_pem = crate::config::raw::RawJwtKey {
+    let bad_pem = RawJwtKey {
         kid: None,
         alg: "RS256".into(),
         secret: None,

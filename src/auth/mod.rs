@@ -10,10 +10,13 @@ pub mod hmac_signature;
 pub mod jwt;
 pub mod replay;
 
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
 use crate::denial::Denial;
+use crate::field::ConfigError;
 use credentials::Credentials;
 use replay::ReplayVerdict;
+use schemars::JsonSchema;
+use serde::Deserialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AuthMethod {
@@ -23,22 +26,6 @@ pub enum AuthMethod {
 }
 
 impl AuthMethod {
-    pub fn parse(field: &str, name: &str) -> Result<Self, ConfigError> {
-        match name {
-            "jwt" => Ok(Self::Jwt),
-            "api_key" => Ok(Self::ApiKey),
-            "hmac" | "hmac_signature" => Ok(Self::Hmac),
-            "oauth2" | "mtls" => Err(ConfigError::new(
-                field,
-                format!("{name:?} is not available yet"),
-            )),
-            other => Err(ConfigError::new(
-                field,
-                format!("unknown method {other:?} (jwt, api_key, hmac_signature)"),
-            )),
-        }
-    }
-
     /// The seed's names; used in `x-auth-method` and metric names.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -56,6 +43,32 @@ impl AuthMethod {
             Self::Hmac => "HMAC-SHA256",
         };
         format!("{scheme} realm=\"api-warden\"")
+    }
+}
+
+/// A method as configured in `auth_methods`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawAuthMethod {
+    Jwt,
+    ApiKey,
+    #[serde(alias = "hmac")]
+    HmacSignature,
+    /// Not available yet: refused with a clear message.
+    Oauth2,
+    /// Not available yet: refused with a clear message.
+    Mtls,
+}
+
+impl RawAuthMethod {
+    pub fn compile(self, field: &str) -> Result<AuthMethod, ConfigError> {
+        match self {
+            Self::Jwt => Ok(AuthMethod::Jwt),
+            Self::ApiKey => Ok(AuthMethod::ApiKey),
+            Self::HmacSignature => Ok(AuthMethod::Hmac),
+            Self::Oauth2 => Err(ConfigError::new(field, "\"oauth2\" is not available yet")),
+            Self::Mtls => Err(ConfigError::new(field, "\"mtls\" is not available yet")),
+        }
     }
 }
 

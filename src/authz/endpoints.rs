@@ -2,7 +2,7 @@
 //! everything below `/api/send/` but not `/api/send` itself, as in the seed) or `*` for all.
 //! A `*` anywhere else is refused at configuration: `/api/send*` would also match `/api/sender`.
 
-use crate::config::ConfigError;
+use crate::field::ConfigError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EndpointPattern {

@@ -1,6 +1,6 @@
 //! Client address allowlists (IPv4 and IPv6, CIDRs or single addresses).
 
-use crate::config::ConfigError;
+use crate::field::ConfigError;
 use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
 

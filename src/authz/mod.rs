@@ -5,14 +5,25 @@ pub mod ip;
 pub mod levels;
 pub mod path;
 
-use crate::config::Client;
 use crate::denial::Denial;
+use ipnet::IpNet;
 use levels::SecurityLevel;
 use std::net::IpAddr;
 
+/// What one client may do: its part of the client entry.
+#[derive(Debug, Clone)]
+pub struct Access {
+    pub is_active: bool,
+    /// Empty: any address.
+    pub allowed_ips: Vec<IpNet>,
+    /// Empty: nothing (fail closed).
+    pub allowed_endpoints: Vec<endpoints::EndpointPattern>,
+    pub security_level: SecurityLevel,
+}
+
 /// Checks, in order: active, source address, endpoint allowlist, security level.
 pub fn authorise(
-    client: &Client,
+    client: &Access,
     path: &str,
     source: impl FnOnce() -> Option<IpAddr>,
     route_level: SecurityLevel,

@@ -1,38 +1,28 @@
-//! Turns the raw JSON into a checked, ready-to-use [`Config`].
+//! Assembles the ready-to-use [`Config`] from each capability's own compile step.
 
-use super::raw::{RawApiKey, RawClient, RawConfig};
+use super::raw::{RawClient, RawConfig};
 use super::{within, ConfigError};
-use crate::auth::api_key::{self, KeyEntry, KeyTable, DEFAULT_MAX_KEY_LENGTH};
-use crate::auth::hmac_signature::{DEFAULT_MAX_BODY_BYTES, DEFAULT_WINDOW_SECONDS};
+use crate::auth::api_key::{self, KeyTable, DEFAULT_MAX_KEY_LENGTH};
+use crate::auth::hmac_signature::HmacSettings;
 use crate::auth::jwt::JwtVerifier;
-use crate::auth::replay::ReplayTable;
 use crate::auth::AuthMethod;
 use crate::authz::endpoints::EndpointPattern;
 use crate::authz::ip;
 use crate::authz::levels::{RouteTable, SecurityLevel};
+use crate::authz::Access;
 use crate::profile::HostProfile;
 use crate::ratelimit::{self, LimitOverride};
-use ipnet::IpNet;
 use std::collections::HashMap;
 
 #[derive(Debug, Clone)]
 pub struct Client {
     pub id: String,
     pub name: String,
-    pub allowed_endpoints: Vec<EndpointPattern>,
-    pub allowed_ips: Vec<IpNet>,
-    pub security_level: SecurityLevel,
-    pub is_active: bool,
+    /// What the client may call, from where, at which level.
+    pub access: Access,
     pub scopes: Vec<String>,
     pub hmac_secret: Option<Vec<u8>>,
     pub rate_limits: Option<LimitOverride>,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct HmacSettings {
-    pub window_seconds: u64,
-    pub max_body_bytes: usize,
-    pub replay: ReplayTable,
 }
 
 #[derive(Debug)]
@@ -53,8 +43,6 @@ pub struct Config {
 
 pub const DEFAULT_METHODS: [AuthMethod; 3] =
     [AuthMethod::Jwt, AuthMethod::ApiKey, AuthMethod::Hmac];
-const DEFAULT_REPLAY_SLOTS: usize = 1024;
-const DEFAULT_REPLAY_SLOT_ENTRIES: usize = 32;
 
 pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     let mut warnings = Vec::new();
@@ -67,17 +55,15 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         ));
     }
     let methods_explicit = raw.auth_methods.is_some();
-    let methods = match raw.auth_methods {
+    let methods = match &raw.auth_methods {
         None => DEFAULT_METHODS.to_vec(),
         Some(list) => {
             let mut methods = Vec::new();
-            for (i, name) in list.iter().enumerate() {
-                let m = AuthMethod::parse(&format!("auth_methods[{i}]"), name)?;
+            for (i, m) in list.iter().enumerate() {
+                let field = format!("auth_methods[{i}]");
+                let m = m.compile(&field)?;
                 if methods.contains(&m) {
-                    return Err(ConfigError::new(
-                        format!("auth_methods[{i}]"),
-                        "listed twice",
-                    ));
+                    return Err(ConfigError::new(field, "listed twice"));
                 }
                 methods.push(m);
             }
@@ -113,11 +99,11 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
                 "duplicate client_id",
             ));
         }
-        register_keys(
-            &field,
+        api_key::register(
+            &format!("{field}.api_keys"),
             i,
-            &rc,
-            raw.api_key.allow_plaintext,
+            &rc.api_keys,
+            &raw.api_key,
             &mut api_keys,
             &mut warnings,
         )?;
@@ -134,51 +120,11 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         ));
     }
 
-    let hmac = HmacSettings {
-        window_seconds: within(
-            "hmac.timestamp_window_seconds",
-            raw.hmac.timestamp_window_seconds,
-            DEFAULT_WINDOW_SECONDS,
-            1..=86_400,
-        )?,
-        max_body_bytes: within(
-            "hmac.max_body_bytes",
-            raw.hmac.max_body_bytes,
-            DEFAULT_MAX_BODY_BYTES,
-            1..=64 * 1024 * 1024,
-        )?,
-        replay: ReplayTable {
-            slots: within(
-                "hmac.replay_cache_slots",
-                raw.hmac.replay_cache_slots,
-                DEFAULT_REPLAY_SLOTS,
-                1..=65_536,
-            )?,
-            per_slot: within(
-                "hmac.replay_slot_entries",
-                raw.hmac.replay_slot_entries,
-                DEFAULT_REPLAY_SLOT_ENTRIES,
-                1..=4096,
-            )?,
-        },
-    };
-
-    let mut routes = Vec::new();
-    for (i, r) in raw.routes.iter().enumerate() {
-        let field = format!("routes[{i}]");
-        routes.push((
-            EndpointPattern::parse(&format!("{field}.pattern"), &r.pattern)?,
-            SecurityLevel::parse(&format!("{field}.security_level"), &r.security_level)?,
-        ));
-    }
-    let default_level = match &raw.default_security_level {
-        Some(l) => SecurityLevel::parse("default_security_level", l)?,
-        None => SecurityLevel::Standard,
-    };
-    if clients.is_empty()
-        && default_level != SecurityLevel::Public
-        && routes.iter().all(|(_, l)| *l != SecurityLevel::Public)
-    {
+    let default_level = raw
+        .default_security_level
+        .unwrap_or(SecurityLevel::Standard);
+    let routes = RouteTable::compile(&raw.routes, default_level)?;
+    if clients.is_empty() && !routes.has_public() {
         return Err(ConfigError::new(
             "clients",
             "no clients and no public routes: every request would be refused",
@@ -192,8 +138,8 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         client_by_id,
         api_keys,
         jwt,
-        hmac,
-        routes: RouteTable::new(routes, default_level),
+        hmac: HmacSettings::compile(&raw.hmac)?,
+        routes,
         forward_credentials: raw.forward_credentials,
         rate_limiting: ratelimit::settings::compile(
             raw.host,
@@ -227,10 +173,6 @@ fn compile_client(field: &str, rc: RawClient) -> Result<Client, ConfigError> {
         .enumerate()
         .map(|(j, e)| ip::parse_allowed(&format!("{field}.allowed_ips[{j}]"), e))
         .collect::<Result<Vec<_>, _>>()?;
-    let security_level = match &rc.security_level {
-        Some(l) => SecurityLevel::parse(&format!("{field}.security_level"), l)?,
-        None => SecurityLevel::Standard,
-    };
     let hmac_secret = match rc.client_secret {
         Some(s) if s.len() < 16 => {
             return Err(ConfigError::new(
@@ -255,54 +197,16 @@ fn compile_client(field: &str, rc: RawClient) -> Result<Client, ConfigError> {
     Ok(Client {
         id: rc.client_id,
         name,
-        allowed_endpoints,
-        allowed_ips,
-        security_level,
-        is_active: rc.is_active,
+        access: Access {
+            is_active: rc.is_active,
+            allowed_ips,
+            allowed_endpoints,
+            security_level: rc.security_level.unwrap_or(SecurityLevel::Standard),
+        },
         scopes: rc.scopes,
         hmac_secret,
         rate_limits,
     })
-}
-
-fn register_keys(
-    field: &str,
-    client: usize,
-    rc: &RawClient,
-    allow_plaintext: bool,
-    table: &mut KeyTable,
-    warnings: &mut Vec<String>,
-) -> Result<(), ConfigError> {
-    for (j, key) in rc.api_keys.iter().enumerate() {
-        let kfield = format!("{field}.api_keys[{j}]");
-        let (digest, id, scopes) = match key {
-            RawApiKey::Digest(hex) => (api_key::parse_digest(&kfield, hex)?, None, None),
-            RawApiKey::Detailed(d) => {
-                let digest = match (&d.sha256, &d.key) {
-                    (Some(hex), None) => api_key::parse_digest(&format!("{kfield}.sha256"), hex)?,
-                    (None, Some(plain)) if allow_plaintext => {
-                        warnings.push(format!(
-                            "{kfield}: plaintext API key in configuration (api_key.allow_plaintext); store its SHA-256 instead"
-                        ));
-                        api_key::digest(plain.as_bytes())
-                    }
-                    (None, Some(_)) => {
-                        return Err(ConfigError::new(
-                            format!("{kfield}.key"),
-                            "plaintext keys are refused unless api_key.allow_plaintext is true; configure `sha256` instead",
-                        ))
-                    }
-                    _ => {
-                        return Err(ConfigError::new(&kfield, "give exactly one of `sha256` or `key`"))
-                    }
-                };
-                (digest, d.id.clone(), d.scopes.clone())
-            }
-        };
-        let id = id.unwrap_or_else(|| hex::encode(&digest[..4]));
-        table.insert(&kfield, digest, KeyEntry { client, id, scopes })?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -242,3 +242,27 @@ fn security_monitoring_is_refused_until_it_is_enforced() {
     assert_eq!(e.field, "security_monitoring");
     assert!(e.reason.contains("not enforced yet"));
 }
+
+#[test]
+fn typed_settings_name_the_field_and_the_choices() {
+    let e = err(json!({"clients": [client()], "rate_limiting": {"mode": "memcached"}}));
+    assert_eq!(e.field, "rate_limiting.mode");
+    assert!(
+        e.reason.contains("local") && e.reason.contains("redis"),
+        "{}",
+        e.reason
+    );
+    let e = err(json!({"clients": [client()], "auth_methods": ["api_key", "basic"]}));
+    assert_eq!(e.field, "auth_methods[1]");
+    let e = err(json!({"clients": [client()], "auth_methods": ["mtls"]}));
+    assert_eq!(
+        (e.field.as_str(), e.reason.as_str()),
+        ("auth_methods[0]", "\"mtls\" is not available yet")
+    );
+    let c = parse(
+        json!({"clients": [client()], "auth_methods": ["hmac"]})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(c.unwrap().methods, [crate::auth::AuthMethod::Hmac]);
+}

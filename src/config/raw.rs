@@ -1,10 +1,20 @@
-//! The plugin configuration exactly as operators write it (JSON). Field names follow the seed
-//! design. Everything here is checked and turned into ready-to-use values in `compile.rs`.
+//! The configuration document exactly as operators write it (JSON). Field names follow the seed
+//! design. Each section's type belongs to the capability that uses it; this file holds the
+//! document and the client entries, which span capabilities.
 
+use crate::auth::api_key::{RawApiKey, RawApiKeyOptions};
+use crate::auth::hmac_signature::RawHmac;
+use crate::auth::jwt::RawJwt;
+use crate::auth::RawAuthMethod;
+use crate::authz::levels::{RawRoute, SecurityLevel};
 use crate::profile::HostProfile;
+use crate::ratelimit::settings::RawRateLimiting;
+use crate::ratelimit::{RawRateLimitRule, RawRateLimits};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use std::collections::BTreeMap;
+
+pub use crate::field::OneOrMany;
 
 #[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -12,9 +22,9 @@ pub struct RawConfig {
     /// The proxy that loads the filter: `envoy` (the default) or `kong` (ngx_wasm_module).
     #[serde(default)]
     pub host: HostProfile,
-    /// Order in which credentials are tried. Default: jwt, api_key, hmac.
+    /// Order in which credentials are tried. Default: jwt, api_key, hmac_signature.
     #[serde(default)]
-    pub auth_methods: Option<Vec<String>>,
+    pub auth_methods: Option<Vec<RawAuthMethod>>,
     #[serde(default)]
     pub clients: Vec<RawClient>,
     #[serde(default)]
@@ -25,8 +35,9 @@ pub struct RawConfig {
     pub api_key: RawApiKeyOptions,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    /// Level of a path no route matches. Default `standard`.
     #[serde(default)]
-    pub default_security_level: Option<String>,
+    pub default_security_level: Option<SecurityLevel>,
     /// Keep credential headers on the request sent upstream.
     #[serde(default)]
     pub forward_credentials: bool,
@@ -42,49 +53,6 @@ pub struct RawConfig {
     pub rate_limiting: RawRateLimiting,
 }
 
-#[derive(Debug, Deserialize, Default, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawRateLimiting {
-    /// Turns all counting off when false. Default true.
-    #[serde(default)]
-    pub enabled: Option<bool>,
-    /// `local` (shared data, the default) or `redis` (through webdis).
-    #[serde(default)]
-    pub mode: Option<String>,
-    /// Limits per caller address for public routes and unauthenticated requests.
-    #[serde(default)]
-    pub address_limits: Option<RawRateLimits>,
-    #[serde(default)]
-    pub address_table_slots: Option<usize>,
-    #[serde(default)]
-    pub address_slot_entries: Option<usize>,
-    #[serde(default)]
-    pub redis: Option<RawRedis>,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawRedis {
-    /// Envoy cluster of the webdis endpoint (Kong: `host:port`).
-    pub cluster: String,
-    /// `:authority` sent to webdis. Default: the cluster name.
-    #[serde(default)]
-    pub authority: Option<String>,
-    #[serde(default)]
-    pub timeout_ms: Option<u64>,
-    /// `deny` (default: 503) or `allow` (count locally instead).
-    #[serde(default)]
-    pub failure_mode: Option<String>,
-    #[serde(default)]
-    pub key_prefix: Option<String>,
-    /// Admissions a worker reserves per Redis call (1: no batching).
-    #[serde(default)]
-    pub batch_size: Option<u64>,
-    /// Unused reservations are given back after this long.
-    #[serde(default)]
-    pub release_ms: Option<u64>,
-}
-
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawClient {
@@ -98,7 +66,7 @@ pub struct RawClient {
     #[serde(default)]
     pub rate_limits: Option<RawRateLimits>,
     #[serde(default)]
-    pub security_level: Option<String>,
+    pub security_level: Option<SecurityLevel>,
     #[serde(default)]
     pub api_keys: Vec<RawApiKey>,
     /// Shared secret for HMAC request signatures.
@@ -110,95 +78,6 @@ pub struct RawClient {
     pub scopes: Vec<String>,
     #[serde(default)]
     pub metadata: BTreeMap<String, serde_json::Value>,
-}
-
-/// A key is its SHA-256 hex digest, or an object naming the digest (or, with opt-in, the plain
-/// key) plus an id and scopes of its own.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(untagged)]
-pub enum RawApiKey {
-    Digest(String),
-    Detailed(RawApiKeyDetail),
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawApiKeyDetail {
-    #[serde(default)]
-    pub sha256: Option<String>,
-    /// The key itself; refused unless `api_key.allow_plaintext` is true.
-    #[serde(default)]
-    pub key: Option<String>,
-    #[serde(default)]
-    pub id: Option<String>,
-    #[serde(default)]
-    pub scopes: Option<Vec<String>>,
-}
-
-#[derive(Debug, Deserialize, Default, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawApiKeyOptions {
-    #[serde(default)]
-    pub allow_plaintext: bool,
-    #[serde(default)]
-    pub max_length: Option<usize>,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawJwt {
-    #[serde(default)]
-    pub audience: Option<OneOrMany>,
-    #[serde(default)]
-    pub issuer: Option<OneOrMany>,
-    #[serde(default)]
-    pub keys: Vec<RawJwtKey>,
-    /// A JWK set document (`{"keys": [...]}`), inline.
-    #[serde(default)]
-    pub jwks: Option<serde_json::Value>,
-    #[serde(default)]
-    pub required_claims: Option<Vec<String>>,
-    #[serde(default)]
-    pub clock_skew_seconds: Option<u64>,
-    #[serde(default)]
-    pub max_token_length: Option<usize>,
-    #[serde(default)]
-    pub revoked_jti: Vec<String>,
-    /// Claim naming the client. Default `client_id`.
-    #[serde(default)]
-    pub client_id_claim: Option<String>,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawJwtKey {
-    #[serde(default)]
-    pub kid: Option<String>,
-    pub alg: String,
-    #[serde(default)]
-    pub secret: Option<String>,
-    #[serde(default)]
-    pub pem: Option<String>,
-}
-
-#[derive(Debug, Deserialize, Default, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawHmac {
-    #[serde(default)]
-    pub timestamp_window_seconds: Option<u64>,
-    #[serde(default)]
-    pub max_body_bytes: Option<usize>,
-    #[serde(default)]
-    pub replay_cache_slots: Option<usize>,
-    #[serde(default)]
-    pub replay_slot_entries: Option<usize>,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawRoute {
-    pub pattern: String,
-    pub security_level: String,
 }
 
 #[derive(Debug, Deserialize, Default, JsonSchema)]
@@ -214,53 +93,6 @@ pub struct RawSecurityMonitoring {
     pub ip_cooldown_minutes: Option<u32>,
 }
 
-#[derive(Debug, Deserialize, Clone, Default, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawRateLimits {
-    #[serde(default)]
-    pub requests_per_minute: Option<u64>,
-    #[serde(default)]
-    pub requests_per_hour: Option<u64>,
-    #[serde(default)]
-    pub requests_per_day: Option<u64>,
-    #[serde(default)]
-    pub burst_limit: Option<u64>,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawRateLimitRule {
-    /// Name used in counter keys and metrics; default derived from the pattern.
-    #[serde(default)]
-    pub name: Option<String>,
-    pub endpoint_pattern: String,
-    #[serde(default)]
-    pub requests_per_minute: Option<u64>,
-    #[serde(default)]
-    pub requests_per_hour: Option<u64>,
-    #[serde(default)]
-    pub requests_per_day: Option<u64>,
-    #[serde(default)]
-    pub burst_limit: Option<u64>,
-}
-
 fn default_true() -> bool {
     true
-}
-
-/// A field that takes one string or a list of strings (`"aud": "x"` or `"aud": ["x", "y"]`).
-#[derive(Debug, Deserialize, Clone, JsonSchema)]
-#[serde(untagged)]
-pub enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl OneOrMany {
-    pub fn into_vec(self) -> Vec<String> {
-        match self {
-            OneOrMany::One(one) => vec![one],
-            OneOrMany::Many(many) => many,
-        }
-    }
 }

@@ -364,7 +364,7 @@ fn grant_for(
             "identity refers to no client",
         ));
     };
-    authz::authorise(client, path, || source.get(), level)?;
+    authz::authorise(&client.access, path, || source.get(), level)?;
     let mut remove_headers = IDENTITY_HEADERS.to_vec();
     if !cfg.forward_credentials {
         remove_headers.extend(CREDENTIAL_HEADERS);
@@ -378,7 +378,7 @@ fn grant_for(
         ("x-auth-method", identity.method.as_str().to_string()),
         (
             "x-security-level",
-            client.security_level.as_str().to_string(),
+            client.access.security_level.as_str().to_string(),
         ),
     ];
     if !identity.scopes.is_empty() {

@@ -13,9 +13,40 @@ pub mod settings;
 pub mod window;
 
 use crate::authz::endpoints::EndpointPattern;
-use crate::config::raw::{RawRateLimitRule, RawRateLimits};
-use crate::config::ConfigError;
+use crate::field::ConfigError;
+use schemars::JsonSchema;
+use serde::Deserialize;
 use std::net::IpAddr;
+
+#[derive(Debug, Deserialize, Clone, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimits {
+    #[serde(default)]
+    pub requests_per_minute: Option<u64>,
+    #[serde(default)]
+    pub requests_per_hour: Option<u64>,
+    #[serde(default)]
+    pub requests_per_day: Option<u64>,
+    #[serde(default)]
+    pub burst_limit: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimitRule {
+    /// Name used in counter keys and metrics; default derived from the pattern.
+    #[serde(default)]
+    pub name: Option<String>,
+    pub endpoint_pattern: String,
+    #[serde(default)]
+    pub requests_per_minute: Option<u64>,
+    #[serde(default)]
+    pub requests_per_hour: Option<u64>,
+    #[serde(default)]
+    pub requests_per_day: Option<u64>,
+    #[serde(default)]
+    pub burst_limit: Option<u64>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {

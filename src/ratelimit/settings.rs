@@ -1,14 +1,72 @@
 //! Where counters live and what happens when that place fails.
 
 use super::local::AddressTable;
+use super::RawRateLimits;
 use super::{limits_over, Limits, RuleSet};
-use crate::config::raw::RawRateLimiting;
-use crate::config::{within, ConfigError};
+use crate::field::{within, ConfigError};
 use crate::profile::HostProfile;
+use schemars::JsonSchema;
+use serde::Deserialize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where counters live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// This proxy's shared data, exact across its workers.
+    #[default]
+    Local,
+    /// Redis through webdis, exact across proxies.
+    Redis,
+}
+
+#[derive(Debug, Deserialize, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimiting {
+    /// Turns all counting off when false. Default true.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// `local` (shared data, the default) or `redis` (through webdis).
+    #[serde(default)]
+    pub mode: Option<Mode>,
+    /// Limits per caller address for public routes and unauthenticated requests.
+    #[serde(default)]
+    pub address_limits: Option<RawRateLimits>,
+    #[serde(default)]
+    pub address_table_slots: Option<usize>,
+    #[serde(default)]
+    pub address_slot_entries: Option<usize>,
+    #[serde(default)]
+    pub redis: Option<RawRedis>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedis {
+    /// Envoy cluster of the webdis endpoint (Kong: `host:port`).
+    pub cluster: String,
+    /// `:authority` sent to webdis. Default: the cluster name.
+    #[serde(default)]
+    pub authority: Option<String>,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// `deny` (default: 503) or `allow` (count locally instead).
+    #[serde(default)]
+    pub failure_mode: Option<FailureMode>,
+    #[serde(default)]
+    pub key_prefix: Option<String>,
+    /// Admissions a worker reserves per Redis call (1: no batching).
+    #[serde(default)]
+    pub batch_size: Option<u64>,
+    /// Unused reservations are given back after this long.
+    #[serde(default)]
+    pub release_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum FailureMode {
     /// Refuse with 503 while Redis cannot answer (the default).
+    #[default]
     Deny,
     /// Count in this proxy's shared data instead, and say so in logs and metrics.
     Allow,
@@ -66,15 +124,15 @@ pub fn compile(
         Some(l) => limits_over("rate_limiting.address_limits", l, default_limits)?,
         None => default_limits,
     };
-    let backend = match (raw.mode.as_deref().unwrap_or("local"), &raw.redis) {
-        ("local", _) => Backend::Local,
-        ("redis", None) => {
+    let backend = match (raw.mode.unwrap_or_default(), &raw.redis) {
+        (Mode::Local, _) => Backend::Local,
+        (Mode::Redis, None) => {
             return Err(ConfigError::new(
                 "rate_limiting.redis",
                 "required when mode is \"redis\"",
             ))
         }
-        ("redis", Some(r)) => {
+        (Mode::Redis, Some(r)) => {
             host.check_upstream("rate_limiting.redis.cluster", &r.cluster)?;
             let timeout_ms = within(
                 "rate_limiting.redis.timeout_ms",
@@ -82,16 +140,7 @@ pub fn compile(
                 DEFAULT_REDIS_TIMEOUT_MS,
                 1..=60_000,
             )?;
-            let failure_mode = match r.failure_mode.as_deref().unwrap_or("deny") {
-                "deny" => FailureMode::Deny,
-                "allow" => FailureMode::Allow,
-                other => {
-                    return Err(ConfigError::new(
-                        "rate_limiting.redis.failure_mode",
-                        format!("{other:?} is not \"deny\" or \"allow\""),
-                    ))
-                }
-            };
+            let failure_mode = r.failure_mode.unwrap_or_default();
             let key_prefix = r.key_prefix.clone().unwrap_or_else(|| "aw".to_string());
             if key_prefix.is_empty() || !key_prefix.bytes().all(|b| b.is_ascii_graphic()) {
                 return Err(ConfigError::new(
@@ -114,12 +163,6 @@ pub fn compile(
                     100..=60_000,
                 )?,
             })
-        }
-        (other, _) => {
-            return Err(ConfigError::new(
-                "rate_limiting.mode",
-                format!("{other:?} is not \"local\" or \"redis\""),
-            ))
         }
     };
     Ok(Settings {

@@ -15,7 +15,7 @@ fn demo_configuration_in_envoy_yaml_is_valid() {
         ("ak_demo_analytics_key_000000000000000A", "analytics"),
         ("ak_demo_analytics_key_000000000000000B", "analytics"),
     ] {
-        let entry = cfg.api_keys.find(key.as_bytes()).unwrap();
+        let entry = cfg.auth.api_keys.find(key.as_bytes()).unwrap();
         assert_eq!(cfg.clients[entry.client].id, client);
     }
 }

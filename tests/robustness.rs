@@ -136,10 +136,10 @@ fn whole_requests_never_panic_on_hostile_bytes() {
             has_body: round % 2 == 0,
         };
         let verdict = pipeline::on_request_headers(&cfg, &head, 1_795_910_410, &store);
-        if let pipeline::Verdict::AwaitBody(pending, _) = verdict {
+        if let pipeline::Verdict::Suspend(pending, _) = verdict {
             bodies += 1;
             let body = rng.bytes(128);
-            let _ = pipeline::on_request_body(&cfg, &pending, &body, 1_795_910_410, &store);
+            let _ = pipeline::on_request_body(&cfg, pending, &body, 1_795_910_410, &store);
         }
     }
     println!("body phase reached {bodies} times");

@@ -75,8 +75,12 @@ impl RootFilter {
                 "api-warden: configured for {} with {} clients, {} API keys, methods {:?}",
                 c.host.as_str(),
                 c.clients.len(),
-                c.api_keys.len(),
-                c.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>()
+                c.auth.api_keys.len(),
+                c.auth
+                    .methods
+                    .iter()
+                    .map(|m| m.as_str())
+                    .collect::<Vec<_>>()
             ),
         );
         self.worker = Some(Rc::new(worker));
@@ -151,10 +155,11 @@ fn prepare<H: Host + ?Sized>(host: &H, worker: &Worker) -> Result<(), PrepareErr
         None => host.store(),
     };
     let c = &worker.config;
-    c.hmac
-        .replay
-        .prepare(store)
-        .map_err(|e| PrepareError("replay table", e))?;
+    for kind in &c.auth.methods {
+        crate::auth::method(*kind)
+            .prepare(&c.auth, store)
+            .map_err(|e| PrepareError("authentication tables", e))?;
+    }
     let limiter = Limiter {
         settings: &c.rate_limiting,
         store,

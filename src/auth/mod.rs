@@ -1,20 +1,22 @@
 //! Authentication: turns the credentials on a request into one [`Identity`].
 //!
-//! Each method lives in its own module. Methods are tried in the configured order, but only
-//! against the credential that belongs to them: a JWT-shaped bearer goes to `jwt` only, an opaque
-//! bearer or `X-API-Key` to `api_key`, `X-Signature` & co. to `hmac_signature`.
+//! Each method is a folder here implementing [`Method`], listed once in [`method`]. Methods are
+//! tried in the configured order, but only against the credential that belongs to them: a
+//! JWT-shaped bearer goes to `jwt` only, an opaque bearer or `X-API-Key` to `api_key`,
+//! `X-Signature` & co. to `hmac_signature`. A method that needs more than the headers (the body
+//! of a signed request; an introspection call) suspends with a [`Suspension`] that says what it
+//! waits for and carries its own continuation, so the pipeline has no method-specific case.
 
 pub mod api_key;
 pub mod credentials;
 pub mod hmac_signature;
 pub mod jwt;
-pub mod replay;
 
-use crate::config::Config;
+use crate::callout::{CalloutAnswer, CalloutSpec};
 use crate::denial::Denial;
 use crate::field::ConfigError;
+use crate::store::{SharedStore, StoreError};
 use credentials::Credentials;
-use replay::ReplayVerdict;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -75,7 +77,7 @@ impl RawAuthMethod {
 /// Who the request is, once a method succeeded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    /// Index into `Config::clients`.
+    /// Index into the configured clients.
     pub client: usize,
     pub method: AuthMethod,
     pub scopes: Vec<String>,
@@ -88,28 +90,129 @@ pub struct Failure {
     pub denial: Denial,
 }
 
-#[derive(Debug)]
-pub enum Outcome {
-    Authenticated(Identity),
-    /// Credentials were present and all failed; the first failure in configured order.
-    Failed(Failure),
-    NoCredentials,
-    /// A signed request whose body is not read yet: finish with [`precheck_signature`] now and
-    /// [`verify_signed_body`] once the body is in. The signature is then final: a signed request
-    /// is not handed to methods listed after `hmac_signature`.
-    NeedBody,
+/// What methods may ask about the configured clients.
+pub trait Directory {
+    fn find(&self, client_id: &str) -> Option<usize>;
+    fn id(&self, client: usize) -> &str;
+    fn scopes(&self, client: usize) -> &[String];
+    fn hmac_secret(&self, client: usize) -> Option<&[u8]>;
 }
 
-/// What the HMAC method needs to know about the request besides its headers.
+/// Every method's compiled settings.
+#[derive(Debug)]
+pub struct AuthSettings {
+    /// The configured order.
+    pub methods: Vec<AuthMethod>,
+    pub api_keys: api_key::KeyTable,
+    pub jwt: Option<jwt::JwtVerifier>,
+    pub hmac: hmac_signature::HmacSettings,
+}
+
+/// What one attempt may use besides the request.
+pub struct AuthContext<'a> {
+    pub settings: &'a AuthSettings,
+    pub directory: &'a dyn Directory,
+    pub store: &'a dyn SharedStore,
+    /// Seconds since the Unix epoch, by the proxy's clock.
+    pub now: u64,
+}
+
+/// What the request says about itself besides its headers.
 pub struct RequestFacts<'a> {
     pub method: &'a str,
     /// The request target as sent, query included.
     pub target: &'a str,
     /// `None` while the body has not been read (and the request has one).
     pub body: Option<&'a [u8]>,
+    /// The declared body length, when the request declares one.
+    pub content_length: Option<u64>,
 }
 
-fn unauthorized(method: AuthMethod, code: &'static str, message: &str) -> Failure {
+/// What waits before a suspended method can decide.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wait {
+    /// The complete request body, at most this long.
+    Body { max_bytes: usize },
+    /// The answer to this call.
+    Call(CalloutSpec),
+}
+
+/// A method's own continuation.
+pub trait Resume: std::fmt::Debug {
+    /// Continues with the complete body.
+    fn with_body(self: Box<Self>, ctx: &AuthContext, facts: &RequestFacts, body: &[u8]) -> Attempt;
+    /// Continues with the answer to the call it asked for.
+    fn with_answer(self: Box<Self>, ctx: &AuthContext, answer: &CalloutAnswer) -> Attempt;
+}
+
+/// A method that cannot decide yet.
+#[derive(Debug)]
+pub struct Suspension {
+    pub method: AuthMethod,
+    /// The client the request claims to be, from checks that need no wait (a known client with
+    /// a signing secret, a fresh timestamp). Nothing is trusted to it but holding the request.
+    pub claimed: Option<usize>,
+    pub wait: Wait,
+    pub resume: Box<dyn Resume>,
+}
+
+#[derive(Debug)]
+pub enum Attempt {
+    Verified(Identity),
+    Failed(Failure),
+    Suspended(Suspension),
+}
+
+/// One authentication method.
+pub trait Method: Sync {
+    /// Tries the request's credential for this method; `None` when it carries none.
+    fn attempt(
+        &self,
+        ctx: &AuthContext,
+        creds: &Credentials,
+        facts: &RequestFacts,
+    ) -> Option<Attempt>;
+
+    /// Creates the shared data the method uses, once per worker at configuration.
+    fn prepare(
+        &self,
+        _settings: &AuthSettings,
+        _store: &dyn SharedStore,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// The registry: a new method is a folder here, a variant of [`AuthMethod`] and one line below.
+pub fn method(kind: AuthMethod) -> &'static dyn Method {
+    match kind {
+        AuthMethod::Jwt => &jwt::JwtMethod,
+        AuthMethod::ApiKey => &api_key::ApiKeyMethod,
+        AuthMethod::Hmac => &hmac_signature::HmacMethod,
+    }
+}
+
+#[derive(Debug)]
+pub enum Outcome {
+    Authenticated(Identity),
+    /// Credentials were present and all failed; the first failure in configured order.
+    Failed(Failure),
+    NoCredentials,
+    /// A method waits for something; its answer is final (later methods are not tried).
+    Suspended(Suspension),
+}
+
+impl From<Attempt> for Outcome {
+    fn from(attempt: Attempt) -> Self {
+        match attempt {
+            Attempt::Verified(identity) => Self::Authenticated(identity),
+            Attempt::Failed(failure) => Self::Failed(failure),
+            Attempt::Suspended(suspension) => Self::Suspended(suspension),
+        }
+    }
+}
+
+pub(crate) fn unauthorized(method: AuthMethod, code: &'static str, message: &str) -> Failure {
     let mut challenge = method.challenge();
     if method == AuthMethod::Jwt {
         // RFC 6750: a bearer token that was presented and refused.
@@ -122,168 +225,24 @@ fn unauthorized(method: AuthMethod, code: &'static str, message: &str) -> Failur
 }
 
 /// Tries the configured methods in order.
-pub fn authenticate<S: crate::store::SharedStore + ?Sized>(
-    cfg: &Config,
-    creds: &Credentials,
-    facts: &RequestFacts,
-    now: u64,
-    store: &S,
-) -> Outcome {
+pub fn authenticate(ctx: &AuthContext, creds: &Credentials, facts: &RequestFacts) -> Outcome {
     let mut first_failure: Option<Failure> = None;
-    for method in &cfg.methods {
-        let attempt = match method {
-            AuthMethod::Jwt => creds.jwt.as_deref().map(|t| by_jwt(cfg, t, now)),
-            AuthMethod::ApiKey => creds.api_key.as_deref().map(|k| by_api_key(cfg, k)),
-            AuthMethod::Hmac => match (&creds.signed, facts.body) {
-                (None, _) => None,
-                (Some(_), None) => return Outcome::NeedBody,
-                (Some(signed), Some(body)) => {
-                    Some(verify_signed_body(cfg, signed, facts, body, now, store))
-                }
-            },
-        };
-        match attempt {
-            Some(Ok(identity)) => return Outcome::Authenticated(identity),
-            Some(Err(failure)) => {
+    for kind in &ctx.settings.methods {
+        match method(*kind).attempt(ctx, creds, facts) {
+            Some(Attempt::Failed(failure)) => {
                 first_failure.get_or_insert(failure);
             }
+            Some(decided) => return decided.into(),
             None => {}
         }
     }
     match first_failure {
         Some(f) => Outcome::Failed(f),
-        None if creds.jwt.is_some() && cfg.jwt.is_none() => Outcome::Failed(unauthorized(
+        None if creds.jwt.is_some() && ctx.settings.jwt.is_none() => Outcome::Failed(unauthorized(
             AuthMethod::Jwt,
             "jwt_not_accepted",
             "JWTs are not accepted here",
         )),
         None => Outcome::NoCredentials,
-    }
-}
-
-fn by_jwt(cfg: &Config, token: &[u8], now: u64) -> Result<Identity, Failure> {
-    let Some(verifier) = &cfg.jwt else {
-        return Err(unauthorized(
-            AuthMethod::Jwt,
-            "jwt_not_accepted",
-            "JWTs are not accepted here",
-        ));
-    };
-    let verified = verifier
-        .verify(token, now)
-        .map_err(|f| unauthorized(AuthMethod::Jwt, f.code(), f.message()))?;
-    let client = *cfg.client_by_id.get(&verified.client_id).ok_or_else(|| {
-        unauthorized(
-            AuthMethod::Jwt,
-            "unknown_client",
-            "token names an unknown client",
-        )
-    })?;
-    Ok(Identity {
-        client,
-        method: AuthMethod::Jwt,
-        scopes: verified.scopes,
-    })
-}
-
-fn by_api_key(cfg: &Config, key: &[u8]) -> Result<Identity, Failure> {
-    let entry = cfg.api_keys.find(key).map_err(|f| match f {
-        api_key::KeyFailure::TooLong => {
-            unauthorized(AuthMethod::ApiKey, "invalid_api_key", "API key is too long")
-        }
-        api_key::KeyFailure::Unknown => unauthorized(
-            AuthMethod::ApiKey,
-            "invalid_api_key",
-            "API key is not valid",
-        ),
-    })?;
-    let scopes = entry
-        .scopes
-        .clone()
-        .or_else(|| cfg.clients.get(entry.client).map(|c| c.scopes.clone()))
-        .unwrap_or_default();
-    Ok(Identity {
-        client: entry.client,
-        method: AuthMethod::ApiKey,
-        scopes,
-    })
-}
-
-/// Everything about a signed request that does not need its body: timestamp window, known
-/// client, signing secret. Returns the claimed client's index and the signed timestamp.
-pub fn precheck_signature(
-    cfg: &Config,
-    signed: &hmac_signature::SignedRequest,
-    now: u64,
-) -> Result<(usize, u64), Failure> {
-    let fail =
-        |f: hmac_signature::SignatureFailure| unauthorized(AuthMethod::Hmac, f.code(), f.message());
-    if signed.client_id.is_empty() || signed.timestamp.is_empty() {
-        return Err(fail(hmac_signature::SignatureFailure::Incomplete));
-    }
-    let ts = hmac_signature::check_timestamp(&signed.timestamp, now, cfg.hmac.window_seconds)
-        .map_err(fail)?;
-    let index = *cfg.client_by_id.get(&signed.client_id).ok_or_else(|| {
-        unauthorized(
-            AuthMethod::Hmac,
-            "unknown_client",
-            "X-Client-Id names an unknown client",
-        )
-    })?;
-    match cfg.clients.get(index) {
-        Some(client) if client.hmac_secret.is_some() => Ok((index, ts)),
-        _ => Err(unauthorized(
-            AuthMethod::Hmac,
-            "signature_not_enabled",
-            "this client has no signing secret",
-        )),
-    }
-}
-
-/// Verifies a prechecked signed request against its body, then records it against replay.
-pub fn verify_signed_body<S: crate::store::SharedStore + ?Sized>(
-    cfg: &Config,
-    signed: &hmac_signature::SignedRequest,
-    facts: &RequestFacts,
-    body: &[u8],
-    now: u64,
-    store: &S,
-) -> Result<Identity, Failure> {
-    let fail =
-        |f: hmac_signature::SignatureFailure| unauthorized(AuthMethod::Hmac, f.code(), f.message());
-    let (index, ts) = precheck_signature(cfg, signed, now)?;
-    let (Some(client), Some(secret)) = (
-        cfg.clients.get(index),
-        cfg.clients
-            .get(index)
-            .and_then(|c| c.hmac_secret.as_deref()),
-    ) else {
-        return Err(fail(hmac_signature::SignatureFailure::Mismatch));
-    };
-    hmac_signature::verify(secret, facts.method, facts.target, body, signed).map_err(fail)?;
-    let expires_at = ts + cfg.hmac.window_seconds;
-    let verdict =
-        cfg.hmac
-            .replay
-            .check_and_record(store, &client.id, &signed.signature, expires_at, now);
-    match verdict {
-        ReplayVerdict::Fresh => Ok(Identity {
-            client: index,
-            method: AuthMethod::Hmac,
-            scopes: client.scopes.clone(),
-        }),
-        ReplayVerdict::Replayed => Err(unauthorized(
-            AuthMethod::Hmac,
-            "signature_replayed",
-            "this signature was already used; sign each request anew (X-Nonce allows identical requests)",
-        )),
-        ReplayVerdict::Full | ReplayVerdict::Unavailable => Err(Failure {
-            method: AuthMethod::Hmac,
-            denial: Denial::new(
-                503,
-                "replay_cache_unavailable",
-                "signed requests cannot be checked for replay right now; retry shortly",
-            ),
-        }),
     }
 }

@@ -5,7 +5,7 @@ use super::{within, ConfigError};
 use crate::auth::api_key::{self, KeyTable, DEFAULT_MAX_KEY_LENGTH};
 use crate::auth::hmac_signature::HmacSettings;
 use crate::auth::jwt::JwtVerifier;
-use crate::auth::AuthMethod;
+use crate::auth::{AuthMethod, AuthSettings, Directory};
 use crate::authz::endpoints::EndpointPattern;
 use crate::authz::ip;
 use crate::authz::levels::{RouteTable, SecurityLevel};
@@ -28,17 +28,35 @@ pub struct Client {
 #[derive(Debug)]
 pub struct Config {
     pub host: HostProfile,
-    pub methods: Vec<AuthMethod>,
+    /// The methods in configured order and their compiled settings.
+    pub auth: AuthSettings,
     pub clients: Vec<Client>,
     pub client_by_id: HashMap<String, usize>,
-    pub api_keys: KeyTable,
-    pub jwt: Option<JwtVerifier>,
-    pub hmac: HmacSettings,
     pub routes: RouteTable,
     pub forward_credentials: bool,
     pub rate_limiting: ratelimit::settings::Settings,
     /// Warnings to log at configuration (plaintext keys, and the like).
     pub warnings: Vec<String>,
+}
+
+impl Directory for Config {
+    fn find(&self, client_id: &str) -> Option<usize> {
+        self.client_by_id.get(client_id).copied()
+    }
+
+    fn id(&self, client: usize) -> &str {
+        self.clients.get(client).map_or("", |c| c.id.as_str())
+    }
+
+    fn scopes(&self, client: usize) -> &[String] {
+        self.clients
+            .get(client)
+            .map_or(&[], |c| c.scopes.as_slice())
+    }
+
+    fn hmac_secret(&self, client: usize) -> Option<&[u8]> {
+        self.clients.get(client)?.hmac_secret.as_deref()
+    }
 }
 
 pub const DEFAULT_METHODS: [AuthMethod; 3] =
@@ -133,12 +151,14 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
 
     Ok(Config {
         host: raw.host,
-        methods,
+        auth: AuthSettings {
+            methods,
+            api_keys,
+            jwt,
+            hmac: HmacSettings::compile(&raw.hmac)?,
+        },
         clients,
         client_by_id,
-        api_keys,
-        jwt,
-        hmac: HmacSettings::compile(&raw.hmac)?,
         routes,
         forward_credentials: raw.forward_credentials,
         rate_limiting: ratelimit::settings::compile(

@@ -14,14 +14,14 @@ fn client() -> serde_json::Value {
 fn minimal_configuration_parses_with_seed_defaults() {
     let c = parse(json!({"clients": [client()]}).to_string().as_bytes()).unwrap();
     assert_eq!(c.clients.len(), 1);
-    assert_eq!(c.api_keys.len(), 1);
-    assert_eq!(c.hmac.window_seconds, 300);
+    assert_eq!(c.auth.api_keys.len(), 1);
+    assert_eq!(c.auth.hmac.window_seconds, 300);
     assert_eq!(
         c.rate_limiting.rules.default_limits,
         crate::ratelimit::SEED_DEFAULTS
     );
     assert!(c.rate_limiting.enabled);
-    assert!(c.jwt.is_none());
+    assert!(c.auth.jwt.is_none());
 }
 
 #[test]
@@ -111,7 +111,7 @@ fn plaintext_keys_need_an_explicit_opt_in_and_warn() {
         !ok.warnings[0].contains("ak_plain_1"),
         "the warning must not print the key"
     );
-    assert!(ok.api_keys.find(b"ak_plain_1").is_ok());
+    assert!(ok.auth.api_keys.find(b"ak_plain_1").is_ok());
 }
 
 #[test]
@@ -232,7 +232,10 @@ fn numeric_settings_have_ranges() {
     );
     let ok = with(json!({"hmac": {"timestamp_window_seconds": 60, "replay_cache_slots": 65_536}}))
         .unwrap();
-    assert_eq!((ok.hmac.window_seconds, ok.hmac.replay.slots), (60, 65_536));
+    assert_eq!(
+        (ok.auth.hmac.window_seconds, ok.auth.hmac.replay.slots),
+        (60, 65_536)
+    );
 }
 
 #[test]
@@ -264,5 +267,5 @@ fn typed_settings_name_the_field_and_the_choices() {
             .to_string()
             .as_bytes(),
     );
-    assert_eq!(c.unwrap().methods, [crate::auth::AuthMethod::Hmac]);
+    assert_eq!(c.unwrap().auth.methods, [crate::auth::AuthMethod::Hmac]);
 }

@@ -8,6 +8,7 @@
 pub mod headers;
 pub mod record;
 
+use crate::auth::Wait;
 use crate::callout::{CalloutAnswer, CalloutSpec};
 use crate::config::Config;
 use crate::denial::Denial;
@@ -65,7 +66,16 @@ pub enum Step {
 
 enum State {
     Start,
-    Body(Box<Pending>),
+    /// Authentication waits for the body; `incoming` are the request headers as read.
+    Body {
+        pending: Box<Pending>,
+        incoming: Vec<(String, Vec<u8>)>,
+    },
+    /// Authentication waits for a call's answer.
+    Authenticating {
+        pending: Box<Pending>,
+        incoming: Vec<(String, Vec<u8>)>,
+    },
     Counting {
         pending: Box<PendingCount>,
         edits: HeaderEdits,
@@ -116,7 +126,7 @@ impl Flow {
     /// While the body is awaited: the largest body accepted.
     pub fn body_limit(&self) -> Option<usize> {
         match &self.state {
-            State::Body(pending) => Some(pending.max_body_bytes),
+            State::Body { pending, .. } => pending.max_body_bytes(),
             _ => None,
         }
     }
@@ -133,16 +143,16 @@ impl Flow {
 
     /// Decides on the complete body of a request that [`Step::AwaitBody`] let through.
     pub fn on_body(&mut self, env: &Env, body: &[u8]) -> Step {
-        let State::Body(pending) = std::mem::replace(&mut self.state, State::Done) else {
+        let State::Body { pending, incoming } = std::mem::replace(&mut self.state, State::Done)
+        else {
             return self.fail(internal("no body was awaited"), env.now_ms);
         };
-        if body.len() > pending.max_body_bytes {
-            return self.body_too_large(pending.max_body_bytes, env.now_ms);
+        if let Some(max) = pending.max_body_bytes().filter(|max| body.len() > *max) {
+            return self.body_too_large(max, env.now_ms);
         }
         let verdict =
-            pipeline::on_request_body(env.config, &pending, body, env.now_ms / 1000, env.store);
-        // Identity headers were set when the headers went through.
-        self.apply(env, verdict, &[])
+            pipeline::on_request_body(env.config, pending, body, env.now_ms / 1000, env.store);
+        self.apply(env, verdict, &incoming)
     }
 
     /// The body grew past [`body_limit`](Self::body_limit).
@@ -152,13 +162,19 @@ impl Flow {
 
     /// Takes the answer to the call the last step asked for.
     pub fn on_callout(&mut self, env: &Env, answer: &CalloutAnswer) -> Step {
-        let State::Counting { pending, edits } = std::mem::replace(&mut self.state, State::Done)
-        else {
-            return self.fail(internal("no call was awaited"), env.now_ms);
-        };
-        let target = pending.target().clone();
-        let check = env.limiter().resume(*pending, answer, env.now_ms);
-        self.counted(env, check, edits, target)
+        match std::mem::replace(&mut self.state, State::Done) {
+            State::Counting { pending, edits } => {
+                let target = pending.target().clone();
+                let check = env.limiter().resume(*pending, answer, env.now_ms);
+                self.counted(env, check, edits, target)
+            }
+            State::Authenticating { pending, incoming } => {
+                let now = env.now_ms / 1000;
+                let verdict = pipeline::on_auth_answer(env.config, pending, answer, now, env.store);
+                self.apply(env, verdict, &incoming)
+            }
+            _ => self.fail(internal("no call was awaited"), env.now_ms),
+        }
     }
 
     /// Ends the request with a reply the adapter decided on (headers unreadable, header edits
@@ -207,15 +223,26 @@ impl Flow {
                 }
                 self.finish_reply(rejection.denial, env.now_ms)
             }
-            Verdict::AwaitBody(pending, claimed) => {
-                self.record.level = Some(claimed.level);
-                let edits = match self.plan(env, incoming, &claimed) {
-                    Ok(edits) => edits,
-                    Err(denial) => return self.finish_reply(denial, env.now_ms),
+            Verdict::Suspend(pending, claim) => {
+                self.record.level = Some(pending.level());
+                let edits = match claim.map(|grant| self.plan(env, incoming, &grant)) {
+                    None => HeaderEdits::default(),
+                    Some(Ok(edits)) => edits,
+                    Some(Err(denial)) => return self.finish_reply(denial, env.now_ms),
                 };
-                let max_bytes = pending.max_body_bytes;
-                self.state = State::Body(pending);
-                Step::AwaitBody { edits, max_bytes }
+                let incoming = incoming.to_vec();
+                match &pending.wait {
+                    Wait::Body { max_bytes } => {
+                        let max_bytes = *max_bytes;
+                        self.state = State::Body { pending, incoming };
+                        Step::AwaitBody { edits, max_bytes }
+                    }
+                    Wait::Call(spec) => {
+                        let spec = spec.clone();
+                        self.state = State::Authenticating { pending, incoming };
+                        Step::Call(spec)
+                    }
+                }
             }
         }
     }

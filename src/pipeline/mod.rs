@@ -2,9 +2,12 @@
 //! (and later the body), the time and the shared store, and applies the verdict it gets back.
 
 use crate::auth::credentials::{self, Credentials, HeaderList};
-use crate::auth::hmac_signature::SignedRequest;
-use crate::auth::{self, AuthMethod, Identity, Outcome, RequestFacts};
+use crate::auth::{
+    self, Attempt, AuthContext, AuthMethod, Directory, Identity, Outcome, RequestFacts, Resume,
+    Suspension, Wait,
+};
 use crate::authz::{self, levels::SecurityLevel, path};
+use crate::callout::CalloutAnswer;
 use crate::config::{Client, Config};
 use crate::denial::Denial;
 use crate::ratelimit::Target;
@@ -90,27 +93,52 @@ pub struct Rejection {
     pub limit: Option<Target>,
 }
 
-/// State kept while the body of a signed request is read.
+/// A request whose authentication method waits (for the body, or a call's answer).
 #[derive(Debug)]
 pub struct Pending {
-    signed: SignedRequest,
+    /// What it waits for.
+    pub wait: Wait,
+    resume: Box<dyn Resume>,
+    rest: PendingRequest,
+}
+
+#[derive(Debug)]
+struct PendingRequest {
     method: String,
     target: path::RequestTarget,
     source: Option<IpAddr>,
     level: SecurityLevel,
-    pub max_body_bytes: usize,
+    creds: Credentials,
+    claimed: Option<usize>,
+    /// The claimed client's identity headers went on with the request while it waited.
+    claim_applied: bool,
+}
+
+impl Pending {
+    /// The route's security level.
+    pub fn level(&self) -> SecurityLevel {
+        self.rest.level
+    }
+
+    /// The largest body accepted, while the body is awaited.
+    pub fn max_body_bytes(&self) -> Option<usize> {
+        match self.wait {
+            Wait::Body { max_bytes } => Some(max_bytes),
+            Wait::Call(_) => None,
+        }
+    }
 }
 
 #[derive(Debug)]
 pub enum Verdict {
     Allow(Grant),
     Deny(Rejection),
-    /// A signed request passed every check that does not need its body. Envoy's wasm host cannot
-    /// hold the headers while reading the body, so the adapter applies `grant` (the claimed
-    /// client's identity headers) and lets the headers continue to the buffer filter that
-    /// `envoy/envoy.yaml` places after api-warden; that filter keeps them from the upstream until
-    /// [`on_request_body`] has verified the signature.
-    AwaitBody(Box<Pending>, Grant),
+    /// A method waits. For the body: the hosts cannot hold headers while reading a body, so the
+    /// adapter applies the claimed client's grant and lets the headers continue to the proxy's
+    /// body buffering (Envoy's buffer filter after api-warden; nginx's request buffering), which
+    /// keeps them from the upstream until [`on_request_body`] has verified the body. For a call:
+    /// the request is held, and [`on_auth_answer`] continues it.
+    Suspend(Box<Pending>, Option<Grant>),
 }
 
 fn deny(denial: Denial) -> Verdict {
@@ -155,11 +183,11 @@ fn client_limit(cfg: &Config, client: &Client, path: &str) -> Option<Target> {
 
 /// Decides on the request head. `remove_headers` in a grant lists every identity and credential
 /// header name to keep from the upstream, present or not: the engine plans the edits per host.
-pub fn on_request_headers<S: SharedStore + ?Sized>(
+pub fn on_request_headers(
     cfg: &Config,
     req: &RequestHead,
     now: u64,
-    store: &S,
+    store: &dyn SharedStore,
 ) -> Verdict {
     let mut verdict = decide_headers(cfg, req, now, store);
     if let Verdict::Deny(rejection) = &mut verdict {
@@ -172,12 +200,7 @@ pub fn on_request_headers<S: SharedStore + ?Sized>(
     verdict
 }
 
-fn decide_headers<S: SharedStore + ?Sized>(
-    cfg: &Config,
-    req: &RequestHead,
-    now: u64,
-    store: &S,
-) -> Verdict {
+fn decide_headers(cfg: &Config, req: &RequestHead, now: u64, store: &dyn SharedStore) -> Verdict {
     let target = match path::normalise(req.path) {
         Ok(t) => t,
         Err(e) => return deny(Denial::bad_request("invalid_path", e.message())),
@@ -202,106 +225,161 @@ fn decide_headers<S: SharedStore + ?Sized>(
         method: &method,
         target: &target.raw,
         body,
+        content_length: content_length(req.headers),
     };
-    match auth::authenticate(cfg, &creds, &facts, now, store) {
-        Outcome::NeedBody => await_body(cfg, creds, method, target, req, level, now),
+    let ctx = auth_context(cfg, store, now);
+    match auth::authenticate(&ctx, &creds, &facts) {
+        Outcome::Suspended(suspension) => {
+            suspend(cfg, suspension, creds, method, target, &req.source, level)
+        }
         outcome => finish(cfg, outcome, &creds, &target.path, &req.source, level),
     }
 }
 
-fn await_body(
+fn auth_context<'a>(cfg: &'a Config, store: &'a dyn SharedStore, now: u64) -> AuthContext<'a> {
+    AuthContext {
+        settings: &cfg.auth,
+        directory: cfg,
+        store,
+        now,
+    }
+}
+
+/// A method waits (for the body, or a call). A claimed client is authorised now, so a request
+/// it may not make is refused before anything waits; while the body is read, the claimed
+/// identity's headers go on with the request (see [`Verdict::Suspend`]).
+fn suspend(
     cfg: &Config,
+    suspension: Suspension,
     creds: Credentials,
     method: String,
     target: path::RequestTarget,
-    req: &RequestHead,
+    source: &Source,
     level: SecurityLevel,
-    now: u64,
 ) -> Verdict {
-    if content_length(req.headers).is_some_and(|len| len > cfg.hmac.max_body_bytes as u64) {
-        return deny(body_too_large(cfg.hmac.max_body_bytes));
-    }
-    let Some(signed) = creds.signed.clone() else {
-        return deny(Denial::new(
-            500,
-            "internal_error",
-            "signed request without signature",
-        ));
+    let claim = match suspension.claimed {
+        Some(client) => {
+            let claimed = Identity {
+                client,
+                method: suspension.method,
+                scopes: Directory::scopes(cfg, client).to_vec(),
+            };
+            match grant_for(cfg, claimed, &creds, &target.path, source, level) {
+                Ok(grant) => Some(grant),
+                // Not authenticated yet, so the auth metric is left alone.
+                Err(denial) => return deny(denial),
+            }
+        }
+        None => None,
     };
-    let (client, _) = match auth::precheck_signature(cfg, &signed, now) {
-        Ok(found) => found,
-        Err(f) => return unauthenticated(cfg, f.denial, Some((f.method, false)), &req.source),
-    };
-    let scopes = cfg
-        .clients
-        .get(client)
-        .map(|c| c.scopes.clone())
-        .unwrap_or_default();
-    let claimed = Identity {
-        client,
-        method: AuthMethod::Hmac,
-        scopes,
-    };
-    match grant_for(cfg, claimed, &creds, &target.path, &req.source, level) {
-        Ok(grant) => Verdict::AwaitBody(
-            Box::new(Pending {
-                signed,
+    Verdict::Suspend(
+        Box::new(Pending {
+            rest: PendingRequest {
                 method,
                 target,
-                source: req.source.get(),
+                source: source.get(),
                 level,
-                max_body_bytes: cfg.hmac.max_body_bytes,
-            }),
-            grant,
-        ),
-        // Not authenticated yet, so the auth metric is left alone.
-        Err(denial) => deny(denial),
-    }
-}
-
-pub fn on_request_body<S: SharedStore + ?Sized>(
-    cfg: &Config,
-    pending: &Pending,
-    body: &[u8],
-    now: u64,
-    store: &S,
-) -> Verdict {
-    if body.len() > pending.max_body_bytes {
-        return deny(body_too_large(pending.max_body_bytes));
-    }
-    let facts = RequestFacts {
-        method: &pending.method,
-        target: &pending.target.raw,
-        body: Some(body),
-    };
-    match auth::verify_signed_body(cfg, &pending.signed, &facts, body, now, store) {
-        // Identity headers were set when the headers went through.
-        Ok(identity) => Verdict::Allow(Grant {
-            level: pending.level,
-            limit: cfg
-                .clients
-                .get(identity.client)
-                .and_then(|c| client_limit(cfg, c, &pending.target.path)),
-            identity: Some(identity),
-            remove_headers: Vec::new(),
-            set_headers: Vec::new(),
+                claim_applied: claim.is_some() && matches!(suspension.wait, Wait::Body { .. }),
+                claimed: suspension.claimed,
+                creds,
+            },
+            wait: suspension.wait,
+            resume: suspension.resume,
         }),
-        Err(f) => unauthenticated(
-            cfg,
-            f.denial,
-            Some((f.method, false)),
-            &Source::known(pending.source),
-        ),
-    }
-}
-
-pub fn body_too_large(max: usize) -> Denial {
-    Denial::new(
-        413,
-        "body_too_large",
-        format!("signed request bodies are limited to {max} bytes"),
+        claim,
     )
 }
+
+/// Continues a suspended request with its complete body.
+pub fn on_request_body(
+    cfg: &Config,
+    pending: Box<Pending>,
+    body: &[u8],
+    now: u64,
+    store: &dyn SharedStore,
+) -> Verdict {
+    let Pending { resume, rest, .. } = *pending;
+    let facts = RequestFacts {
+        method: &rest.method,
+        target: &rest.target.raw,
+        body: Some(body),
+        content_length: None,
+    };
+    let attempt = resume.with_body(&auth_context(cfg, store, now), &facts, body);
+    resumed(cfg, attempt, rest)
+}
+
+/// Continues a suspended request with the answer to the call its method asked for.
+pub fn on_auth_answer(
+    cfg: &Config,
+    pending: Box<Pending>,
+    answer: &CalloutAnswer,
+    now: u64,
+    store: &dyn SharedStore,
+) -> Verdict {
+    let Pending { resume, rest, .. } = *pending;
+    let attempt = resume.with_answer(&auth_context(cfg, store, now), answer);
+    resumed(cfg, attempt, rest)
+}
+
+fn resumed(cfg: &Config, attempt: Attempt, rest: PendingRequest) -> Verdict {
+    let source = Source::known(rest.source);
+    match attempt {
+        Attempt::Verified(identity) if rest.claim_applied => {
+            if Some(identity.client) != rest.claimed {
+                return deny(Denial::new(
+                    500,
+                    "internal_error",
+                    "the verified client is not the one claimed",
+                ));
+            }
+            // Its identity headers were set when the headers went through.
+            Verdict::Allow(Grant {
+                level: rest.level,
+                limit: cfg
+                    .clients
+                    .get(identity.client)
+                    .and_then(|c| client_limit(cfg, c, &rest.target.path)),
+                identity: Some(identity),
+                remove_headers: Vec::new(),
+                set_headers: Vec::new(),
+            })
+        }
+        Attempt::Verified(identity) => {
+            let outcome = Outcome::Authenticated(identity);
+            finish(
+                cfg,
+                outcome,
+                &rest.creds,
+                &rest.target.path,
+                &source,
+                rest.level,
+            )
+        }
+        Attempt::Failed(failure) => {
+            let outcome = Outcome::Failed(failure);
+            finish(
+                cfg,
+                outcome,
+                &rest.creds,
+                &rest.target.path,
+                &source,
+                rest.level,
+            )
+        }
+        Attempt::Suspended(again) => suspend(
+            cfg,
+            again,
+            rest.creds,
+            rest.method,
+            rest.target,
+            &source,
+            rest.level,
+        ),
+    }
+}
+
+pub use crate::auth::hmac_signature::body_too_large;
 
 fn content_length(headers: &HeaderList) -> Option<u64> {
     let value = headers.iter().find(|(k, _)| k == "content-length")?;
@@ -321,8 +399,9 @@ fn finish(
         Outcome::Failed(f) => {
             return unauthenticated(cfg, f.denial, Some((f.method, false)), source);
         }
-        Outcome::NoCredentials | Outcome::NeedBody => {
+        Outcome::NoCredentials | Outcome::Suspended(_) => {
             let challenge = cfg
+                .auth
                 .methods
                 .iter()
                 .map(|m| m.challenge())

@@ -209,7 +209,7 @@ fn signed(method: &str, target: &str, body: &[u8], ts: u64) -> Vec<(&'static str
 fn signed_request_waits_for_its_body_then_verifies_once() {
     let c = cfg();
     let store = MemoryStore::new();
-    c.hmac.replay.prepare(&store).unwrap();
+    c.auth.hmac.replay.prepare(&store).unwrap();
     let body = b"{\"to\":\"a@b\"}";
     let h = signed("POST", "/api/send/x?y=1", body, NOW);
     let h: Vec<(String, Vec<u8>)> = h
@@ -223,9 +223,12 @@ fn signed_request_waits_for_its_body_then_verifies_once() {
         source: Source::known(office()),
         has_body: true,
     };
-    let Verdict::AwaitBody(pending, claimed) = on_request_headers(&c, &req, NOW, &store) else {
-        panic!("should wait for the body");
+    let suspended = || match on_request_headers(&c, &req, NOW, &store) {
+        Verdict::Suspend(pending, Some(claimed)) => (pending, claimed),
+        other => panic!("should wait for the body: {other:?}"),
     };
+    let (pending, claimed) = suspended();
+    assert_eq!(pending.max_body_bytes(), Some(100));
     // The claimed identity's headers go on before the body; the buffer filter holds them.
     assert!(claimed
         .set_headers
@@ -235,19 +238,24 @@ fn signed_request_waits_for_its_body_then_verifies_once() {
         claimed.remove_headers.contains(&"x-client-id"),
         "the client's own header is replaced"
     );
-    let g = grant(on_request_body(&c, &pending, body, NOW + 1, &store));
+    let g = grant(on_request_body(&c, pending, body, NOW + 1, &store));
     assert_eq!(g.identity.unwrap().method, AuthMethod::Hmac);
-    let d = denial(on_request_body(&c, &pending, body, NOW + 2, &store));
+    assert!(
+        g.set_headers.is_empty(),
+        "identity headers went on with the head"
+    );
+    let d = denial(on_request_body(&c, suspended().0, body, NOW + 2, &store));
     assert_eq!(d.code, "signature_replayed");
+    let evil = b"{\"to\":\"evil\"}";
+    let d = denial(on_request_body(&c, suspended().0, evil, NOW + 2, &store));
+    assert_eq!(d.code, "signature_mismatch");
     let d = denial(on_request_body(
         &c,
-        &pending,
-        b"{\"to\":\"evil\"}",
+        suspended().0,
+        &[b'a'; 101],
         NOW + 2,
         &store,
     ));
-    assert_eq!(d.code, "signature_mismatch");
-    let d = denial(on_request_body(&c, &pending, &[b'a'; 101], NOW + 2, &store));
     assert_eq!((d.status, d.code), (413, "body_too_large"));
 }
 
@@ -406,4 +414,89 @@ fn the_address_is_looked_up_only_when_a_decision_needs_it() {
     };
     let _ = on_request_headers(&c, &req, NOW, &store);
     assert_eq!(lookups.get(), 1, "marketing has an allowlist");
+}
+
+/// A method continuation that waits for a call, as token introspection will.
+#[derive(Debug)]
+struct AwaitingIntrospection;
+
+impl Resume for AwaitingIntrospection {
+    fn with_body(self: Box<Self>, _: &AuthContext, _: &RequestFacts, _: &[u8]) -> Attempt {
+        unreachable!("waits for a call")
+    }
+
+    fn with_answer(self: Box<Self>, ctx: &AuthContext, answer: &CalloutAnswer) -> Attempt {
+        match answer {
+            CalloutAnswer::Response { status: 200, body } if body == b"active" => {
+                Attempt::Verified(Identity {
+                    client: ctx.directory.find("marketing").unwrap(),
+                    method: AuthMethod::ApiKey,
+                    scopes: vec!["send".into()],
+                })
+            }
+            _ => Attempt::Failed(crate::auth::unauthorized(
+                AuthMethod::ApiKey,
+                "token_inactive",
+                "token is not active",
+            )),
+        }
+    }
+}
+
+#[test]
+fn a_method_can_suspend_on_a_call_and_resume_with_its_answer() {
+    let c = cfg();
+    let store = MemoryStore::new();
+    let call = crate::callout::CalloutSpec {
+        upstream: "idp".into(),
+        authority: "idp".into(),
+        method: "POST",
+        path: "/introspect".into(),
+        headers: vec![],
+        body: b"token=x".to_vec(),
+        timeout_ms: 100,
+    };
+    let suspended = || {
+        let target = path::normalise(b"/api/send/x").unwrap();
+        let s = Suspension {
+            method: AuthMethod::ApiKey,
+            claimed: None,
+            wait: Wait::Call(call.clone()),
+            resume: Box::new(AwaitingIntrospection),
+        };
+        let source = Source::known(office());
+        match suspend(
+            &c,
+            s,
+            Credentials::default(),
+            "GET".into(),
+            target,
+            &source,
+            SecurityLevel::Standard,
+        ) {
+            Verdict::Suspend(pending, None) => pending,
+            other => panic!("{other:?}"),
+        }
+    };
+    let pending = suspended();
+    assert_eq!(pending.wait, Wait::Call(call.clone()));
+    assert_eq!(pending.max_body_bytes(), None);
+    let active = CalloutAnswer::Response {
+        status: 200,
+        body: b"active".to_vec(),
+    };
+    let g = grant(on_auth_answer(&c, pending, &active, NOW, &store));
+    // Nothing went upstream while it waited, so the whole grant comes now.
+    assert!(g
+        .set_headers
+        .contains(&("x-client-id", "marketing".to_string())));
+    assert!(g.remove_headers.contains(&"x-client-id"));
+    let d = denial(on_auth_answer(
+        &c,
+        suspended(),
+        &CalloutAnswer::NoResponse,
+        NOW,
+        &store,
+    ));
+    assert_eq!((d.status, d.code), (401, "token_inactive"));
 }

@@ -1,6 +1,8 @@
 //! API keys. Only SHA-256 digests are kept in memory; a presented key is hashed and looked up.
 //! Several keys may point at one client (rotation), each with an id and optional scopes.
 
+use super::credentials::Credentials;
+use super::{unauthorized, Attempt, AuthContext, AuthMethod, Identity, Method, RequestFacts};
 use crate::field::ConfigError;
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -160,6 +162,41 @@ impl KeyTable {
         self.by_digest
             .get(&digest(presented))
             .ok_or(KeyFailure::Unknown)
+    }
+}
+
+/// The API-key method: `X-API-Key`, or an opaque bearer token.
+pub struct ApiKeyMethod;
+
+impl Method for ApiKeyMethod {
+    fn attempt(
+        &self,
+        ctx: &AuthContext,
+        creds: &Credentials,
+        _facts: &RequestFacts,
+    ) -> Option<Attempt> {
+        let key = creds.api_key.as_deref()?;
+        let entry = match ctx.settings.api_keys.find(key) {
+            Ok(entry) => entry,
+            Err(f) => {
+                let message = match f {
+                    KeyFailure::TooLong => "API key is too long",
+                    KeyFailure::Unknown => "API key is not valid",
+                };
+                let failure = unauthorized(AuthMethod::ApiKey, "invalid_api_key", message);
+                return Some(Attempt::Failed(failure));
+            }
+        };
+        // A key's own scopes narrow the client's when set.
+        let scopes = entry
+            .scopes
+            .clone()
+            .unwrap_or_else(|| ctx.directory.scopes(entry.client).to_vec());
+        Some(Attempt::Verified(Identity {
+            client: entry.client,
+            method: AuthMethod::ApiKey,
+            scopes,
+        }))
     }
 }
 

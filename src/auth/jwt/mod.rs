@@ -3,6 +3,10 @@
 //! `alg: none` and HS256-signed-with-the-RSA-public-key tokens find no key. Time claims are
 //! checked against the proxy's clock, passed in as `now`.
 
+use super::credentials::Credentials;
+use super::{
+    unauthorized, Attempt, AuthContext, AuthMethod, Failure, Identity, Method, RequestFacts,
+};
 use crate::field::{ConfigError, OneOrMany};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -598,6 +602,48 @@ fn key_from_jwk(field: &str, jwk: &Value) -> Result<ConfiguredKey, ConfigError> 
     })
 }
 
+/// The JWT method: a JWT-shaped bearer token.
+pub struct JwtMethod;
+
+impl Method for JwtMethod {
+    fn attempt(
+        &self,
+        ctx: &AuthContext,
+        creds: &Credentials,
+        _facts: &RequestFacts,
+    ) -> Option<Attempt> {
+        let token = creds.jwt.as_deref()?;
+        Some(match verify_token(ctx, token) {
+            Ok(identity) => Attempt::Verified(identity),
+            Err(failure) => Attempt::Failed(failure),
+        })
+    }
+}
+
+fn verify_token(ctx: &AuthContext, token: &[u8]) -> Result<Identity, Failure> {
+    let Some(verifier) = &ctx.settings.jwt else {
+        return Err(unauthorized(
+            AuthMethod::Jwt,
+            "jwt_not_accepted",
+            "JWTs are not accepted here",
+        ));
+    };
+    let verified = verifier
+        .verify(token, ctx.now)
+        .map_err(|f| unauthorized(AuthMethod::Jwt, f.code(), f.message()))?;
+    let client = ctx.directory.find(&verified.client_id).ok_or_else(|| {
+        unauthorized(
+            AuthMethod::Jwt,
+            "unknown_client",
+            "token names an unknown client",
+        )
+    })?;
+    Ok(Identity {
+        client,
+        method: AuthMethod::Jwt,
+        scopes: verified.scopes,
+    })
+}
+
 #[cfg(test)]
-#[path = "jwt_tests.rs"]
 mod tests;

@@ -4,9 +4,19 @@
 //! `X-Nonce`. TARGET is the request target as sent, query included: an unsigned query string
 //! would let anyone replay a signature with other parameters.
 
-use super::replay::ReplayTable;
+pub mod replay;
+
+use super::credentials::Credentials;
+use super::{
+    unauthorized, Attempt, AuthContext, AuthMethod, Failure, Identity, Method, RequestFacts,
+    Resume, Suspension, Wait,
+};
+use crate::callout::CalloutAnswer;
+use crate::denial::Denial;
 use crate::field::{within, ConfigError};
+use crate::store::{SharedStore, StoreError};
 use hmac::{Hmac, Mac};
+use replay::{ReplayTable, ReplayVerdict};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use sha2::Sha256;
@@ -198,6 +208,162 @@ pub fn verify(
     .ok_or(SignatureFailure::Mismatch)?
     .verify_slice(&presented)
     .map_err(|_| SignatureFailure::Mismatch)
+}
+
+pub fn body_too_large(max: usize) -> Denial {
+    Denial::new(
+        413,
+        "body_too_large",
+        format!("signed request bodies are limited to {max} bytes"),
+    )
+}
+
+/// The HMAC method: `X-Signature` over method, target, body and timestamp. Without the body
+/// yet, it checks what it can and waits for the body.
+pub struct HmacMethod;
+
+impl Method for HmacMethod {
+    fn attempt(
+        &self,
+        ctx: &AuthContext,
+        creds: &Credentials,
+        facts: &RequestFacts,
+    ) -> Option<Attempt> {
+        let signed = creds.signed.as_ref()?;
+        let max_bytes = ctx.settings.hmac.max_body_bytes;
+        if let Some(body) = facts.body {
+            return Some(settle(verify_signed_body(ctx, signed, facts, body)));
+        }
+        if facts
+            .content_length
+            .is_some_and(|len| len > max_bytes as u64)
+        {
+            return Some(Attempt::Failed(Failure {
+                method: AuthMethod::Hmac,
+                denial: body_too_large(max_bytes),
+            }));
+        }
+        Some(match precheck(ctx, signed) {
+            Err(failure) => Attempt::Failed(failure),
+            Ok((client, _)) => Attempt::Suspended(Suspension {
+                method: AuthMethod::Hmac,
+                claimed: Some(client),
+                wait: Wait::Body { max_bytes },
+                resume: Box::new(AwaitingBody(signed.clone())),
+            }),
+        })
+    }
+
+    fn prepare(
+        &self,
+        settings: &super::AuthSettings,
+        store: &dyn SharedStore,
+    ) -> Result<(), StoreError> {
+        settings.hmac.replay.prepare(store)
+    }
+}
+
+/// A signed request whose body is being read.
+#[derive(Debug)]
+struct AwaitingBody(SignedRequest);
+
+impl Resume for AwaitingBody {
+    fn with_body(self: Box<Self>, ctx: &AuthContext, facts: &RequestFacts, body: &[u8]) -> Attempt {
+        let max_bytes = ctx.settings.hmac.max_body_bytes;
+        if body.len() > max_bytes {
+            return Attempt::Failed(Failure {
+                method: AuthMethod::Hmac,
+                denial: body_too_large(max_bytes),
+            });
+        }
+        settle(verify_signed_body(ctx, &self.0, facts, body))
+    }
+
+    fn with_answer(self: Box<Self>, _ctx: &AuthContext, _answer: &CalloutAnswer) -> Attempt {
+        Attempt::Failed(unauthorized(
+            AuthMethod::Hmac,
+            "signature_incomplete",
+            "a signed request waits for its body, not for a call",
+        ))
+    }
+}
+
+fn settle(result: Result<Identity, Failure>) -> Attempt {
+    match result {
+        Ok(identity) => Attempt::Verified(identity),
+        Err(failure) => Attempt::Failed(failure),
+    }
+}
+
+fn fail(f: SignatureFailure) -> Failure {
+    unauthorized(AuthMethod::Hmac, f.code(), f.message())
+}
+
+/// Everything about a signed request that does not need its body: timestamp window, known
+/// client, signing secret. Returns the claimed client's index and the signed timestamp.
+fn precheck(ctx: &AuthContext, signed: &SignedRequest) -> Result<(usize, u64), Failure> {
+    if signed.client_id.is_empty() || signed.timestamp.is_empty() {
+        return Err(fail(SignatureFailure::Incomplete));
+    }
+    let window = ctx.settings.hmac.window_seconds;
+    let ts = check_timestamp(&signed.timestamp, ctx.now, window).map_err(fail)?;
+    let index = ctx.directory.find(&signed.client_id).ok_or_else(|| {
+        unauthorized(
+            AuthMethod::Hmac,
+            "unknown_client",
+            "X-Client-Id names an unknown client",
+        )
+    })?;
+    match ctx.directory.hmac_secret(index) {
+        Some(_) => Ok((index, ts)),
+        None => Err(unauthorized(
+            AuthMethod::Hmac,
+            "signature_not_enabled",
+            "this client has no signing secret",
+        )),
+    }
+}
+
+/// Verifies a signed request against its body, then records it against replay.
+fn verify_signed_body(
+    ctx: &AuthContext,
+    signed: &SignedRequest,
+    facts: &RequestFacts,
+    body: &[u8],
+) -> Result<Identity, Failure> {
+    let (index, ts) = precheck(ctx, signed)?;
+    let secret = ctx
+        .directory
+        .hmac_secret(index)
+        .ok_or_else(|| fail(SignatureFailure::Mismatch))?;
+    verify(secret, facts.method, facts.target, body, signed).map_err(fail)?;
+    let settings = &ctx.settings.hmac;
+    let expires_at = ts + settings.window_seconds;
+    let id = ctx.directory.id(index);
+    let verdict =
+        settings
+            .replay
+            .check_and_record(ctx.store, id, &signed.signature, expires_at, ctx.now);
+    match verdict {
+        ReplayVerdict::Fresh => Ok(Identity {
+            client: index,
+            method: AuthMethod::Hmac,
+            scopes: ctx.directory.scopes(index).to_vec(),
+        }),
+        ReplayVerdict::Replayed => Err(unauthorized(
+            AuthMethod::Hmac,
+            "signature_replayed",
+            "this signature was already used; sign each request anew (X-Nonce allows identical requests)",
+        )),
+        ReplayVerdict::Full | ReplayVerdict::Unavailable => Err(Failure {
+            method: AuthMethod::Hmac,
+            denial: Denial::new(
+                503,
+                "replay_cache_unavailable",
+                "signed requests cannot be checked for replay right now; retry shortly",
+            ),
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ const ANALYTICS_KEY_A: &str = "ak_demo_analytics_key_000000000000000A";
 const ANALYTICS_KEY_B: &str = "ak_demo_analytics_key_000000000000000B";
 const RETIRED_KEY: &str = "ak_test_retired_key_0000000000000000001";
 const OPS_KEY: &str = "ak_test_ops_key_00000000000000000000001";
+const OPS_ROOT_KEY: &str = "ak_test_ops_root_key_000000000000000001";
 const JWT_SECRET: &str = "demo-jwt-secret-change-me-0123456789abcdef";
 const HMAC_SECRET: &str = "demo-marketing-hmac-secret-rotate-me";
 const MAX_BODY: usize = 4096;
@@ -41,6 +42,10 @@ fn test_config() -> Value {
     clients.push(json!({
         "client_id": "ops", "name": "Ops Console", "security_level": "sensitive",
         "allowed_endpoints": ["/api/admin/*"], "api_keys": [sha(OPS_KEY)]
+    }));
+    clients.push(json!({
+        "client_id": "ops-root", "security_level": "sensitive",
+        "allowed_endpoints": ["/api/admin", "/api/admin/"], "api_keys": [sha(OPS_ROOT_KEY)]
     }));
     cfg["jwt"]["keys"].as_array_mut().unwrap().push(json!({
         "kid": "es-1", "alg": "ES256", "pem": es_key().public_key().to_pem().unwrap()
@@ -377,6 +382,42 @@ fn identity_headers_cannot_be_spoofed() {
         Some("standard")
     );
     assert_eq!(resp.upstream_header("x-client-scopes"), None);
+}
+
+#[test]
+fn identity_headers_spelled_with_underscores_never_reach_the_upstream() {
+    // CGI-style upstreams read `x_client_id` as `X-Client-Id`; Envoy passes such names on.
+    for path in ["/api/send/bulk", "/health"] {
+        let resp = get(
+            path,
+            &[
+                ("X-API-Key", MARKETING_KEY),
+                ("x_client_id", "analytics"),
+                ("X_Security_Level", "critical"),
+                ("x_auth-method", "mtls"),
+            ],
+        );
+        assert!(resp.reached_upstream(), "{}", resp.text());
+        let headers = resp.json()["headers"].clone();
+        let leaked: Vec<&String> = headers
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| k.contains('_'))
+            .collect();
+        assert!(leaked.is_empty(), "{path}: {leaked:?}");
+        // The credential does not travel on public routes either.
+        assert_eq!(resp.upstream_header("x-api-key"), None, "{path}");
+    }
+}
+
+#[test]
+fn a_subtree_level_covers_its_root() {
+    // `/api/admin/*` is critical: its root must not fall back to the default level.
+    for path in ["/api/admin", "/api/admin/"] {
+        let resp = get(path, &[("X-API-Key", OPS_ROOT_KEY)]);
+        assert_denied(&resp, 403, "insufficient_security_level");
+    }
 }
 
 // ---- JWT ----

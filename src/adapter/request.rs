@@ -103,20 +103,30 @@ impl RequestFilter {
         self.execute(host, &worker, step, now)
     }
 
+    /// What a body callback does: `Err` is the action when no body is awaited (or the request
+    /// is answered or waits for a call already); `Ok` the worker and the largest body accepted.
+    fn awaiting_body(&self) -> Result<(Rc<Worker>, usize), Action> {
+        if self.replied || self.waiting.is_some() {
+            return Err(Action::Pause);
+        }
+        match (
+            self.worker.clone(),
+            self.flow.as_ref().and_then(Flow::body_limit),
+        ) {
+            (Some(worker), Some(max)) => Ok((worker, max)),
+            _ => Err(Action::Continue),
+        }
+    }
+
     pub fn on_request_body<H: Host + ?Sized>(
         &mut self,
         host: &H,
         body_size: usize,
         end_of_stream: bool,
     ) -> Action {
-        if self.replied || self.waiting.is_some() {
-            return Action::Pause;
-        }
-        let (Some(worker), Some(max)) = (
-            self.worker.clone(),
-            self.flow.as_ref().and_then(Flow::body_limit),
-        ) else {
-            return Action::Continue;
+        let (worker, max) = match self.awaiting_body() {
+            Ok(awaited) => awaited,
+            Err(action) => return action,
         };
         let now = host.now_ms().unwrap_or(0);
         if body_size > max {
@@ -132,14 +142,9 @@ impl RequestFilter {
 
     /// Trailers end a body that did not say it ended.
     pub fn on_request_trailers<H: Host + ?Sized>(&mut self, host: &H) -> Action {
-        if self.replied || self.waiting.is_some() {
-            return Action::Pause;
-        }
-        let (Some(worker), Some(max)) = (
-            self.worker.clone(),
-            self.flow.as_ref().and_then(Flow::body_limit),
-        ) else {
-            return Action::Continue;
+        let (worker, max) = match self.awaiting_body() {
+            Ok(awaited) => awaited,
+            Err(action) => return action,
         };
         let now = host.now_ms().unwrap_or(0);
         // One byte over the limit is enough to know it is too large.

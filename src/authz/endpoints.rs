@@ -61,16 +61,30 @@ impl EndpointPattern {
         }
     }
 
-    /// `lowered_path` must already be ASCII-lowercased.
-    pub fn matches_ignoring_case(&self, lowered_path: &str) -> bool {
+    /// Like [`matches`](Self::matches), ignoring ASCII case.
+    pub fn matches_ignoring_case(&self, path: &str) -> bool {
         match self {
             Self::Any => true,
-            Self::Exact(exact) => lowered_path.eq_ignore_ascii_case(exact),
+            Self::Exact(exact) => path.eq_ignore_ascii_case(exact),
             Self::Subtree(prefix) => {
-                lowered_path.len() > prefix.len()
-                    && lowered_path.as_bytes()[..prefix.len()]
-                        .eq_ignore_ascii_case(prefix.as_bytes())
+                path.len() > prefix.len()
+                    && path.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
             }
+        }
+    }
+
+    /// Whether a route level set on this pattern applies to `path`, ignoring ASCII case. A
+    /// subtree covers its own root too (`/api/admin/*` covers `/api/admin` and `/api/admin/`),
+    /// so a level never falls back to a lower default at the root of what it protects.
+    pub fn covers_ignoring_case(&self, path: &str) -> bool {
+        match self {
+            Self::Subtree(prefix) => {
+                let root = &prefix[..prefix.len() - 1];
+                self.matches_ignoring_case(path)
+                    || path.eq_ignore_ascii_case(root)
+                    || path.eq_ignore_ascii_case(prefix)
+            }
+            other => other.matches_ignoring_case(path),
         }
     }
 }
@@ -105,6 +119,19 @@ mod tests {
     fn matching_is_case_sensitive_for_allowlists() {
         assert!(!p("/api/send/*").matches("/API/send/x"));
         assert!(p("/api/send/*").matches_ignoring_case("/api/send/x"));
+    }
+
+    #[test]
+    fn a_subtree_level_covers_its_root() {
+        let admin = p("/api/admin/*");
+        for path in ["/api/admin", "/api/admin/", "/API/Admin", "/api/admin/x"] {
+            assert!(admin.covers_ignoring_case(path), "{path}");
+        }
+        assert!(!admin.covers_ignoring_case("/api/administrator"));
+        assert!(
+            !admin.matches("/api/admin"),
+            "allowlists keep the seed's meaning"
+        );
     }
 
     #[test]

@@ -69,10 +69,9 @@ impl RouteTable {
     }
 
     pub fn level_for(&self, path: &str) -> SecurityLevel {
-        let lowered = path.to_ascii_lowercase();
         self.routes
             .iter()
-            .filter(|(pattern, _)| pattern.matches_ignoring_case(&lowered))
+            .filter(|(pattern, _)| pattern.covers_ignoring_case(path))
             .map(|(_, level)| *level)
             .max()
             .unwrap_or(self.default_level)
@@ -111,6 +110,8 @@ mod tests {
         assert_eq!(t.level_for("/api/admin/users"), SecurityLevel::Critical);
         assert_eq!(t.level_for("/other"), SecurityLevel::Standard);
         assert_eq!(t.level_for("/health/deep"), SecurityLevel::Standard);
+        assert_eq!(t.level_for("/api/admin"), SecurityLevel::Critical);
+        assert_eq!(t.level_for("/api/admin/"), SecurityLevel::Critical);
     }
 
     #[test]

@@ -170,7 +170,7 @@ fn address_limit(cfg: &Config, source: &Source) -> Option<Target> {
     if !rl.enabled {
         return None;
     }
-    source.get().map(|ip| rl.rules.for_address(ip))
+    Some(rl.rules.for_address(source.get()))
 }
 
 fn client_limit(cfg: &Config, client: &Client, path: &str) -> Option<Target> {
@@ -207,10 +207,18 @@ fn decide_headers(cfg: &Config, req: &RequestHead, now: u64, store: &dyn SharedS
     };
     let level = cfg.routes.level_for(&target.path);
     if level == SecurityLevel::Public {
+        let mut remove_headers = IDENTITY_HEADERS.to_vec();
+        if !cfg.forward_credentials {
+            // Credentials have no business upstream of a public route either.
+            remove_headers.extend(CREDENTIAL_HEADERS);
+            if bearer_present(req.headers) {
+                remove_headers.push("authorization");
+            }
+        }
         return Verdict::Allow(Grant {
             identity: None,
             level,
-            remove_headers: IDENTITY_HEADERS.to_vec(),
+            remove_headers,
             set_headers: Vec::new(),
             limit: address_limit(cfg, &req.source),
         });
@@ -380,6 +388,14 @@ fn resumed(cfg: &Config, attempt: Attempt, rest: PendingRequest) -> Verdict {
 }
 
 pub use crate::auth::hmac_signature::body_too_large;
+
+fn bearer_present(headers: &HeaderList) -> bool {
+    headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("authorization")
+            && v.len() > 7
+            && v[..7].eq_ignore_ascii_case(b"bearer ")
+    })
+}
 
 fn content_length(headers: &HeaderList) -> Option<u64> {
     let value = headers.iter().find(|(k, _)| k == "content-length")?;

@@ -500,3 +500,60 @@ fn a_method_can_suspend_on_a_call_and_resume_with_its_answer() {
     ));
     assert_eq!((d.status, d.code), (401, "token_inactive"));
 }
+
+#[test]
+fn a_keys_scopes_narrow_its_clients_and_never_widen_them() {
+    let key = "ak_scoped_key_0000000000000000001";
+    let c = cfg_with(json!({"clients": [{
+        "client_id": "marketing", "allowed_endpoints": ["/api/send/*"], "scopes": ["send", "read"],
+        "api_keys": [{"sha256": digest(key), "scopes": ["send", "admin"]}]
+    }]}));
+    let g = grant(run(&c, "GET", "/api/send/x", &[("x-api-key", key)], false));
+    assert_eq!(g.identity.unwrap().scopes, ["send"]);
+}
+
+#[test]
+fn public_routes_strip_credentials_too() {
+    let h = [
+        ("x-api-key", KEY),
+        ("authorization", "Bearer abc"),
+        ("x-signature", "s"),
+    ];
+    let g = grant(run(&cfg(), "GET", "/health", &h, false));
+    for name in ["x-api-key", "authorization", "x-signature", "x-client-id"] {
+        assert!(g.remove_headers.contains(&name), "{name}");
+    }
+    let basic = grant(run(
+        &cfg(),
+        "GET",
+        "/health",
+        &[("authorization", "Basic dTpw")],
+        false,
+    ));
+    assert!(
+        !basic.remove_headers.contains(&"authorization"),
+        "not ours to strip"
+    );
+    let kept = cfg_with(json!({"forward_credentials": true}));
+    let g = grant(run(&kept, "GET", "/health", &h, false));
+    assert!(!g.remove_headers.contains(&"x-api-key"));
+}
+
+#[test]
+fn callers_without_a_known_address_share_one_bucket() {
+    let c = cfg();
+    let store = MemoryStore::new();
+    let headers = headers(&[]);
+    let req = RequestHead {
+        method: b"GET",
+        path: b"/health",
+        headers: &headers,
+        source: Source::known(None),
+        has_body: false,
+    };
+    let g = grant(on_request_headers(&c, &req, NOW, &store));
+    assert_eq!(
+        g.limit.unwrap().subject,
+        crate::ratelimit::Subject::Address(crate::ratelimit::UNKNOWN_ADDRESS)
+    );
+}

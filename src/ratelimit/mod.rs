@@ -97,7 +97,8 @@ pub struct Rule {
 pub enum Subject {
     /// An authenticated client under one rule: `key` is `<client_id>:<rule>`.
     Client { key: String },
-    /// An unauthenticated caller or a public route, by address (IPv6 by /64).
+    /// An unauthenticated caller or a public route, by address (IPv6 by /64); callers whose
+    /// address is unknown share [`UNKNOWN_ADDRESS`].
     Address([u8; 16]),
 }
 
@@ -226,12 +227,13 @@ impl RuleSet {
         })
     }
 
-    /// The first rule whose pattern matches (configuration order), else the default.
+    /// The first rule whose pattern matches (configuration order, ASCII case ignored as for
+    /// route levels, so `/api/SEND/x` counts as `/api/send/x`), else the default.
     pub fn for_client(&self, client_id: &str, over: Option<&LimitOverride>, path: &str) -> Target {
         let (rule, base) = self
             .rules
             .iter()
-            .find(|r| r.pattern.matches(path))
+            .find(|r| r.pattern.matches_ignoring_case(path))
             .map_or(("default", self.default_limits), |r| {
                 (r.name.as_str(), r.limits)
             });
@@ -244,9 +246,10 @@ impl RuleSet {
         }
     }
 
-    pub fn for_address(&self, ip: IpAddr) -> Target {
+    /// Counts by address; callers whose address the host did not give share one bucket.
+    pub fn for_address(&self, ip: Option<IpAddr>) -> Target {
         Target {
-            subject: Subject::Address(address_key(ip)),
+            subject: Subject::Address(ip.map_or(UNKNOWN_ADDRESS, address_key)),
             rule: "address".to_string(),
             limits: self.address_limits,
         }
@@ -266,6 +269,9 @@ impl RuleSet {
         })
     }
 }
+
+/// The bucket of callers without a known address: a multicast prefix, never a source.
+pub const UNKNOWN_ADDRESS: [u8; 16] = [0xff; 16];
 
 /// IPv4 as its mapped IPv6 form; IPv6 by its /64, since one host owns a whole /64.
 pub fn address_key(ip: IpAddr) -> [u8; 16] {
@@ -328,6 +334,7 @@ mod tests {
             }
         );
         assert_eq!(set.for_client("m", None, "/api/other").rule, "api");
+        assert_eq!(set.for_client("m", None, "/api/SEND/bulk").rule, "api_send");
         assert_eq!(set.for_client("m", None, "/elsewhere").rule, "default");
         let over = LimitOverride {
             per_minute: Some(200),

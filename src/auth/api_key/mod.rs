@@ -187,11 +187,16 @@ impl Method for ApiKeyMethod {
                 return Some(Attempt::Failed(failure));
             }
         };
-        // A key's own scopes narrow the client's when set.
-        let scopes = entry
-            .scopes
-            .clone()
-            .unwrap_or_else(|| ctx.directory.scopes(entry.client).to_vec());
+        // A key's own scopes narrow the client's: a key never carries a scope its client lacks.
+        let client_scopes = ctx.directory.scopes(entry.client);
+        let scopes = match &entry.scopes {
+            Some(own) => own
+                .iter()
+                .filter(|s| client_scopes.contains(s))
+                .cloned()
+                .collect(),
+            None => client_scopes.to_vec(),
+        };
         Some(Attempt::Verified(Identity {
             client: entry.client,
             method: AuthMethod::ApiKey,

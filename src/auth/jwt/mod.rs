@@ -7,7 +7,7 @@ use super::credentials::Credentials;
 use super::{
     unauthorized, Attempt, AuthContext, AuthMethod, Failure, Identity, Method, RequestFacts,
 };
-use crate::field::{ConfigError, OneOrMany};
+use crate::field::{within, ConfigError, OneOrMany};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jwt_simple::prelude::*;
@@ -19,6 +19,8 @@ use std::collections::HashSet;
 
 pub const DEFAULT_MAX_TOKEN_LENGTH: usize = 8192;
 pub const DEFAULT_CLOCK_SKEW_SECONDS: u64 = 60;
+/// Clocks that disagree by more than five minutes are a fault to fix, not to accept.
+pub const MAX_CLOCK_SKEW_SECONDS: u64 = 300;
 pub const DEFAULT_REQUIRED_CLAIMS: [&str; 4] = ["client_id", "exp", "iat", "aud"];
 const MIN_HMAC_SECRET_BYTES: usize = 32;
 
@@ -124,6 +126,7 @@ pub enum JwtFailure {
     WrongIssuer,
     MissingClaim,
     Revoked,
+    BadScope,
 }
 
 impl JwtFailure {
@@ -143,6 +146,7 @@ impl JwtFailure {
             Self::WrongIssuer => "token_wrong_issuer",
             Self::MissingClaim => "token_missing_claim",
             Self::Revoked => "token_revoked",
+            Self::BadScope => "token_bad_scope",
         }
     }
 
@@ -164,6 +168,7 @@ impl JwtFailure {
             Self::WrongIssuer => "token issuer is not accepted",
             Self::MissingClaim => "token lacks a required claim",
             Self::Revoked => "token has been revoked",
+            Self::BadScope => "token scopes must be RFC 6749 scope tokens",
         }
     }
 }
@@ -218,6 +223,16 @@ impl JwtVerifier {
                 .map(|s| s.to_string())
                 .collect()
         });
+        // A token without `exp` lives forever, one without `aud` is good for every service that
+        // trusts the same issuer: neither can be switched off.
+        for needed in ["exp", "aud"] {
+            if !required_claims.iter().any(|c| c == needed) {
+                return Err(ConfigError::new(
+                    "jwt.required_claims",
+                    format!("must include {needed:?}"),
+                ));
+            }
+        }
         if required_claims.iter().any(|c| c == "aud") && audiences.is_none() {
             return Err(ConfigError::new(
                 "jwt.audience",
@@ -236,7 +251,12 @@ impl JwtVerifier {
             audiences,
             issuers,
             required_claims,
-            skew_seconds: raw.clock_skew_seconds.unwrap_or(DEFAULT_CLOCK_SKEW_SECONDS),
+            skew_seconds: within(
+                "jwt.clock_skew_seconds",
+                raw.clock_skew_seconds,
+                DEFAULT_CLOCK_SKEW_SECONDS,
+                0..=MAX_CLOCK_SKEW_SECONDS,
+            )?,
             max_token_length,
             revoked_jti: raw.revoked_jti.into_iter().collect(),
             client_id_claim: raw
@@ -372,7 +392,7 @@ impl JwtVerifier {
         .ok_or(JwtFailure::MissingClaim)?;
         Ok(VerifiedToken {
             client_id,
-            scopes: scopes_of(&claims.custom),
+            scopes: scopes_of(&claims.custom)?,
         })
     }
 }
@@ -389,16 +409,26 @@ fn decode_header(token: &str) -> Result<Map<String, Value>, JwtFailure> {
 }
 
 /// `scope` as a space-separated string (RFC 8693) or `scp` as a list (common in the wild).
-fn scopes_of(custom: &Map<String, Value>) -> Vec<String> {
-    match (custom.get("scope"), custom.get("scp")) {
-        (Some(Value::String(s)), _) => s.split_whitespace().map(str::to_string).collect(),
+/// Each must be an RFC 6749 scope-token, or the token is refused: a scope with a space would
+/// become two in `x-client-scopes`, one with CR/LF would reach a header as is.
+fn scopes_of(custom: &Map<String, Value>) -> Result<Vec<String>, JwtFailure> {
+    let scopes: Vec<&str> = match (custom.get("scope"), custom.get("scp")) {
+        (Some(Value::String(s)), _) => s.split(' ').filter(|t| !t.is_empty()).collect(),
         (_, Some(Value::Array(list))) | (Some(Value::Array(list)), _) => list
             .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_string)
-            .collect(),
-        _ => Vec::new(),
+            .map(|v| v.as_str().ok_or(JwtFailure::BadScope))
+            .collect::<Result<_, _>>()?,
+        (None, None) => Vec::new(),
+        _ => return Err(JwtFailure::BadScope),
+    };
+    let token_byte = |b: u8| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b);
+    if scopes
+        .iter()
+        .any(|s| s.is_empty() || !s.bytes().all(token_byte))
+    {
+        return Err(JwtFailure::BadScope);
     }
+    Ok(scopes.into_iter().map(str::to_string).collect())
 }
 
 fn classify(err: jwt_simple::Error) -> JwtFailure {

@@ -1,5 +1,6 @@
 use super::*;
 use crate::field::OneOrMany;
+use serde_json::json;
 
 const SECRET: &str = "demo-jwt-secret-change-me-0123456789abcdef";
 const NOW: u64 = 1_800_000_000;
@@ -369,4 +370,59 @@ fn shape_test_routes_bearers() {
     assert!(!looks_like_jwt(b"ak_demo_marketing_key_0000000000000001"));
     assert!(!looks_like_jwt(b"a.b.c"));
     assert!(!looks_like_jwt(b"\xff.\xff.\xff"));
+}
+
+#[test]
+fn scopes_must_be_scope_tokens() {
+    let v = hs_verifier();
+    for bad in [
+        json!(["send", "a b"]),
+        json!(["send\r\nx-client-id: ops"]),
+        json!([3]),
+        json!(""),
+    ] {
+        let mut c = claims("marketing");
+        c.custom.remove("scope");
+        c.custom.insert("scp".into(), bad.clone());
+        assert_eq!(
+            v.verify(hs_token(c).as_bytes(), NOW),
+            Err(JwtFailure::BadScope),
+            "{bad}"
+        );
+    }
+    let mut c = claims("marketing");
+    c.custom.insert("scope".into(), json!("send\tadmin"));
+    assert_eq!(
+        v.verify(hs_token(c).as_bytes(), NOW),
+        Err(JwtFailure::BadScope)
+    );
+    let mut c = claims("marketing");
+    c.custom.insert("scope".into(), json!("send  read"));
+    assert_eq!(
+        v.verify(hs_token(c).as_bytes(), NOW).unwrap().scopes,
+        ["send", "read"]
+    );
+}
+
+#[test]
+fn skew_is_bounded_and_exp_and_aud_stay_required() {
+    let mut r = raw(vec![hs_key()], None);
+    r.clock_skew_seconds = Some(10 * 365 * 86_400);
+    assert_eq!(
+        JwtVerifier::compile(r).unwrap_err().field,
+        "jwt.clock_skew_seconds"
+    );
+    for dropped in ["exp", "aud"] {
+        let mut r = raw(vec![hs_key()], None);
+        r.required_claims = Some(
+            ["client_id", "exp", "aud"]
+                .iter()
+                .filter(|c| **c != dropped)
+                .map(|c| c.to_string())
+                .collect(),
+        );
+        let err = JwtVerifier::compile(r).unwrap_err();
+        assert_eq!(err.field, "jwt.required_claims");
+        assert!(err.reason.contains(dropped));
+    }
 }

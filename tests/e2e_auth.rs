@@ -412,6 +412,26 @@ fn identity_headers_spelled_with_underscores_never_reach_the_upstream() {
 }
 
 #[test]
+fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
+    let raw = request(
+        "GET",
+        b"/api/send/bulk",
+        &[
+            ("X-API-Key", MARKETING_KEY.as_bytes()),
+            ("X-Forwarded-For", OFFICE.as_bytes()),
+        ],
+        b"",
+    );
+    // From the trusted proxy (127.0.0.1), the forwarded office address counts.
+    let resp = http::send_from(Some([127, 0, 0, 1].into()), envoy().port, &raw).unwrap();
+    assert!(resp.reached_upstream(), "{}", resp.text());
+    // From anyone else, X-Forwarded-For is ignored: the connection's own address (127.0.0.2,
+    // not on marketing's allowlist) is what the filter checks.
+    let resp = http::send_from(Some([127, 0, 0, 2].into()), envoy().port, &raw).unwrap();
+    assert_denied(&resp, 403, "ip_not_allowed");
+}
+
+#[test]
 fn a_subtree_level_covers_its_root() {
     // `/api/admin/*` is critical: its root must not fall back to the default level.
     for path in ["/api/admin", "/api/admin/"] {

@@ -49,7 +49,24 @@ impl Response {
 }
 
 pub fn send(port: u16, raw: &[u8]) -> std::io::Result<Response> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    send_from(None, port, raw)
+}
+
+/// Like [`send`], connecting from `local` (another loopback address, say) when given.
+pub fn send_from(
+    local: Option<std::net::Ipv4Addr>,
+    port: u16,
+    raw: &[u8],
+) -> std::io::Result<Response> {
+    let mut stream = match local {
+        None => TcpStream::connect(("127.0.0.1", port))?,
+        Some(ip) => {
+            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+            socket.bind(&std::net::SocketAddr::from((ip, 0)).into())?;
+            socket.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())?;
+            socket.into()
+        }
+    };
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     stream.write_all(raw)?;
     // Read until the response is complete rather than until EOF: Envoy delays closing the

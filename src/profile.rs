@@ -31,12 +31,6 @@ impl HostProfile {
         matches!(self, Self::Envoy)
     }
 
-    /// Whether header edits are applied by replacing the whole map in one host call. Envoy
-    /// rebuilds the map faithfully; on ngx_wasm_module only in-place replacement is trusted.
-    pub fn replaces_header_maps(self) -> bool {
-        matches!(self, Self::Envoy)
-    }
-
     /// Whether the request has a body still to come. Envoy says so with `end_of_stream`;
     /// ngx_wasm_module reports `end_of_stream = false` even for a GET without a body, and then
     /// never calls the body phase, so there the framing headers decide.

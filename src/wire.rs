@@ -21,6 +21,16 @@ pub fn encode_pairs<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clon
 
 /// Names as text (lossy: proxies validate header names), values as bytes.
 pub fn decode_pairs(bytes: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
+    Some(
+        pairs(bytes)?
+            .into_iter()
+            .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), v.to_vec()))
+            .collect(),
+    )
+}
+
+/// The pairs as slices of `bytes`: no copy of any name or value.
+pub fn pairs(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
     if bytes.is_empty() {
         return Some(Vec::new());
     }
@@ -38,7 +48,7 @@ pub fn decode_pairs(bytes: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
         pos = pos.checked_add(key_len)?.checked_add(1)?;
         let value = bytes.get(pos..pos.checked_add(value_len)?)?;
         pos = pos.checked_add(value_len)?.checked_add(1)?;
-        out.push((String::from_utf8_lossy(key).into_owned(), value.to_vec()));
+        out.push((key, value));
     }
     Some(out)
 }

@@ -51,9 +51,8 @@ pub trait Host {
     fn remove_request_header(&self, name: &str) -> HostResult<()>;
     /// Replaces the header's value (the first of that name), or adds it.
     fn set_request_header(&self, name: &str, value: &str) -> HostResult<()>;
-    /// Replaces the whole request header map in one call (Envoy: one host call instead of one
-    /// per edit).
-    fn replace_request_headers(&self, headers: &[(String, Vec<u8>)]) -> HostResult<()>;
+    /// The request headers in the ABI's encoding (`wire`), read without copying each one.
+    fn request_header_map(&self) -> HostResult<Vec<u8>>;
     fn set_response_header(&self, name: &str, value: &str) -> HostResult<()>;
     fn send_reply(&self, status: u16, headers: &[(String, String)], body: &[u8]) -> HostResult<()>;
     fn reset_request(&self) -> HostResult<()>;

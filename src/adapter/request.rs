@@ -18,8 +18,6 @@ pub struct RequestFilter {
     response_fields: Vec<(String, String)>,
     /// A local reply was sent; later callbacks for this stream do nothing.
     replied: bool,
-    /// The request headers as read, for hosts that take edits as a whole new map.
-    incoming: Vec<(String, Vec<u8>)>,
 }
 
 fn lowercase_names(mut headers: Vec<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
@@ -48,7 +46,6 @@ impl RequestFilter {
             waiting: None,
             response_fields: Vec::new(),
             replied: false,
-            incoming: Vec::new(),
         }
     }
 
@@ -95,11 +92,7 @@ impl RequestFilter {
         };
         let (step, vanished) = worker.with_env(host, now, |env| flow.on_headers(env, &head));
         worker.note_vanished(host, vanished);
-        drop(head);
         self.flow = Some(flow);
-        if worker.config.host.replaces_header_maps() {
-            self.incoming = headers;
-        }
         self.execute(host, &worker, step, now)
     }
 
@@ -256,7 +249,7 @@ impl RequestFilter {
                 edits,
                 response_fields,
             } => {
-                if let Err(header) = apply_edits(host, &edits, &self.incoming) {
+                if let Err(header) = apply_edits(host, &edits) {
                     let step = self.edits_failed(host, worker, &header, now);
                     return self.execute(host, worker, step, now);
                 }
@@ -269,7 +262,7 @@ impl RequestFilter {
                 // turns a header-phase pause into StopAll; nginx stalls too), so the headers
                 // continue with the claimed identity to the proxy's body buffering, which holds
                 // them from the upstream until the body phase has verified the signature.
-                match apply_edits(host, &edits, &self.incoming) {
+                match apply_edits(host, &edits) {
                     Ok(()) => Action::Continue,
                     Err(header) => {
                         let step = self.edits_failed(host, worker, &header, now);
@@ -320,31 +313,22 @@ impl RequestFilter {
 /// Applies the edits, then reads the headers back: a request whose identity or credential
 /// headers the host did not let the filter control is refused, never forwarded. `Err` names
 /// the header that is wrong.
-/// `incoming`, when the host takes a whole new map, is the map the edits apply to.
-fn apply_edits<H: Host + ?Sized>(
-    host: &H,
-    edits: &HeaderEdits,
-    incoming: &[(String, Vec<u8>)],
-) -> Result<(), String> {
+fn apply_edits<H: Host + ?Sized>(host: &H, edits: &HeaderEdits) -> Result<(), String> {
     if edits.remove.is_empty() && edits.set.is_empty() && edits.guarded.is_empty() {
         return Ok(());
     }
-    if !incoming.is_empty() {
-        host.replace_request_headers(&headers::edited(edits, incoming))
-            .map_err(|_| "(header map)".to_string())?;
-    } else {
-        for name in &edits.remove {
-            host.remove_request_header(name).map_err(|_| name.clone())?;
-        }
-        for (name, value) in &edits.set {
-            host.set_request_header(name, value)
-                .map_err(|_| name.clone())?;
-        }
+    for name in &edits.remove {
+        host.remove_request_header(name).map_err(|_| name.clone())?;
     }
-    let after = host
-        .request_headers()
-        .map_err(|_| "(headers unreadable)".to_string())?;
-    headers::verify(edits, &after)
+    for (name, value) in &edits.set {
+        host.set_request_header(name, value)
+            .map_err(|_| name.clone())?;
+    }
+    // Read back in the ABI's encoding and checked in place: no copy of each header.
+    let unreadable = || "(headers unreadable)".to_string();
+    let after = host.request_header_map().map_err(|_| unreadable())?;
+    let pairs = crate::wire::pairs(&after).ok_or_else(unreadable)?;
+    headers::verify(edits, &pairs)
 }
 
 /// The answer being delivered: its status and body, or no answer at all.

@@ -211,22 +211,11 @@ impl Host for TestHost {
         Ok(())
     }
 
-    fn replace_request_headers(&self, headers: &[(String, Vec<u8>)]) -> HostResult<()> {
-        if self.faults.ignore_sets.get() {
-            return Ok(());
-        }
-        let mut map = self.request_headers.borrow_mut();
-        let mut next = headers.to_vec();
-        if self.faults.ignore_removals.get() {
-            // Headers left out of the new map stay, as removals that do nothing would leave them.
-            next.extend(
-                map.iter()
-                    .filter(|(k, _)| !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(k)))
-                    .cloned(),
-            );
-        }
-        *map = next;
-        Ok(())
+    fn request_header_map(&self) -> HostResult<Vec<u8>> {
+        let headers = self.request_headers()?;
+        Ok(crate::wire::encode_pairs(
+            headers.iter().map(|(k, v)| (k.as_bytes(), v.as_slice())),
+        ))
     }
 
     fn set_response_header(&self, name: &str, value: &str) -> HostResult<()> {

@@ -54,7 +54,6 @@ extern "C" {
         value_size: usize,
     ) -> u32;
     fn proxy_remove_header_map_value(kind: u32, key: *const u8, key_size: usize) -> u32;
-    fn proxy_set_header_map_pairs(kind: u32, data: *const u8, size: usize) -> u32;
     fn proxy_get_property(
         path: *const u8,
         path_size: usize,
@@ -143,6 +142,11 @@ pub fn buffer(kind: u32, start: usize, max: usize) -> Result<Option<Vec<u8>>, St
     fetch(|d, s| unsafe { proxy_get_buffer_bytes(kind, start, max, d, s) })
 }
 
+/// A header map in the ABI's encoding, undecoded.
+pub fn header_map_bytes(kind: u32) -> Result<Vec<u8>, Status> {
+    Ok(fetch(|d, s| unsafe { proxy_get_header_map_pairs(kind, d, s) })?.unwrap_or_default())
+}
+
 /// All headers of a map, names as text (lossy: the proxy validates names) and values as bytes.
 pub fn header_pairs(kind: u32) -> Result<Vec<(String, Vec<u8>)>, Status> {
     let bytes =
@@ -159,12 +163,6 @@ pub fn set_header(kind: u32, name: &str, value: &[u8]) -> Result<(), Status> {
     check(unsafe {
         proxy_replace_header_map_value(kind, name.as_ptr(), name.len(), value.as_ptr(), value.len())
     })
-}
-
-/// Replaces the whole map with `pairs`, in one host call.
-pub fn set_header_pairs(kind: u32, pairs: &[(String, Vec<u8>)]) -> Result<(), Status> {
-    let bytes = wire::encode_pairs(pairs.iter().map(|(k, v)| (k.as_bytes(), v.as_slice())));
-    check(unsafe { proxy_set_header_map_pairs(kind, bytes.as_ptr(), bytes.len()) })
 }
 
 pub fn remove_header(kind: u32, name: &str) -> Result<(), Status> {

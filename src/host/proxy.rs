@@ -67,8 +67,8 @@ impl Host for ProxyHost {
         abi::set_header(abi::REQUEST_HEADERS, name, value.as_bytes()).map_err(err)
     }
 
-    fn replace_request_headers(&self, headers: &[(String, Vec<u8>)]) -> HostResult<()> {
-        abi::set_header_pairs(abi::REQUEST_HEADERS, headers).map_err(err)
+    fn request_header_map(&self) -> HostResult<Vec<u8>> {
+        abi::header_map_bytes(abi::REQUEST_HEADERS).map_err(err)
     }
 
     fn set_response_header(&self, name: &str, value: &str) -> HostResult<()> {

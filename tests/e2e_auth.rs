@@ -432,6 +432,30 @@ fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
 }
 
 #[test]
+fn unverified_signed_requests_learn_nothing_about_other_clients() {
+    let body = br#"{"report":"all"}"#;
+    let t = "/api/analytics/export";
+    let h = signed_headers("POST", t, body, now(), None);
+    // Tampered: refused as not authenticated, though marketing may not call this endpoint.
+    let resp = send_signed("POST", t, br#"{"report":"none"}"#, &h);
+    assert_denied(&resp, 401, "signature_mismatch");
+    // Verified: now the rule is told.
+    assert_denied(
+        &send_signed("POST", t, body, &h),
+        403,
+        "endpoint_not_allowed",
+    );
+    // An unknown client reads like a wrong signature.
+    let mut h = signed_headers("POST", "/api/send/x", body, now(), None);
+    h[0].1 = "nobody".to_string();
+    assert_denied(
+        &send_signed("POST", "/api/send/x", body, &h),
+        401,
+        "signature_mismatch",
+    );
+}
+
+#[test]
 fn a_subtree_level_covers_its_root() {
     // `/api/admin/*` is critical: its root must not fall back to the default level.
     for path in ["/api/admin", "/api/admin/"] {

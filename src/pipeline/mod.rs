@@ -110,6 +110,8 @@ struct PendingRequest {
     level: SecurityLevel,
     creds: Credentials,
     claimed: Option<usize>,
+    /// The claimed client's refusal, told once its signature verified.
+    deferred: Option<Denial>,
     /// The claimed client's identity headers went on with the request while it waited.
     claim_applied: bool,
 }
@@ -265,6 +267,7 @@ fn suspend(
     source: &Source,
     level: SecurityLevel,
 ) -> Verdict {
+    let mut deferred = None;
     let claim = match suspension.claimed {
         Some(client) => {
             let claimed = Identity {
@@ -272,9 +275,11 @@ fn suspend(
                 method: suspension.method,
                 scopes: Directory::scopes(cfg, client).to_vec(),
             };
-            match grant_for(cfg, claimed, &creds, &target.path, source, level) {
+            // Authorised now, but a refusal is told only once the signature verified: an
+            // unverified caller learns nothing about another client's rules.
+            deferred = authorise(cfg, &claimed, &target.path, source, level).err();
+            match identity_grant(cfg, claimed, &creds, &target.path, level) {
                 Ok(grant) => Some(grant),
-                // Not authenticated yet, so the auth metric is left alone.
                 Err(denial) => return deny(denial),
             }
         }
@@ -289,6 +294,7 @@ fn suspend(
                 level,
                 claim_applied: claim.is_some() && matches!(suspension.wait, Wait::Body { .. }),
                 claimed: suspension.claimed,
+                deferred,
                 creds,
             },
             wait: suspension.wait,
@@ -333,6 +339,15 @@ pub fn on_auth_answer(
 fn resumed(cfg: &Config, attempt: Attempt, rest: PendingRequest) -> Verdict {
     let source = Source::known(rest.source);
     match attempt {
+        Attempt::Verified(identity) if rest.deferred.is_some() => {
+            let denial = rest.deferred.unwrap_or_else(no_client);
+            Verdict::Deny(Rejection {
+                denial,
+                level: Some(rest.level),
+                auth: Some((identity.method, true)),
+                limit: None,
+            })
+        }
         Attempt::Verified(identity) if rest.claim_applied => {
             if Some(identity.client) != rest.claimed {
                 return deny(Denial::new(
@@ -452,14 +467,34 @@ fn grant_for(
     source: &Source,
     level: SecurityLevel,
 ) -> Result<Grant, Denial> {
-    let Some(client) = cfg.clients.get(identity.client) else {
-        return Err(Denial::new(
-            500,
-            "internal_error",
-            "identity refers to no client",
-        ));
-    };
-    authz::authorise(&client.access, path, || source.get(), level)?;
+    authorise(cfg, &identity, path, source, level)?;
+    identity_grant(cfg, identity, creds, path, level)
+}
+
+fn authorise(
+    cfg: &Config,
+    identity: &Identity,
+    path: &str,
+    source: &Source,
+    level: SecurityLevel,
+) -> Result<(), Denial> {
+    let client = cfg.clients.get(identity.client).ok_or_else(no_client)?;
+    authz::authorise(&client.access, path, || source.get(), level)
+}
+
+fn no_client() -> Denial {
+    Denial::new(500, "internal_error", "identity refers to no client")
+}
+
+/// The headers and rate-limit target of an identity, authorised or not.
+fn identity_grant(
+    cfg: &Config,
+    identity: Identity,
+    creds: &Credentials,
+    path: &str,
+    level: SecurityLevel,
+) -> Result<Grant, Denial> {
+    let client = cfg.clients.get(identity.client).ok_or_else(no_client)?;
     let mut remove_headers = IDENTITY_HEADERS.to_vec();
     if !cfg.forward_credentials {
         remove_headers.extend(CREDENTIAL_HEADERS);

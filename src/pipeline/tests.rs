@@ -326,18 +326,47 @@ fn signed_request_checks_that_need_no_body_happen_before_it() {
         denial(run(&c, "POST", "/api/send/x", &h, true)).code,
         "signature_expired"
     );
-    let fresh = signed("POST", "/api/other", b"", NOW);
-    let h: Vec<(&str, &str)> = fresh.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    assert_eq!(
-        denial(run(&c, "POST", "/api/other", &h, true)).code,
-        "endpoint_not_allowed"
-    );
+    // An unknown client, or one without a secret, looks like a wrong signature.
+    let mut unknown = signed("POST", "/api/send/x", b"", NOW);
+    unknown[0].1 = "nobody".into();
+    let h: Vec<(&str, &str)> = unknown.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let d = denial(run(&c, "POST", "/api/send/x", &h, true));
+    assert_eq!((d.status, d.code), (401, "signature_mismatch"));
     c.clients[0].hmac_secret = None;
+    let fresh = signed("POST", "/api/send/x", b"", NOW);
     let h: Vec<(&str, &str)> = fresh.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    assert_eq!(
-        denial(run(&c, "POST", "/api/send/x", &h, true)).code,
-        "signature_not_enabled"
-    );
+    let d = denial(run(&c, "POST", "/api/send/x", &h, true));
+    assert_eq!((d.status, d.code), (401, "signature_mismatch"));
+}
+
+#[test]
+fn a_claimed_clients_rules_are_told_only_to_a_verified_signature() {
+    let c = cfg();
+    let store = MemoryStore::new();
+    c.auth.hmac.replay.prepare(&store).unwrap();
+    let body = b"{}";
+    let h = signed("POST", "/api/other", body, NOW);
+    let h: Vec<(String, Vec<u8>)> = h
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+        .collect();
+    let req = RequestHead {
+        method: b"POST",
+        path: b"/api/other",
+        headers: &h,
+        source: Source::known(office()),
+        has_body: true,
+    };
+    let pending = || match on_request_headers(&c, &req, NOW, &store) {
+        Verdict::Suspend(pending, _) => pending,
+        other => panic!("nothing may be told before the body: {other:?}"),
+    };
+    // A forged body (or signature) learns only that it is not authenticated...
+    let d = denial(on_request_body(&c, pending(), b"{\"x\":1}", NOW, &store));
+    assert_eq!((d.status, d.code), (401, "signature_mismatch"));
+    // ...and the real client, verified, learns its own rule.
+    let d = denial(on_request_body(&c, pending(), body, NOW, &store));
+    assert_eq!((d.status, d.code), (403, "endpoint_not_allowed"));
 }
 
 #[test]

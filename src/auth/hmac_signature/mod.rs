@@ -307,20 +307,15 @@ fn precheck(ctx: &AuthContext, signed: &SignedRequest) -> Result<(usize, u64), F
     }
     let window = ctx.settings.hmac.window_seconds;
     let ts = check_timestamp(&signed.timestamp, ctx.now, window).map_err(fail)?;
-    let index = ctx.directory.find(&signed.client_id).ok_or_else(|| {
-        unauthorized(
-            AuthMethod::Hmac,
-            "unknown_client",
-            "X-Client-Id names an unknown client",
-        )
-    })?;
+    // An unknown client, or one without a signing secret, gets the answer a wrong signature
+    // gets: an unverified caller learns nothing about which clients exist.
+    let index = ctx
+        .directory
+        .find(&signed.client_id)
+        .ok_or_else(|| fail(SignatureFailure::Mismatch))?;
     match ctx.directory.hmac_secret(index) {
         Some(_) => Ok((index, ts)),
-        None => Err(unauthorized(
-            AuthMethod::Hmac,
-            "signature_not_enabled",
-            "this client has no signing secret",
-        )),
+        None => Err(fail(SignatureFailure::Mismatch)),
     }
 }
 

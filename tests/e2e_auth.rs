@@ -867,3 +867,44 @@ fn invalid_configuration_is_refused_with_the_field_named() {
         "log does not name the field:\n{log}"
     );
 }
+
+#[test]
+fn one_client_filling_its_replay_table_does_not_stop_other_signers() {
+    let mut cfg = test_config();
+    cfg["hmac"] =
+        json!({"max_body_bytes": MAX_BODY, "replay_cache_slots": 1, "replay_slot_entries": 3});
+    let billing_secret = "billing-hmac-secret-0123456789abcdef";
+    cfg["clients"].as_array_mut().unwrap().push(json!({
+        "client_id": "billing", "allowed_endpoints": ["/api/send/*"], "client_secret": billing_secret
+    }));
+    let envoy = Envoy::start(&cfg, 2);
+    let signed_get = |client: &str, secret: &str, nonce: &str| {
+        let ts = now().to_string();
+        let sig = sign(
+            secret.as_bytes(),
+            "GET",
+            "/api/send/status",
+            b"",
+            &ts,
+            Some(nonce),
+        );
+        let h: Vec<(&str, &[u8])> = vec![
+            ("X-Forwarded-For", OFFICE.as_bytes()),
+            ("X-Client-Id", client.as_bytes()),
+            ("X-Timestamp", ts.as_bytes()),
+            ("X-Nonce", nonce.as_bytes()),
+            ("X-Signature", sig.as_bytes()),
+        ];
+        http::send(envoy.port, &request("GET", b"/api/send/status", &h, b"")).unwrap()
+    };
+    let statuses: Vec<u16> = (0..5)
+        .map(|i| signed_get("marketing", HMAC_SECRET, &format!("flood-{i}")).status)
+        .collect();
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 503, 503],
+        "marketing fills only its own table"
+    );
+    let resp = signed_get("billing", billing_secret, "b-1");
+    assert!(resp.reached_upstream(), "{}", resp.text());
+}

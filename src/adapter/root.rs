@@ -157,7 +157,7 @@ fn prepare<H: Host + ?Sized>(host: &H, worker: &Worker) -> Result<(), PrepareErr
     let c = &worker.config;
     for kind in &c.auth.methods {
         crate::auth::method(*kind)
-            .prepare(&c.auth, store)
+            .prepare(&c.auth, c, store)
             .map_err(|e| PrepareError("authentication tables", e))?;
     }
     let limiter = Limiter {

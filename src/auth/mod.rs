@@ -92,6 +92,8 @@ pub struct Failure {
 
 /// What methods may ask about the configured clients.
 pub trait Directory {
+    /// How many clients there are (indices `0..count`).
+    fn count(&self) -> usize;
     fn find(&self, client_id: &str) -> Option<usize>;
     fn id(&self, client: usize) -> &str;
     fn scopes(&self, client: usize) -> &[String];
@@ -177,6 +179,7 @@ pub trait Method: Sync {
     fn prepare(
         &self,
         _settings: &AuthSettings,
+        _directory: &dyn Directory,
         _store: &dyn SharedStore,
     ) -> Result<(), StoreError> {
         Ok(())

@@ -40,6 +40,10 @@ pub struct Config {
 }
 
 impl Directory for Config {
+    fn count(&self) -> usize {
+        self.clients.len()
+    }
+
     fn find(&self, client_id: &str) -> Option<usize> {
         self.client_by_id.get(client_id).copied()
     }

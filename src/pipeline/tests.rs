@@ -209,7 +209,11 @@ fn signed(method: &str, target: &str, body: &[u8], ts: u64) -> Vec<(&'static str
 fn signed_request_waits_for_its_body_then_verifies_once() {
     let c = cfg();
     let store = MemoryStore::new();
-    c.auth.hmac.replay.prepare(&store).unwrap();
+    c.auth
+        .hmac
+        .replay
+        .prepare(&store, ["marketing"].into_iter())
+        .unwrap();
     let body = b"{\"to\":\"a@b\"}";
     let h = signed("POST", "/api/send/x?y=1", body, NOW);
     let h: Vec<(String, Vec<u8>)> = h
@@ -343,7 +347,11 @@ fn signed_request_checks_that_need_no_body_happen_before_it() {
 fn a_claimed_clients_rules_are_told_only_to_a_verified_signature() {
     let c = cfg();
     let store = MemoryStore::new();
-    c.auth.hmac.replay.prepare(&store).unwrap();
+    c.auth
+        .hmac
+        .replay
+        .prepare(&store, ["marketing"].into_iter())
+        .unwrap();
     let body = b"{}";
     let h = signed("POST", "/api/other", body, NOW);
     let h: Vec<(String, Vec<u8>)> = h

@@ -39,8 +39,9 @@ pub struct RawHmac {
     pub replay_slot_entries: Option<usize>,
 }
 
-const DEFAULT_REPLAY_SLOTS: usize = 1024;
-const DEFAULT_REPLAY_SLOT_ENTRIES: usize = 32;
+/// Per signing client: 16 x 64 live signatures within the window by default.
+const DEFAULT_REPLAY_SLOTS: usize = 16;
+const DEFAULT_REPLAY_SLOT_ENTRIES: usize = 64;
 
 #[derive(Debug, Clone, Copy)]
 pub struct HmacSettings {
@@ -69,7 +70,7 @@ impl HmacSettings {
                     "hmac.replay_cache_slots",
                     raw.replay_cache_slots,
                     DEFAULT_REPLAY_SLOTS,
-                    1..=65_536,
+                    1..=4096,
                 )?,
                 per_slot: within(
                     "hmac.replay_slot_entries",
@@ -257,9 +258,13 @@ impl Method for HmacMethod {
     fn prepare(
         &self,
         settings: &super::AuthSettings,
+        directory: &dyn super::Directory,
         store: &dyn SharedStore,
     ) -> Result<(), StoreError> {
-        settings.hmac.replay.prepare(store)
+        let signing = (0..directory.count())
+            .filter(|c| directory.hmac_secret(*c).is_some())
+            .map(|c| directory.id(c));
+        settings.hmac.replay.prepare(store, signing)
     }
 }
 

@@ -1,17 +1,21 @@
 //! Replay protection for signed requests, shared by every worker through the store.
 //!
-//! Shared-data keys can never be deleted in Envoy, so the table is a fixed set of slot keys
-//! created at configuration time (`aw:replay:<n>`); each slot holds at most `per_slot` entries of
-//! (16-byte fingerprint, expiry). Expired entries are dropped on every write. When a slot is full of
-//! live entries the request is refused (fail closed) rather than forgetting a signature.
+//! Each client that can sign has its own partition of the table: `slots` keys
+//! (`aw:replay:<client_id>:<n>`), each holding at most `per_slot` entries of (16-byte
+//! fingerprint, expiry). So a client that floods the table, or aims its nonces at one slot, fills
+//! only its own partition and is refused (fail closed) while every other signer goes on.
+//! Shared-data keys can never be deleted in Envoy, so the key set is fixed by the configuration
+//! (signing clients x slots) and created at configuration time. Expired entries are dropped on
+//! every write.
 
-use crate::store::{self, SharedStore, SlotKeys, StoreError};
+use crate::store::{self, SharedStore, StoreError};
 use sha2::{Digest, Sha256};
 
 const ENTRY_BYTES: usize = 24;
 
 #[derive(Debug, Clone, Copy)]
 pub struct ReplayTable {
+    /// Slots per signing client.
     pub slots: usize,
     pub per_slot: usize,
 }
@@ -20,22 +24,29 @@ pub struct ReplayTable {
 pub enum ReplayVerdict {
     Fresh,
     Replayed,
-    /// The slot is full of live signatures; refused so that nothing is forgotten.
+    /// The client's slot is full of live signatures; refused so that nothing is forgotten.
     Full,
     Unavailable,
 }
 
 impl ReplayTable {
-    pub fn keys(&self) -> SlotKeys {
-        SlotKeys {
-            prefix: "aw:replay",
-            slots: self.slots,
-        }
+    fn key(client_id: &str, slot: usize) -> String {
+        format!("aw:replay:{client_id}:{slot}")
     }
 
-    /// Creates every slot key. Called once per worker at configuration, before any request.
-    pub fn prepare<S: SharedStore + ?Sized>(&self, store: &S) -> Result<(), StoreError> {
-        self.keys().prepare(store)
+    /// Creates every slot of every signing client. Called once per worker at configuration,
+    /// before any request.
+    pub fn prepare<'a, S: SharedStore + ?Sized>(
+        &self,
+        store: &S,
+        signing_clients: impl Iterator<Item = &'a str>,
+    ) -> Result<(), StoreError> {
+        for client in signing_clients {
+            for slot in 0..self.slots {
+                store::ensure_exists(store, &Self::key(client, slot), b"")?;
+            }
+        }
+        Ok(())
     }
 
     /// Records the signature if it was not seen; `expires_at` is when its timestamp leaves the
@@ -48,15 +59,14 @@ impl ReplayTable {
         expires_at: u64,
         now: u64,
     ) -> ReplayVerdict {
-        let mut hasher = Sha256::new();
-        hasher.update(client_id.as_bytes());
-        hasher.update([0u8]);
-        hasher.update(signature.to_ascii_lowercase().as_bytes());
-        let digest = hasher.finalize();
+        let digest = Sha256::digest(signature.to_ascii_lowercase().as_bytes());
         let mut fingerprint = [0u8; 16];
         fingerprint.copy_from_slice(&digest[..16]);
+        let mut pick = [0u8; 8];
+        pick.copy_from_slice(&digest[16..24]);
+        let slot = (u64::from_be_bytes(pick) % self.slots.max(1) as u64) as usize;
 
-        let result = store::update(store, &self.keys().key_for(&fingerprint), |current| {
+        let result = store::update(store, &Self::key(client_id, slot), |current| {
             let mut live: Vec<u8> = Vec::with_capacity(current.len() + ENTRY_BYTES);
             let mut seen = false;
             for entry in current.chunks_exact(ENTRY_BYTES) {
@@ -92,10 +102,15 @@ mod tests {
         per_slot: 3,
     };
 
+    fn prepared(t: &ReplayTable, clients: &[&str]) -> MemoryStore {
+        let store = MemoryStore::new();
+        t.prepare(&store, clients.iter().copied()).unwrap();
+        store
+    }
+
     #[test]
     fn second_use_is_a_replay_until_expiry() {
-        let store = MemoryStore::new();
-        T.prepare(&store).unwrap();
+        let store = prepared(&T, &["c", "d"]);
         assert_eq!(
             T.check_and_record(&store, "c", "sig1", 600, 0),
             ReplayVerdict::Fresh
@@ -120,8 +135,7 @@ mod tests {
 
     #[test]
     fn key_set_is_fixed_whatever_the_traffic() {
-        let store = MemoryStore::new();
-        T.prepare(&store).unwrap();
+        let store = prepared(&T, &["c"]);
         for i in 0..200u64 {
             T.check_and_record(&store, "c", &format!("sig{i}"), i + 1, i);
         }
@@ -130,12 +144,11 @@ mod tests {
 
     #[test]
     fn full_slot_fails_closed_and_frees_up_on_expiry() {
-        let store = MemoryStore::new();
         let one = ReplayTable {
             slots: 1,
             per_slot: 2,
         };
-        one.prepare(&store).unwrap();
+        let store = prepared(&one, &["c"]);
         assert_eq!(
             one.check_and_record(&store, "c", "a", 100, 0),
             ReplayVerdict::Fresh
@@ -152,5 +165,29 @@ mod tests {
             one.check_and_record(&store, "c", "x", 200, 101),
             ReplayVerdict::Fresh
         );
+    }
+
+    #[test]
+    fn a_client_that_fills_its_partition_never_blocks_another() {
+        let t = ReplayTable {
+            slots: 2,
+            per_slot: 4,
+        };
+        let store = prepared(&t, &["flood", "other"]);
+        let full = (0..1000)
+            .map(|i| t.check_and_record(&store, "flood", &format!("f{i}"), 600, 0))
+            .filter(|v| *v == ReplayVerdict::Full)
+            .count();
+        assert_eq!(
+            full,
+            1000 - 8,
+            "the flooder fills only its own 2 x 4 entries"
+        );
+        // As many as one slot holds can never be refused, wherever they land.
+        for i in 0..4 {
+            let verdict = t.check_and_record(&store, "other", &format!("o{i}"), 600, 0);
+            assert_eq!(verdict, ReplayVerdict::Fresh, "other signer {i}");
+        }
+        assert_eq!(store.len(), 4);
     }
 }

@@ -509,3 +509,47 @@ fn batched_redis_mode_never_over_admits_and_gives_back_what_it_does_not_use() {
     println!("batched: {served} admissions served without a callout, {released} give-backs");
     assert!(served > 0 && released > 0);
 }
+
+#[test]
+fn webdis_acl_refuses_every_command_but_the_filters_own() {
+    let credentials = "api-warden:correct-horse-battery-staple";
+    let redis = RedisStack::start_with_acl(Some(credentials));
+    redis.cli(&["SET", "precious", "1"]);
+    let mut cfg = redis_config(1000, "deny", "webdis");
+    cfg["rate_limiting"]["redis"]["http_basic_auth"] = json!(credentials);
+    let envoy = Envoy::start_with(&cfg, 2, &[("webdis", redis.webdis_port)]);
+    away_from_minute_boundary();
+    // Rate limiting works through the ACL: exactly the limit is admitted.
+    let admitted = (0..L + 5)
+        .filter(|_| as_client(envoy.port, 0).status == 200)
+        .count() as u64;
+    assert_eq!(admitted, L);
+    // Anything else is refused, with or without the filter's credentials.
+    let basic = format!(
+        "Basic {}",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, credentials)
+    );
+    for path in ["/FLUSHALL", "/CONFIG/GET/dir", "/GET/precious", "/KEYS/*"] {
+        for auth in [None, Some(basic.as_str())] {
+            let mut raw = format!("GET {path} HTTP/1.1\r\nHost: w\r\nConnection: close\r\n");
+            if let Some(a) = auth {
+                raw.push_str(&format!("Authorization: {a}\r\n"));
+            }
+            raw.push_str("\r\n");
+            let resp = http::send(redis.webdis_port, raw.as_bytes()).unwrap();
+            assert_eq!(resp.status, 403, "{path} with {auth:?}: {}", resp.text());
+        }
+    }
+    assert_eq!(
+        redis.cli(&["GET", "precious"]).trim(),
+        "1",
+        "nothing was flushed"
+    );
+    // A filter without the credentials is refused by webdis and fails closed.
+    let mut anonymous = redis_config(1000, "deny", "webdis");
+    anonymous["rate_limiting"]["redis"]["timeout_ms"] = json!(1000);
+    let envoy = Envoy::start_with(&anonymous, 1, &[("webdis", redis.webdis_port)]);
+    let resp = as_client(envoy.port, 1);
+    assert_eq!(resp.status, 503, "{}", resp.text());
+    assert_eq!(resp.error_code(), "rate_limit_unavailable");
+}

@@ -94,7 +94,11 @@ fn redis_call(
         authority: settings.authority.clone(),
         method: "GET",
         path: redis::request_path(call, &settings.key_prefix, key, limits, now_ms, count),
-        headers: Vec::new(),
+        headers: settings
+            .authorization
+            .iter()
+            .map(|value| ("authorization".to_string(), value.clone()))
+            .collect(),
         body: Vec::new(),
         timeout_ms: settings.timeout_ms,
     }

@@ -115,3 +115,35 @@ fn allow_mode_counts_locally_when_redis_cannot_answer() {
     }
     assert_eq!(admitted, 3, "the fallback still enforces the limits");
 }
+
+#[test]
+fn webdis_credentials_travel_with_every_call_and_are_checked() {
+    let s = settings(json!({"mode": "redis", "redis": {"cluster": "webdis",
+        "http_basic_auth": "api-warden:correct-horse-battery"}}));
+    let store = MemoryStore::new();
+    let held = RefCell::new(Reservations::default());
+    let l = Limiter {
+        settings: &s,
+        store: &store,
+        reservations: &held,
+    };
+    let (_, spec) = call(l.check(s.rules.for_client("m", None, "/api/x"), NOW));
+    assert_eq!(
+        spec.headers,
+        [(
+            "authorization".to_string(),
+            "Basic YXBpLXdhcmRlbjpjb3JyZWN0LWhvcnNlLWJhdHRlcnk=".to_string()
+        )]
+    );
+    for bad in [
+        "no-colon",
+        ":password-long-enough",
+        "user:short",
+        "user:has space inside",
+    ] {
+        let cfg = json!({"clients": [{"client_id": "m", "allowed_endpoints": ["*"]}],
+            "rate_limiting": {"mode": "redis", "redis": {"cluster": "webdis", "http_basic_auth": bad}}});
+        let err = config::parse(cfg.to_string().as_bytes()).unwrap_err();
+        assert_eq!(err.field, "rate_limiting.redis.http_basic_auth", "{bad}");
+    }
+}

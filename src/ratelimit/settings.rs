@@ -60,6 +60,10 @@ pub struct RawRedis {
     /// Unused reservations are given back after this long.
     #[serde(default)]
     pub release_ms: Option<u64>,
+    /// `user:password` for webdis' ACL, sent as HTTP Basic credentials with every call. Ship
+    /// webdis with an ACL that enables only EVALSHA and EVAL for these credentials (README).
+    #[serde(default)]
+    pub http_basic_auth: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -84,6 +88,8 @@ pub struct RedisSettings {
     /// Admissions reserved per call; 1 means every request asks Redis.
     pub batch_size: u64,
     pub release_ms: u64,
+    /// The `Authorization` value for webdis' ACL, when configured.
+    pub authorization: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -101,6 +107,24 @@ pub struct Settings {
 }
 
 pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 100;
+
+/// `user:password` as an HTTP Basic `Authorization` value.
+fn basic_authorization(credentials: &str) -> Result<String, ConfigError> {
+    use base64::Engine;
+    let field = "rate_limiting.redis.http_basic_auth";
+    let valid = credentials
+        .split_once(':')
+        .is_some_and(|(user, password)| !user.is_empty() && password.len() >= 12)
+        && credentials.bytes().all(|b| b.is_ascii_graphic());
+    if !valid {
+        return Err(ConfigError::new(
+            field,
+            "must be \"user:password\" (printable ASCII, a password of at least 12 characters)",
+        ));
+    }
+    let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
+    Ok(format!("Basic {encoded}"))
+}
 
 impl Settings {
     /// The tick batched Redis mode needs to give back reservations left unused.
@@ -148,7 +172,13 @@ pub fn compile(
                     "must be printable ASCII without spaces",
                 ));
             }
+            let authorization = r
+                .http_basic_auth
+                .as_deref()
+                .map(basic_authorization)
+                .transpose()?;
             Backend::Redis(RedisSettings {
+                authorization,
                 authority: r.authority.clone().unwrap_or_else(|| r.cluster.clone()),
                 cluster: r.cluster.clone(),
                 timeout_ms,

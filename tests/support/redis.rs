@@ -10,6 +10,8 @@ pub struct RedisStack {
     redis_pid: Option<i32>,
     webdis_pid: Option<i32>,
     dir: TempDir,
+    /// webdis runs the shipped ACL (anonymous commands refused).
+    acl: bool,
 }
 
 fn which(name: &str) -> PathBuf {
@@ -24,6 +26,12 @@ fn which(name: &str) -> PathBuf {
 
 impl RedisStack {
     pub fn start() -> Self {
+        Self::start_with_acl(None)
+    }
+
+    /// With `credentials` (`user:password`), webdis runs the ACL of `examples/webdis/webdis.json`:
+    /// every command disabled, EVALSHA and EVAL enabled for those credentials only.
+    pub fn start_with_acl(credentials: Option<&str>) -> Self {
         let dir = TempDir::new("redis");
         let mut stack = RedisStack {
             redis_port: free_port_for_tests(),
@@ -31,14 +39,25 @@ impl RedisStack {
             redis_pid: None,
             webdis_pid: None,
             dir,
+            acl: credentials.is_some(),
         };
         stack.start_redis();
-        let config = serde_json::json!({
+        let mut config = serde_json::json!({
             "redis_host": "127.0.0.1", "redis_port": stack.redis_port, "redis_auth": null,
             "http_host": "127.0.0.1", "http_port": stack.webdis_port, "threads": 2,
             "daemonize": false, "database": 0, "verbosity": 3,
             "logfile": stack.dir.0.join("webdis.log").display().to_string(),
         });
+        if let Some(credentials) = credentials {
+            let shipped: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(super::repo_root().join("examples/webdis/webdis.json"))
+                    .unwrap(),
+            )
+            .unwrap();
+            let mut acl = shipped["acl"].clone();
+            acl[1]["http_basic_auth"] = serde_json::json!(credentials);
+            config["acl"] = acl;
+        }
         let path = stack.dir.0.join("webdis.json");
         std::fs::write(&path, config.to_string()).unwrap();
         let log = stack.dir.0.join("webdis.out");
@@ -91,7 +110,9 @@ impl RedisStack {
         while Instant::now() < deadline {
             let req = b"GET /PING HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n";
             if let Ok(resp) = http::send(self.webdis_port, req) {
-                if resp.status == 200 && resp.text().contains("PONG") {
+                let up = (resp.status == 200 && resp.text().contains("PONG"))
+                    || (self.acl && resp.status == 403);
+                if up {
                     return;
                 }
             }

@@ -553,3 +553,57 @@ fn webdis_acl_refuses_every_command_but_the_filters_own() {
     assert_eq!(resp.status, 503, "{}", resp.text());
     assert_eq!(resp.error_code(), "rate_limit_unavailable");
 }
+
+#[test]
+fn a_signature_accepted_by_one_envoy_is_a_replay_at_the_other() {
+    let credentials = "api-warden:correct-horse-battery-staple";
+    let redis = RedisStack::start_with_acl(Some(credentials));
+    let mut cfg = redis_config(1000, "deny", "webdis");
+    cfg["rate_limiting"]["redis"]["http_basic_auth"] = json!(credentials);
+    let secret = "trial-client-signing-secret-0001";
+    cfg["clients"][0]["client_secret"] = json!(secret);
+    let a = Envoy::start_with(&cfg, 2, &[("webdis", redis.webdis_port)]);
+    let b = Envoy::start_with(&cfg, 2, &[("webdis", redis.webdis_port)]);
+    let signed = |nonce: &str| {
+        let ts = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            .to_string();
+        let sig = api_warden::auth::hmac_signature::sign(
+            secret.as_bytes(),
+            "GET",
+            "/api/send/bulk",
+            b"",
+            &ts,
+            Some(nonce),
+        );
+        vec![
+            ("X-Client-Id".to_string(), "trial0".to_string()),
+            ("X-Timestamp".to_string(), ts),
+            ("X-Nonce".to_string(), nonce.to_string()),
+            ("X-Signature".to_string(), sig),
+        ]
+    };
+    let call = |port: u16, h: &[(String, String)]| {
+        let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        send(port, &h, "/api/send/bulk")
+    };
+    let captured = signed("n-1");
+    assert_eq!(call(a.port, &captured).status, 200);
+    // Replayed at the other proxy, which never saw it locally: Redis remembers.
+    let resp = call(b.port, &captured);
+    assert_eq!(
+        (resp.status, resp.error_code().as_str()),
+        (401, "signature_replayed")
+    );
+    let resp = call(a.port, &captured);
+    assert_eq!(
+        (resp.status, resp.error_code().as_str()),
+        (401, "signature_replayed")
+    );
+    // A fresh signature goes through either proxy.
+    assert_eq!(call(b.port, &signed("n-2")).status, 200);
+    let keys = redis.cli(&["--scan", "--pattern", "aw:replay:trial0:*"]);
+    assert_eq!(keys.lines().count(), 2, "{keys}");
+}

@@ -348,11 +348,53 @@ fn signed_bodies_wait_for_the_body_then_for_redis() {
     assert_eq!(host.upstream_header("x-client-id"), ["marketing"]);
     assert_eq!(request.on_request_body(&host, 1, false), Action::Pause);
     assert_eq!(request.on_request_body(&host, 2, true), Action::Pause);
-    let (token, _) = host.last_call().unwrap();
+    // First the signature is recorded cluster-wide, then the request is counted.
+    let (token, record) = host.last_call().unwrap();
+    assert!(
+        record.path.starts_with("/SET/aw%3Areplay%3Amarketing%3A"),
+        "{}",
+        record.path
+    );
+    assert!(record.path.ends_with("/NX/EX/300"), "{}", record.path);
+    host.answer_with(Some(200), r#"{"SET":[true,"OK"]}"#);
+    request.on_callout(&host, token, 100);
+    assert_eq!(host.resumes.get(), 0, "still waiting for the count");
+    let (token, count) = host.last_call().unwrap();
+    assert!(count.path.starts_with("/EVALSHA/"));
     host.answer_with(Some(200), GRANTED);
     request.on_callout(&host, token, 100);
     assert_eq!(host.resumes.get(), 1);
     assert_eq!(host.counter("auth.hmac_signature.success"), 1);
+
+    // The same signature already recorded by another proxy: refused as a replay.
+    host.request(
+        &[
+            (":method", "POST"),
+            (":path", "/api/send/x"),
+            ("x-client-id", "marketing"),
+            ("x-timestamp", &ts),
+            ("x-signature", &sig),
+            ("x-nonce", "other-proxy"),
+        ],
+        b"{}",
+        Some("10.0.0.1"),
+    );
+    let sig2 = crate::auth::hmac_signature::sign(
+        secret,
+        "POST",
+        "/api/send/x",
+        b"{}",
+        &ts,
+        Some("other-proxy"),
+    );
+    host.request_headers.borrow_mut()[4].1 = sig2.into_bytes();
+    let mut request = root.new_request();
+    request.on_request_headers(&host, false);
+    request.on_request_body(&host, 2, true);
+    let (token, _) = host.last_call().unwrap();
+    host.answer_with(Some(200), r#"{"SET":null}"#);
+    request.on_callout(&host, token, 12);
+    assert_eq!(host.last_reply(), Some((401, "signature_replayed".into())));
 
     // A tampered body is refused in the body phase.
     let (host, root) = configured(json!({}));

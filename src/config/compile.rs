@@ -3,6 +3,7 @@
 use super::raw::{RawClient, RawConfig};
 use super::{within, ConfigError};
 use crate::auth::api_key::{self, KeyTable, DEFAULT_MAX_KEY_LENGTH};
+use crate::auth::hmac_signature::shared_replay::SharedReplay;
 use crate::auth::hmac_signature::HmacSettings;
 use crate::auth::jwt::JwtVerifier;
 use crate::auth::{AuthMethod, AuthSettings, Directory};
@@ -153,24 +154,38 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         ));
     }
 
+    let rate_limiting = ratelimit::settings::compile(
+        raw.host,
+        &raw.rate_limiting,
+        rate_limit_rules,
+        default_limits,
+    )?;
+    let mut hmac = HmacSettings::compile(&raw.hmac)?;
+    // With Redis, replay protection spans every proxy, through the same webdis.
+    if let ratelimit::settings::Backend::Redis(r) = &rate_limiting.backend {
+        hmac.shared_replay = Some(SharedReplay {
+            upstream: r.cluster.clone(),
+            authority: r.authority.clone(),
+            authorization: r.authorization.clone(),
+            timeout_ms: r.timeout_ms,
+            key_prefix: r.key_prefix.clone(),
+            fail_open: r.failure_mode == ratelimit::settings::FailureMode::Allow,
+        });
+    }
+
     Ok(Config {
         host: raw.host,
         auth: AuthSettings {
             methods,
             api_keys,
             jwt,
-            hmac: HmacSettings::compile(&raw.hmac)?,
+            hmac,
         },
         clients,
         client_by_id,
         routes,
         forward_credentials: raw.forward_credentials,
-        rate_limiting: ratelimit::settings::compile(
-            raw.host,
-            &raw.rate_limiting,
-            rate_limit_rules,
-            default_limits,
-        )?,
+        rate_limiting,
         warnings,
     })
 }

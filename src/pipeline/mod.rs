@@ -390,14 +390,15 @@ fn resumed(cfg: &Config, attempt: Attempt, rest: PendingRequest) -> Verdict {
                 rest.level,
             )
         }
-        Attempt::Suspended(again) => suspend(
-            cfg,
-            again,
-            rest.creds,
-            rest.method,
-            rest.target,
-            &source,
-            rest.level,
+        // Waiting again (a verified body whose replay record goes to Redis): what the first
+        // wait applied and deferred stands.
+        Attempt::Suspended(again) => Verdict::Suspend(
+            Box::new(Pending {
+                wait: again.wait,
+                resume: again.resume,
+                rest,
+            }),
+            None,
         ),
     }
 }

@@ -5,6 +5,7 @@
 //! would let anyone replay a signature with other parameters.
 
 pub mod replay;
+pub mod shared_replay;
 
 use super::credentials::Credentials;
 use super::{
@@ -43,11 +44,13 @@ pub struct RawHmac {
 const DEFAULT_REPLAY_SLOTS: usize = 16;
 const DEFAULT_REPLAY_SLOT_ENTRIES: usize = 64;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct HmacSettings {
     pub window_seconds: u64,
     pub max_body_bytes: usize,
     pub replay: ReplayTable,
+    /// Set by the configuration when Redis is configured: signatures are recorded there too.
+    pub shared_replay: Option<shared_replay::SharedReplay>,
 }
 
 impl HmacSettings {
@@ -79,6 +82,7 @@ impl HmacSettings {
                     1..=4096,
                 )?,
             },
+            shared_replay: None,
         })
     }
 }
@@ -233,7 +237,7 @@ impl Method for HmacMethod {
         let signed = creds.signed.as_ref()?;
         let max_bytes = ctx.settings.hmac.max_body_bytes;
         if let Some(body) = facts.body {
-            return Some(settle(verify_signed_body(ctx, signed, facts, body)));
+            return Some(verify_signed_body(ctx, signed, facts, body));
         }
         if facts
             .content_length
@@ -281,7 +285,7 @@ impl Resume for AwaitingBody {
                 denial: body_too_large(max_bytes),
             });
         }
-        settle(verify_signed_body(ctx, &self.0, facts, body))
+        verify_signed_body(ctx, &self.0, facts, body)
     }
 
     fn with_answer(self: Box<Self>, _ctx: &AuthContext, _answer: &CalloutAnswer) -> Attempt {
@@ -290,13 +294,6 @@ impl Resume for AwaitingBody {
             "signature_incomplete",
             "a signed request waits for its body, not for a call",
         ))
-    }
-}
-
-fn settle(result: Result<Identity, Failure>) -> Attempt {
-    match result {
-        Ok(identity) => Attempt::Verified(identity),
-        Err(failure) => Attempt::Failed(failure),
     }
 }
 
@@ -324,8 +321,31 @@ fn precheck(ctx: &AuthContext, signed: &SignedRequest) -> Result<(usize, u64), F
     }
 }
 
-/// Verifies a signed request against its body, then records it against replay.
+/// Verifies a signed request against its body, then records it against replay: in this
+/// proxy's table, then (with Redis) cluster-wide, waiting for that answer.
 fn verify_signed_body(
+    ctx: &AuthContext,
+    signed: &SignedRequest,
+    facts: &RequestFacts,
+    body: &[u8],
+) -> Attempt {
+    let identity = match verify_locally(ctx, signed, facts, body) {
+        Ok(identity) => identity,
+        Err(failure) => return Attempt::Failed(failure),
+    };
+    let settings = &ctx.settings.hmac;
+    let Some(shared) = &settings.shared_replay else {
+        return Attempt::Verified(identity);
+    };
+    let ts =
+        check_timestamp(&signed.timestamp, ctx.now, settings.window_seconds).unwrap_or(ctx.now);
+    let ttl = (ts + settings.window_seconds).saturating_sub(ctx.now);
+    let fingerprint = ReplayTable::fingerprint(&signed.signature);
+    let call = shared.record_call(ctx.directory.id(identity.client), &fingerprint, ttl);
+    shared.suspend(identity, call)
+}
+
+fn verify_locally(
     ctx: &AuthContext,
     signed: &SignedRequest,
     facts: &RequestFacts,
@@ -355,14 +375,7 @@ fn verify_signed_body(
             "signature_replayed",
             "this signature was already used; sign each request anew (X-Nonce allows identical requests)",
         )),
-        ReplayVerdict::Full | ReplayVerdict::Unavailable => Err(Failure {
-            method: AuthMethod::Hmac,
-            denial: Denial::new(
-                503,
-                "replay_cache_unavailable",
-                "signed requests cannot be checked for replay right now; retry shortly",
-            ),
-        }),
+        ReplayVerdict::Full | ReplayVerdict::Unavailable => Err(shared_replay::unavailable()),
     }
 }
 

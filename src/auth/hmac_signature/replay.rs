@@ -49,6 +49,14 @@ impl ReplayTable {
         Ok(())
     }
 
+    /// The 16 bytes that stand for a signature in every table.
+    pub fn fingerprint(signature: &str) -> [u8; 16] {
+        let digest = Sha256::digest(signature.to_ascii_lowercase().as_bytes());
+        let mut fingerprint = [0u8; 16];
+        fingerprint.copy_from_slice(&digest[..16]);
+        fingerprint
+    }
+
     /// Records the signature if it was not seen; `expires_at` is when its timestamp leaves the
     /// window (after that the timestamp check alone refuses it).
     pub fn check_and_record<S: SharedStore + ?Sized>(

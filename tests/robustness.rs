@@ -148,3 +148,199 @@ fn whole_requests_never_panic_on_hostile_bytes() {
         "the sweep must reach the body phase ({bodies} times)"
     );
 }
+
+/// What a forwarded request may carry upstream: identity headers only as the filter sets them
+/// (one each, naming a configured client), and no credential.
+fn assert_forwarded_cleanly(headers: &[(String, Vec<u8>)], round: usize) {
+    let norm = |n: &str| n.to_ascii_lowercase().replace('_', "-");
+    for name in [
+        "x-client-id",
+        "x-client-name",
+        "x-auth-method",
+        "x-security-level",
+    ] {
+        let values: Vec<&Vec<u8>> = headers
+            .iter()
+            .filter(|(k, _)| norm(k) == name)
+            .map(|(_, v)| v)
+            .collect();
+        assert!(values.len() <= 1, "round {round}: {name} {values:?}");
+    }
+    if let Some((_, id)) = headers.iter().find(|(k, _)| norm(k) == "x-client-id") {
+        assert!(
+            [b"marketing".as_slice(), b"ops"].contains(&id.as_slice()),
+            "round {round}: x-client-id {:?}",
+            String::from_utf8_lossy(id)
+        );
+    }
+    for name in ["x-api-key", "x-signature"] {
+        for (k, v) in headers {
+            assert!(
+                norm(k) != name || v.is_empty(),
+                "round {round}: {k} forwarded"
+            );
+        }
+    }
+}
+
+const SWEEP_ROUNDS: usize = 3000;
+
+#[test]
+fn the_whole_filter_under_host_faults_never_panics_or_forwards_a_forged_identity() {
+    use api_warden::adapter::root::RootFilter;
+    use api_warden::adapter::test_host::TestHost;
+    use api_warden::adapter::Action;
+    let key = "ak_sweep_key_marketing_000000000001";
+    let secret = "sweep-marketing-hmac-secret-0001";
+    let digest = hex::encode(api_warden::auth::api_key::digest(key.as_bytes()));
+    let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+    let now_ms = 1_795_910_410_000u64;
+    let mut forwarded = 0;
+    for round in 0..SWEEP_ROUNDS {
+        let host_kind = if round % 2 == 0 { "envoy" } else { "kong" };
+        let redis = match round % 3 {
+            0 => serde_json::json!({"mode": "local", "address_table_slots": 16}),
+            1 => serde_json::json!({"mode": "redis", "address_table_slots": 16,
+                 "redis": {"cluster": "127.0.0.1:7379"}}),
+            _ => serde_json::json!({"mode": "redis", "address_table_slots": 16,
+                 "redis": {"cluster": "127.0.0.1:7379", "batch_size": 3, "failure_mode": "allow"}}),
+        };
+        let cfg = serde_json::json!({
+            "host": host_kind,
+            "clients": [
+                {"client_id": "marketing", "allowed_endpoints": ["/api/*"], "api_keys": [digest],
+                 "client_secret": secret},
+                {"client_id": "ops", "allowed_endpoints": ["/api/*"], "security_level": "sensitive"}
+            ],
+            "routes": [{"pattern": "/health", "security_level": "public"}],
+            "rate_limiting": redis
+        });
+        let host = TestHost::new(&cfg.to_string(), now_ms + round as u64);
+        let f = &host.faults;
+        f.ignore_removals.set(rng.next() % 7 == 0);
+        f.ignore_sets.set(rng.next() % 11 == 0);
+        f.refuse_dispatch.set(rng.next() % 9 == 0);
+        f.kong_writes.set(host_kind == "kong");
+        f.create_races.set((rng.next() % 3) as u32);
+        let mut root = RootFilter::default();
+        if !root.on_configure(&host) {
+            continue;
+        }
+        f.store_down.set(rng.next() % 13 == 0);
+        // A request mixing valid and hostile parts.
+        let body = rng.bytes(40);
+        let ts = ((now_ms / 1000) as i64 + (rng.next() % 5) as i64 - 2).to_string();
+        let path = [
+            "/api/send/x",
+            "/health",
+            "/api/x?y=1",
+            "/API/x",
+            "/api/../x",
+        ][(rng.next() % 5) as usize];
+        let sig = hmac_signature::sign(secret.as_bytes(), "POST", path, &body, &ts, None);
+        let mut headers: Vec<(String, Vec<u8>)> = vec![
+            (":method".into(), b"POST".to_vec()),
+            (":path".into(), path.as_bytes().to_vec()),
+        ];
+        let pick = rng.next();
+        if pick % 2 == 0 {
+            headers.push((
+                "X-API-Key".into(),
+                if pick % 4 == 0 {
+                    key.into()
+                } else {
+                    rng.bytes(20)
+                },
+            ));
+        }
+        if pick % 3 == 0 {
+            headers.push(("x-client-id".into(), b"marketing".to_vec()));
+            headers.push(("x-timestamp".into(), ts.clone().into_bytes()));
+            let s = if pick % 9 == 0 {
+                rng.bytes(64)
+            } else {
+                sig.clone().into_bytes()
+            };
+            headers.push(("x-signature".into(), s));
+        }
+        for spoof in [
+            "X-Client-Id",
+            "x_client_id",
+            "X-Security-Level",
+            "x-auth-method",
+        ] {
+            if rng.next() % 4 == 0 {
+                headers.push((spoof.into(), b"forged".to_vec()));
+            }
+        }
+        if !body.is_empty() {
+            headers.push(("content-length".into(), body.len().to_string().into_bytes()));
+        }
+        *host.request_headers.borrow_mut() = headers;
+        *host.request_body.borrow_mut() = body.clone();
+        host.properties
+            .borrow_mut()
+            .insert("source.address".into(), b"10.1.2.3:4".to_vec());
+
+        let mut request = root.new_request();
+        let mut action = request.on_request_headers(&host, body.is_empty());
+        let mut steps = 0;
+        // Drive it: the body when asked, then answer calls with random answers.
+        loop {
+            steps += 1;
+            assert!(steps < 10, "round {round}: no end");
+            let waiting_calls = host.calls.borrow().len();
+            if action == Action::Continue
+                && !body.is_empty()
+                && request.flow().is_some_and(|f| f.body_limit().is_some())
+            {
+                action = request.on_request_body(&host, body.len(), true);
+                continue;
+            }
+            let Some((token, _)) = host.last_call() else {
+                break;
+            };
+            if host.resumes.get() > 0
+                || !host.replies.borrow().is_empty()
+                || action == Action::Continue
+            {
+                break;
+            }
+            let answers = [
+                (Some(200), r#"{"SET":[true,"OK"]}"#),
+                (Some(200), r#"{"SET":null}"#),
+                (Some(200), r#"{"EVALSHA":[3,0,0,0,40000]}"#),
+                (Some(200), r#"{"EVALSHA":[false,"NOSCRIPT x"]}"#),
+                (Some(200), r#"{"EVAL":[1,0,0,0,40000]}"#),
+                (None, ""),
+                (Some(503), "no"),
+                (Some(200), "<html>"),
+            ];
+            let (status, answer) = answers[(rng.next() % answers.len() as u64) as usize];
+            host.answer_with(status, answer);
+            request.on_callout(&host, token, answer.len());
+            if host.calls.borrow().len() == waiting_calls {
+                break;
+            }
+        }
+        let replied = !host.replies.borrow().is_empty();
+        let resumed = host.resumes.get() > 0;
+        if !replied && (action == Action::Continue || resumed) {
+            forwarded += 1;
+            assert_forwarded_cleanly(&host.request_headers.borrow(), round);
+        }
+        // Every reply is JSON with a code.
+        for (status, _, body) in host.replies.borrow().iter() {
+            let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+            assert!(
+                v["error"].is_string() && *status >= 400,
+                "round {round}: {v}"
+            );
+        }
+    }
+    println!("forwarded {forwarded} of {SWEEP_ROUNDS} hostile requests, every one clean");
+    assert!(
+        forwarded > 100,
+        "the sweep must reach forwarding ({forwarded})"
+    );
+}

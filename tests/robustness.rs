@@ -217,16 +217,16 @@ fn the_whole_filter_under_host_faults_never_panics_or_forwards_a_forged_identity
         });
         let host = TestHost::new(&cfg.to_string(), now_ms + round as u64);
         let f = &host.faults;
-        f.ignore_removals.set(rng.next() % 7 == 0);
-        f.ignore_sets.set(rng.next() % 11 == 0);
-        f.refuse_dispatch.set(rng.next() % 9 == 0);
+        f.ignore_removals.set(rng.next().is_multiple_of(7));
+        f.ignore_sets.set(rng.next().is_multiple_of(11));
+        f.refuse_dispatch.set(rng.next().is_multiple_of(9));
         f.kong_writes.set(host_kind == "kong");
         f.create_races.set((rng.next() % 3) as u32);
         let mut root = RootFilter::default();
         if !root.on_configure(&host) {
             continue;
         }
-        f.store_down.set(rng.next() % 13 == 0);
+        f.store_down.set(rng.next().is_multiple_of(13));
         // A request mixing valid and hostile parts.
         let body = rng.bytes(40);
         let ts = ((now_ms / 1000) as i64 + (rng.next() % 5) as i64 - 2).to_string();
@@ -243,20 +243,20 @@ fn the_whole_filter_under_host_faults_never_panics_or_forwards_a_forged_identity
             (":path".into(), path.as_bytes().to_vec()),
         ];
         let pick = rng.next();
-        if pick % 2 == 0 {
+        if pick.is_multiple_of(2) {
             headers.push((
                 "X-API-Key".into(),
-                if pick % 4 == 0 {
+                if pick.is_multiple_of(4) {
                     key.into()
                 } else {
                     rng.bytes(20)
                 },
             ));
         }
-        if pick % 3 == 0 {
+        if pick.is_multiple_of(3) {
             headers.push(("x-client-id".into(), b"marketing".to_vec()));
             headers.push(("x-timestamp".into(), ts.clone().into_bytes()));
-            let s = if pick % 9 == 0 {
+            let s = if pick.is_multiple_of(9) {
                 rng.bytes(64)
             } else {
                 sig.clone().into_bytes()
@@ -269,7 +269,7 @@ fn the_whole_filter_under_host_faults_never_panics_or_forwards_a_forged_identity
             "X-Security-Level",
             "x-auth-method",
         ] {
-            if rng.next() % 4 == 0 {
+            if rng.next().is_multiple_of(4) {
                 headers.push((spoof.into(), b"forged".to_vec()));
             }
         }

@@ -15,6 +15,7 @@ pub mod pipeline;
 pub mod profile;
 pub mod ratelimit;
 pub mod store;
+pub mod threat;
 pub mod wire;
 
 #[cfg(target_arch = "wasm32")]

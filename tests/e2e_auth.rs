@@ -52,8 +52,10 @@ fn test_config() -> Value {
     }));
     cfg["jwt"]["revoked_jti"] = json!(["revoked-token-1"]);
     cfg["hmac"] = json!({"max_body_bytes": MAX_BODY});
-    // Rate limiting has its own tests (e2e_ratelimit.rs); here it would only throttle the suite.
+    // Rate limiting and address blocking have their own tests; here they would only throttle
+    // a suite that fails authentication on purpose, from one address.
     cfg["rate_limiting"] = json!({"enabled": false});
+    cfg.as_object_mut().unwrap().remove("security_monitoring");
     cfg
 }
 
@@ -907,4 +909,44 @@ fn one_client_filling_its_replay_table_does_not_stop_other_signers() {
     );
     let resp = signed_get("billing", billing_secret, "b-1");
     assert!(resp.reached_upstream(), "{}", resp.text());
+}
+
+#[test]
+fn an_address_that_keeps_failing_is_blocked_on_every_worker() {
+    let mut cfg = test_config();
+    cfg["security_monitoring"] = json!({"failed_auth_threshold": 3, "ip_cooldown_minutes": 1});
+    let envoy = Envoy::start(&cfg, 2);
+    let from = |xff: &str, key: &str| {
+        let h: Vec<(&str, &[u8])> = vec![
+            ("X-Forwarded-For", xff.as_bytes()),
+            ("X-API-Key", key.as_bytes()),
+        ];
+        http::send(envoy.port, &request("GET", b"/api/send/bulk", &h, b"")).unwrap()
+    };
+    let attacker = "192.168.1.66";
+    for _ in 0..3 {
+        assert_denied(&from(attacker, "ak_guess"), 401, "invalid_api_key");
+    }
+    // Blocked now, on whichever worker takes the connection, even with a valid key.
+    for _ in 0..4 {
+        let resp = from(attacker, MARKETING_KEY);
+        assert_denied(&resp, 403, "ip_blocked");
+        let wait: u64 = resp.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=60).contains(&wait), "{wait}");
+    }
+    assert!(
+        from(OFFICE, MARKETING_KEY).reached_upstream(),
+        "other addresses are unaffected"
+    );
+    assert_eq!(
+        envoy.counter("wasmcustom.api_warden.security.addresses_blocked"),
+        1
+    );
+    let logged = (0..25).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        envoy
+            .log_text()
+            .contains("security event ip_blocked: 192.168.1.66")
+    });
+    assert!(logged, "the block is logged as a security event");
 }

@@ -148,6 +148,15 @@ impl Worker {
                 Metric::Histogram(name, value) => host.record(&name, value),
             }
         }
+        if let (Some(until), Some(address)) = (record.blocked_until, record.address) {
+            // One line per block (not per request): a security event.
+            host.log(
+                LogLevel::Warn,
+                &format!(
+                    "api-warden: security event ip_blocked: {address} blocked until {until} after repeated failed authentication"
+                ),
+            );
+        }
         let Some(limit) = &record.limit else {
             return;
         };

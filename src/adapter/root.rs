@@ -160,6 +160,11 @@ fn prepare<H: Host + ?Sized>(host: &H, worker: &Worker) -> Result<(), PrepareErr
             .prepare(&c.auth, c, store)
             .map_err(|e| PrepareError("authentication tables", e))?;
     }
+    if let Some(blocking) = &c.blocking {
+        blocking
+            .prepare(store)
+            .map_err(|e| PrepareError("address block table", e))?;
+    }
     let limiter = Limiter {
         settings: &c.rate_limiting,
         store,

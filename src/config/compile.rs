@@ -13,6 +13,7 @@ use crate::authz::levels::{RouteTable, SecurityLevel};
 use crate::authz::Access;
 use crate::profile::HostProfile;
 use crate::ratelimit::{self, LimitOverride};
+use crate::threat::blocking::BlockTable;
 use std::collections::HashMap;
 
 #[derive(Debug, Clone)]
@@ -34,6 +35,8 @@ pub struct Config {
     pub clients: Vec<Client>,
     pub client_by_id: HashMap<String, usize>,
     pub routes: RouteTable,
+    /// Addresses that fail authentication too often are blocked (`security_monitoring`).
+    pub blocking: Option<BlockTable>,
     pub forward_credentials: bool,
     pub rate_limiting: ratelimit::settings::Settings,
     /// Warnings to log at configuration (plaintext keys, and the like).
@@ -69,14 +72,11 @@ pub const DEFAULT_METHODS: [AuthMethod; 3] =
 
 pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     let mut warnings = Vec::new();
-    if raw.security_monitoring.is_some() {
-        return Err(ConfigError::new(
-            "security_monitoring",
-            "failed-auth blocking and abuse scoring are not enforced yet; remove this section \
-             rather than rely on it (failed authentication is already throttled per address \
-             by rate_limiting.address_limits)",
-        ));
-    }
+    let blocking = raw
+        .security_monitoring
+        .as_ref()
+        .map(crate::threat::compile)
+        .transpose()?;
     let methods_explicit = raw.auth_methods.is_some();
     let methods = match &raw.auth_methods {
         None => DEFAULT_METHODS.to_vec(),
@@ -184,6 +184,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         clients,
         client_by_id,
         routes,
+        blocking,
         forward_credentials: raw.forward_credentials,
         rate_limiting,
         warnings,

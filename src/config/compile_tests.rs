@@ -239,11 +239,23 @@ fn numeric_settings_have_ranges() {
 }
 
 #[test]
-fn security_monitoring_is_refused_until_it_is_enforced() {
+fn security_monitoring_compiles_blocking_and_refuses_what_is_not_enforced() {
+    let c = parse(
+        json!({"clients": [client()],
+               "security_monitoring": {"failed_auth_threshold": 3, "ip_cooldown_minutes": 2}})
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap();
+    let b = c.blocking.unwrap();
+    assert_eq!((b.threshold, b.cooldown_seconds), (3, 120));
     let e = err(json!({"clients": [client()],
-                       "security_monitoring": {"failed_auth_threshold": 5}}));
-    assert_eq!(e.field, "security_monitoring");
+                       "security_monitoring": {"suspicious_rate_threshold": 1000}}));
+    assert_eq!(e.field, "security_monitoring.suspicious_rate_threshold");
     assert!(e.reason.contains("not enforced yet"));
+    let e = err(json!({"clients": [client()],
+                       "security_monitoring": {"failed_auth_threshold": 0}}));
+    assert_eq!(e.field, "security_monitoring.failed_auth_threshold");
 }
 
 #[test]

@@ -10,6 +10,7 @@ use crate::authz::levels::{RawRoute, SecurityLevel};
 use crate::profile::HostProfile;
 use crate::ratelimit::settings::RawRateLimiting;
 use crate::ratelimit::{RawRateLimitRule, RawRateLimits};
+use crate::threat::RawSecurityMonitoring;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -41,8 +42,8 @@ pub struct RawConfig {
     /// Keep credential headers on the request sent upstream.
     #[serde(default)]
     pub forward_credentials: bool,
-    /// Threat-protection thresholds. Refused until threat protection enforces them: a setting
-    /// that is accepted and then ignored would promise protection that is not there.
+    /// Failed-authentication blocking (the seed's thresholds). Abuse-scoring settings are
+    /// refused until they are enforced.
     #[serde(default)]
     pub security_monitoring: Option<RawSecurityMonitoring>,
     #[serde(default)]
@@ -78,19 +79,6 @@ pub struct RawClient {
     pub scopes: Vec<String>,
     #[serde(default)]
     pub metadata: BTreeMap<String, serde_json::Value>,
-}
-
-#[derive(Debug, Deserialize, Default, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawSecurityMonitoring {
-    #[serde(default)]
-    pub failed_auth_threshold: Option<u32>,
-    #[serde(default)]
-    pub suspicious_rate_threshold: Option<u32>,
-    #[serde(default)]
-    pub unusual_endpoint_threshold: Option<u32>,
-    #[serde(default)]
-    pub ip_cooldown_minutes: Option<u32>,
 }
 
 fn default_true() -> bool {

@@ -17,8 +17,9 @@ use crate::ratelimit::batch::Reservations;
 use crate::ratelimit::headers as limit_headers;
 use crate::ratelimit::limiter::{Check, Counted, Limiter, PendingCount};
 use crate::ratelimit::window::Decision;
-use crate::ratelimit::Target;
+use crate::ratelimit::{address_key, Target};
 use crate::store::SharedStore;
+use crate::threat::blocking::Recorded;
 use headers::HeaderEdits;
 use record::{AuthRecord, DenialRecord, LimitOutcome, LimitRecord, Record};
 use std::cell::RefCell;
@@ -136,6 +137,10 @@ impl Flow {
         if !matches!(self.state, State::Start) {
             return self.fail(internal("request headers arrived twice"), env.now_ms);
         }
+        // A blocked address is refused before any credential work.
+        if let Some(denial) = self.blocked(env, head) {
+            return self.finish_reply(denial, env.now_ms);
+        }
         let verdict = pipeline::on_request_headers(env.config, head, env.now_ms / 1000, env.store);
         self.record.address = head.source.peek();
         self.apply(env, verdict, head.headers)
@@ -204,6 +209,9 @@ impl Flow {
                     .auth
                     .map(|(method, success)| AuthRecord { method, success });
                 self.record.level = rejection.level;
+                if rejection.denial.status == 401 && matches!(rejection.auth, Some((_, false))) {
+                    self.count_failure(env);
+                }
                 // Failed authentication counts against the caller's address: over its limit,
                 // a 429 replaces the 401, so guessing credentials is throttled.
                 // Addresses are always counted locally, so this never waits for a call.
@@ -244,6 +252,45 @@ impl Flow {
                     }
                 }
             }
+        }
+    }
+
+    /// The refusal for a blocked address, if this one is.
+    fn blocked(&mut self, env: &Env, head: &RequestHead) -> Option<Denial> {
+        let table = env.config.blocking.as_ref()?;
+        let ip = head.source.get()?;
+        self.record.address = Some(ip);
+        let now = env.now_ms / 1000;
+        match table.blocked_until(env.store, &address_key(ip), now) {
+            Ok(None) => None,
+            Ok(Some(until)) => {
+                let mut denial = Denial::forbidden(
+                    "ip_blocked",
+                    "too many failed authentications from this address; retry later",
+                );
+                denial.headers.push((
+                    "retry-after".to_string(),
+                    until.saturating_sub(now).to_string(),
+                ));
+                Some(denial)
+            }
+            // Fail closed, as for every shared-data failure.
+            Err(_) => Some(Denial::new(
+                503,
+                "security_check_unavailable",
+                "the address block list cannot be read right now; retry shortly",
+            )),
+        }
+    }
+
+    /// Counts a refused credential against the caller's address; may block it.
+    fn count_failure(&mut self, env: &Env) {
+        let (Some(table), Some(ip)) = (env.config.blocking.as_ref(), self.record.address) else {
+            return;
+        };
+        let recorded = table.record_failure(env.store, &address_key(ip), env.now_ms / 1000);
+        if let Ok(Recorded::Blocked { until }) = recorded {
+            self.record.blocked_until = Some(until);
         }
     }
 

@@ -50,6 +50,8 @@ pub struct Record {
     pub public: bool,
     pub limit: Option<LimitRecord>,
     pub denial: Option<DenialRecord>,
+    /// This request's failed authentication blocked its address until then (seconds).
+    pub blocked_until: Option<u64>,
 }
 
 /// A metric update derived from a record.
@@ -125,6 +127,9 @@ impl Record {
                     ms,
                 ));
             }
+        }
+        if self.blocked_until.is_some() {
+            counter(&mut out, "security.addresses_blocked".to_string());
         }
         if let Some(denial) = self.denial {
             counter(&mut out, "requests.denied".to_string());

@@ -128,3 +128,44 @@ fn steps_out_of_order_end_in_an_internal_error() {
     let step = flow.on_callout(&env, &CalloutAnswer::NoResponse);
     assert!(matches!(step, Step::Reply(ref d) if d.status == 500));
 }
+
+#[test]
+fn an_address_that_keeps_failing_is_blocked_before_any_credential_work() {
+    let c = cfg(json!({
+        "security_monitoring": {"failed_auth_threshold": 3, "ip_cooldown_minutes": 1},
+        "rate_limiting": {"address_limits": {"requests_per_minute": 1000, "burst_limit": 1000}}
+    }));
+    let store = prepared(&c);
+    c.blocking.unwrap().prepare(&store).unwrap();
+    for _ in 0..2 {
+        let (step, record) = run(&c, &store, "/api/send/x", &[("x-api-key", "wrong")]);
+        assert!(matches!(step, Step::Reply(ref d) if d.status == 401));
+        assert_eq!(record.blocked_until, None);
+    }
+    let (_, record) = run(&c, &store, "/api/send/x", &[("x-api-key", "wrong")]);
+    assert_eq!(record.blocked_until, Some(NOW / 1000 + 60));
+    assert!(record.metrics().contains(&record::Metric::Counter(
+        "security.addresses_blocked".into()
+    )));
+    // Now even the right key is refused, with how long to wait.
+    let (step, record) = run(&c, &store, "/api/send/x", &[("x-api-key", KEY)]);
+    let Step::Reply(d) = step else {
+        panic!("{step:?}")
+    };
+    assert_eq!((d.status, d.code), (403, "ip_blocked"));
+    assert!(d
+        .headers
+        .contains(&("retry-after".to_string(), "60".to_string())));
+    assert_eq!(
+        record.auth, None,
+        "no credential work for a blocked address"
+    );
+    // Public routes and missing credentials do not count; other addresses are unaffected.
+    let c2 = cfg(json!({"security_monitoring": {"failed_auth_threshold": 1}}));
+    let store2 = prepared(&c2);
+    let (_, r) = run(&c2, &store2, "/api/send/x", &[]);
+    assert_eq!(
+        r.blocked_until, None,
+        "missing credentials are not a failed authentication"
+    );
+}

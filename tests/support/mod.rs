@@ -165,6 +165,8 @@ impl Envoy {
         let log = dir.0.join("envoy.log");
         let mut args: Vec<String> = vec!["-c".into(), config_path.display().to_string()];
         args.extend(["--concurrency".into(), concurrency.to_string()]);
+        // Logs reach the file within 200 ms, so tests can read what the filter logged.
+        args.extend(["--file-flush-interval-msec", "200"].map(String::from));
         args.extend(["--disable-hot-restart", "-l", "info", "--log-path"].map(String::from));
         args.push(log.display().to_string());
         let pid = spawn_kept(&envoy_bin(), &args, &log);

@@ -1,0 +1,265 @@
+//! Temporary blocks of addresses that fail authentication too often.
+//!
+//! Failures are counted per address (IPv6 by /64) over a sliding hour: each entry keeps the times
+//! of its last `threshold` failures, so the count is exact. Reaching the threshold blocks the
+//! address for the cooldown; a blocked address is refused before any credential work. The table
+//! is a fixed set of shared-data keys (`aw:blk:<n>`, created at configuration; Envoy cannot
+//! delete keys) with at most `per_slot` addresses each, so memory is bounded whatever addresses
+//! an attacker uses: `slots x per_slot x (24 + 8 x threshold)` bytes (4096 x 8 x 64 = 2 MiB by
+//! default). When a slot is full, the entry idle the longest is evicted, blocked entries last; an
+//! attacker who spreads over more addresses than the table holds can therefore get one of its own
+//! blocks forgotten early, never someone else blocked.
+
+use crate::store::{self, SharedStore, SlotKeys, StoreError};
+
+const WINDOW_SECONDS: u64 = 3600;
+
+#[derive(Debug, Clone, Copy)]
+pub struct BlockTable {
+    pub threshold: u32,
+    pub cooldown_seconds: u64,
+    pub slots: usize,
+    pub per_slot: usize,
+}
+
+/// One address's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    address: [u8; 16],
+    blocked_until: u64,
+    /// Failure times within the window, oldest first, at most `threshold`.
+    failures: Vec<u64>,
+}
+
+impl Entry {
+    fn last_seen(&self) -> u64 {
+        self.failures.last().copied().unwrap_or(0)
+    }
+}
+
+/// What recording a failure did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    Counted(u32),
+    /// This failure reached the threshold: blocked until then.
+    Blocked {
+        until: u64,
+    },
+}
+
+impl BlockTable {
+    fn keys(&self) -> SlotKeys {
+        SlotKeys {
+            prefix: "aw:blk",
+            slots: self.slots,
+        }
+    }
+
+    fn entry_bytes(&self) -> usize {
+        16 + 8 + 8 * self.threshold as usize
+    }
+
+    pub fn prepare<S: SharedStore + ?Sized>(&self, store: &S) -> Result<(), StoreError> {
+        self.keys().prepare(store)
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Vec<Entry> {
+        bytes
+            .chunks_exact(self.entry_bytes())
+            .map(|chunk| {
+                let mut address = [0u8; 16];
+                address.copy_from_slice(&chunk[..16]);
+                let u64_at = |at: usize| {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(&chunk[at..at + 8]);
+                    u64::from_be_bytes(b)
+                };
+                let failures = (0..self.threshold as usize)
+                    .map(|i| u64_at(24 + 8 * i))
+                    .filter(|t| *t != 0)
+                    .collect();
+                Entry {
+                    address,
+                    blocked_until: u64_at(16),
+                    failures,
+                }
+            })
+            .collect()
+    }
+
+    fn encode(&self, entries: &[Entry]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(entries.len() * self.entry_bytes());
+        for e in entries {
+            out.extend_from_slice(&e.address);
+            out.extend_from_slice(&e.blocked_until.to_be_bytes());
+            for i in 0..self.threshold as usize {
+                let t = e.failures.get(i).copied().unwrap_or(0);
+                out.extend_from_slice(&t.to_be_bytes());
+            }
+        }
+        out
+    }
+
+    /// Until when `address` is blocked, if it is (`now` in seconds).
+    pub fn blocked_until<S: SharedStore + ?Sized>(
+        &self,
+        store: &S,
+        address: &[u8; 16],
+        now: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let current = store.get(&self.keys().key_for(address))?;
+        let bytes = current.map(|(b, _)| b).unwrap_or_default();
+        Ok(self
+            .decode(&bytes)
+            .into_iter()
+            .find(|e| &e.address == address && e.blocked_until > now)
+            .map(|e| e.blocked_until))
+    }
+
+    /// Counts one failed authentication from `address`.
+    pub fn record_failure<S: SharedStore + ?Sized>(
+        &self,
+        store: &S,
+        address: &[u8; 16],
+        now: u64,
+    ) -> Result<Recorded, StoreError> {
+        let threshold = self.threshold as usize;
+        store::update(store, &self.keys().key_for(address), |current| {
+            let mut entries = self.decode(current);
+            // Forget what has aged out, so entries that no longer matter are evicted first.
+            for e in &mut entries {
+                e.failures.retain(|t| t + WINDOW_SECONDS > now);
+            }
+            entries.retain(|e| {
+                e.blocked_until > now || !e.failures.is_empty() || &e.address == address
+            });
+            let index = match entries.iter().position(|e| &e.address == address) {
+                Some(i) => i,
+                None => {
+                    if entries.len() >= self.per_slot {
+                        let victim = entries
+                            .iter()
+                            .enumerate()
+                            .min_by_key(|(_, e)| (e.blocked_until > now, e.last_seen()))
+                            .map(|(i, _)| i);
+                        if let Some(i) = victim {
+                            entries.swap_remove(i);
+                        }
+                    }
+                    entries.push(Entry {
+                        address: *address,
+                        blocked_until: 0,
+                        failures: Vec::new(),
+                    });
+                    entries.len() - 1
+                }
+            };
+            let Some(entry) = entries.get_mut(index) else {
+                return (None, Recorded::Counted(0));
+            };
+            entry.failures.push(now);
+            if entry.failures.len() > threshold {
+                entry.failures.remove(0);
+            }
+            let result = if entry.failures.len() >= threshold && entry.blocked_until <= now {
+                entry.blocked_until = now + self.cooldown_seconds;
+                // A block starts a new count for when it ends.
+                entry.failures.clear();
+                entry.failures.push(now);
+                Recorded::Blocked {
+                    until: entry.blocked_until,
+                }
+            } else {
+                Recorded::Counted(entry.failures.len() as u32)
+            };
+            (Some(self.encode(&entries)), result)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    const T: BlockTable = BlockTable {
+        threshold: 5,
+        cooldown_seconds: 3600,
+        slots: 4,
+        per_slot: 3,
+    };
+    const NOW: u64 = 1_800_000_000;
+
+    fn addr(n: u8) -> [u8; 16] {
+        let mut a = [0u8; 16];
+        a[0] = n;
+        a[15] = n.wrapping_mul(7);
+        a
+    }
+
+    #[test]
+    fn the_threshold_within_an_hour_blocks_for_the_cooldown() {
+        let store = MemoryStore::new();
+        T.prepare(&store).unwrap();
+        let a = addr(1);
+        for i in 0..4 {
+            assert_eq!(
+                T.record_failure(&store, &a, NOW + i).unwrap(),
+                Recorded::Counted(i as u32 + 1)
+            );
+            assert_eq!(T.blocked_until(&store, &a, NOW + i).unwrap(), None);
+        }
+        assert_eq!(
+            T.record_failure(&store, &a, NOW + 10).unwrap(),
+            Recorded::Blocked {
+                until: NOW + 10 + 3600
+            }
+        );
+        assert_eq!(
+            T.blocked_until(&store, &a, NOW + 11).unwrap(),
+            Some(NOW + 3610)
+        );
+        assert_eq!(T.blocked_until(&store, &addr(2), NOW + 11).unwrap(), None);
+        // Unblocked by itself after the cooldown.
+        assert_eq!(T.blocked_until(&store, &a, NOW + 3611).unwrap(), None);
+    }
+
+    #[test]
+    fn failures_older_than_an_hour_do_not_count() {
+        let store = MemoryStore::new();
+        let a = addr(3);
+        for i in 0..4 {
+            T.record_failure(&store, &a, NOW + i * 1000).unwrap();
+        }
+        // The first failure (at NOW) has aged out by NOW + 3600.
+        assert_eq!(
+            T.record_failure(&store, &a, NOW + 3600).unwrap(),
+            Recorded::Counted(4)
+        );
+    }
+
+    #[test]
+    fn memory_is_bounded_and_blocks_are_evicted_last() {
+        let store = MemoryStore::new();
+        T.prepare(&store).unwrap();
+        let blocked = addr(9);
+        for i in 0..5 {
+            T.record_failure(&store, &blocked, NOW + i).unwrap();
+        }
+        for n in 0..=255u8 {
+            for _ in 0..2 {
+                T.record_failure(&store, &addr(n.wrapping_add(100)), NOW + 20)
+                    .unwrap();
+            }
+        }
+        assert_eq!(store.len(), 4);
+        for slot in 0..4 {
+            let (bytes, _) = store.get(&T.keys().key(slot)).unwrap().unwrap();
+            assert!(bytes.len() <= 3 * T.entry_bytes());
+        }
+        assert!(T
+            .blocked_until(&store, &blocked, NOW + 30)
+            .unwrap()
+            .is_some());
+    }
+}

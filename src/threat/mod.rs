@@ -1,0 +1,79 @@
+//! Threat protection. Today: failed-authentication tracking with temporary address blocks (the
+//! seed's `security_monitoring.failed_auth_threshold` and `ip_cooldown_minutes`).
+
+pub mod blocking;
+
+use crate::field::{within, ConfigError};
+use blocking::BlockTable;
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// `security_monitoring` as operators write it (the seed's names).
+#[derive(Debug, Deserialize, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecurityMonitoring {
+    /// Failed authentications from one address within an hour that block it. Default 5.
+    #[serde(default)]
+    pub failed_auth_threshold: Option<u32>,
+    /// How long a blocked address stays blocked. Default 60.
+    #[serde(default)]
+    pub ip_cooldown_minutes: Option<u32>,
+    /// Abuse scoring (not enforced yet: refused when set).
+    #[serde(default)]
+    pub suspicious_rate_threshold: Option<u32>,
+    /// Abuse scoring (not enforced yet: refused when set).
+    #[serde(default)]
+    pub unusual_endpoint_threshold: Option<u32>,
+    /// Shared-data keys of the block table. Default 4096.
+    #[serde(default)]
+    pub table_slots: Option<usize>,
+    /// Addresses per key. Default 8.
+    #[serde(default)]
+    pub slot_entries: Option<usize>,
+}
+
+pub fn compile(raw: &RawSecurityMonitoring) -> Result<BlockTable, ConfigError> {
+    for (name, set) in [
+        (
+            "suspicious_rate_threshold",
+            raw.suspicious_rate_threshold.is_some(),
+        ),
+        (
+            "unusual_endpoint_threshold",
+            raw.unusual_endpoint_threshold.is_some(),
+        ),
+    ] {
+        if set {
+            return Err(ConfigError::new(
+                format!("security_monitoring.{name}"),
+                "abuse scoring is not enforced yet; remove this setting rather than rely on it",
+            ));
+        }
+    }
+    Ok(BlockTable {
+        threshold: within(
+            "security_monitoring.failed_auth_threshold",
+            raw.failed_auth_threshold,
+            5,
+            1..=100,
+        )?,
+        cooldown_seconds: u64::from(within(
+            "security_monitoring.ip_cooldown_minutes",
+            raw.ip_cooldown_minutes,
+            60,
+            1..=10_080,
+        )?) * 60,
+        slots: within(
+            "security_monitoring.table_slots",
+            raw.table_slots,
+            4096,
+            1..=65_536,
+        )?,
+        per_slot: within(
+            "security_monitoring.slot_entries",
+            raw.slot_entries,
+            8,
+            1..=256,
+        )?,
+    })
+}

@@ -91,6 +91,7 @@ pub struct JwtVerifier {
     max_token_length: usize,
     revoked_jti: HashSet<String>,
     client_id_claim: String,
+    cache: std::cell::RefCell<TokenCache>,
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -107,7 +108,21 @@ impl std::fmt::Debug for JwtVerifier {
 pub struct VerifiedToken {
     pub client_id: String,
     pub scopes: Vec<String>,
+    /// `exp`, in seconds: a cached verification holds only until then.
+    pub expires_at: Option<u64>,
+    /// The later of `iat` and `nbf`: not valid before then (a clock may step back).
+    pub valid_from: Option<u64>,
 }
+
+/// Tokens this worker verified, by SHA-256 of the whole token. A hit skips the signature and
+/// claims work but re-checks `exp` against the proxy clock; only successes are kept, so nothing
+/// the full path refuses is ever accepted from here. It lives inside the compiled verifier: a
+/// configuration change (key rotation, a revoked `jti`) starts from an empty cache. Bounded:
+/// when full it is emptied, which costs one re-verification per live token.
+#[derive(Debug, Default)]
+struct TokenCache(std::collections::HashMap<[u8; 32], VerifiedToken>);
+
+const TOKEN_CACHE_ENTRIES: usize = 4096;
 
 /// Why a token was refused; `code` is stable (metrics, JSON), `message` is safe to return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,13 +277,46 @@ impl JwtVerifier {
             client_id_claim: raw
                 .client_id_claim
                 .unwrap_or_else(|| "client_id".to_string()),
+            cache: std::cell::RefCell::new(TokenCache::default()),
         })
     }
 
+    #[cfg(test)]
+    fn cached(&self) -> usize {
+        self.cache.borrow().0.len()
+    }
+
+    /// Verifies a token, from this worker's cache of verified tokens when it can.
     pub fn verify(&self, token: &[u8], now_secs: u64) -> Result<VerifiedToken, JwtFailure> {
         if token.len() > self.max_token_length {
             return Err(JwtFailure::TooLong);
         }
+        use sha2::Digest;
+        let key: [u8; 32] = sha2::Sha256::digest(token).into();
+        if let Some(hit) = self.cache.borrow().0.get(&key) {
+            let skew = self.skew_seconds;
+            let not_expired = hit
+                .expires_at
+                .is_some_and(|exp| now_secs <= exp.saturating_add(skew));
+            let started = hit
+                .valid_from
+                .is_none_or(|from| now_secs.saturating_add(skew) >= from);
+            if not_expired && started {
+                return Ok(hit.clone());
+            }
+        }
+        let verified = self.verify_uncached(token, now_secs)?;
+        if verified.expires_at.is_some() {
+            let mut cache = self.cache.borrow_mut();
+            if cache.0.len() >= TOKEN_CACHE_ENTRIES {
+                cache.0.clear();
+            }
+            cache.0.insert(key, verified.clone());
+        }
+        Ok(verified)
+    }
+
+    fn verify_uncached(&self, token: &[u8], now_secs: u64) -> Result<VerifiedToken, JwtFailure> {
         let token = std::str::from_utf8(token).map_err(|_| JwtFailure::Malformed)?;
         let header = decode_header(token)?;
         for forbidden in ["jwk", "jku", "x5u", "x5c"] {
@@ -393,6 +441,12 @@ impl JwtVerifier {
         Ok(VerifiedToken {
             client_id,
             scopes: scopes_of(&claims.custom)?,
+            expires_at: claims.expires_at.map(|t| t.as_secs()),
+            valid_from: [claims.issued_at, claims.invalid_before]
+                .into_iter()
+                .flatten()
+                .map(|t| t.as_secs())
+                .max(),
         })
     }
 }

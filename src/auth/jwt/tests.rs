@@ -426,3 +426,45 @@ fn skew_is_bounded_and_exp_and_aud_stay_required() {
         assert!(err.reason.contains(dropped));
     }
 }
+
+#[test]
+fn the_verified_token_cache_accepts_nothing_the_full_path_refuses() {
+    let v = hs_verifier();
+    let token = hs_token(claims("marketing"));
+    assert!(v.verify(token.as_bytes(), NOW).is_ok());
+    assert_eq!(v.cached(), 1);
+    assert!(v.verify(token.as_bytes(), NOW + 10).is_ok(), "a hit");
+    assert_eq!(v.cached(), 1);
+    // Past exp (+ skew) a hit does not count: the full path refuses it.
+    assert_eq!(
+        v.verify(token.as_bytes(), NOW + 3600 + 31),
+        Err(JwtFailure::Expired)
+    );
+    // Refusals are never cached.
+    let bad = hs_token(claims("marketing").with_audience("other-api"));
+    assert!(v.verify(bad.as_bytes(), NOW).is_err());
+    assert_eq!(v.cached(), 1);
+    // A new configuration without the key (rotation) starts empty and refuses the token.
+    let other_key = RawJwtKey {
+        kid: None,
+        alg: "HS256".into(),
+        secret: Some("another-secret-of-at-least-32-bytes!!".into()),
+        pem: None,
+    };
+    let rotated = JwtVerifier::compile(raw(vec![other_key], None)).unwrap();
+    assert_eq!(
+        rotated.verify(token.as_bytes(), NOW),
+        Err(JwtFailure::BadSignature)
+    );
+}
+
+#[test]
+fn the_verified_token_cache_is_bounded() {
+    let v = hs_verifier();
+    for i in 0..(TOKEN_CACHE_ENTRIES + 10) {
+        let mut c = claims("marketing");
+        c.jwt_id = Some(format!("t-{i}"));
+        assert!(v.verify(hs_token(c).as_bytes(), NOW).is_ok());
+    }
+    assert!(v.cached() <= TOKEN_CACHE_ENTRIES, "{}", v.cached());
+}

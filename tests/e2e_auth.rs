@@ -16,6 +16,7 @@ const ANALYTICS_KEY_B: &str = "ak_demo_analytics_key_000000000000000B";
 const RETIRED_KEY: &str = "ak_test_retired_key_0000000000000000001";
 const OPS_KEY: &str = "ak_test_ops_key_00000000000000000000001";
 const OPS_ROOT_KEY: &str = "ak_test_ops_root_key_000000000000000001";
+const EXPIRED_KEY: &str = "ak_test_expired_key_000000000000000001";
 const JWT_SECRET: &str = "demo-jwt-secret-change-me-0123456789abcdef";
 const HMAC_SECRET: &str = "demo-marketing-hmac-secret-rotate-me";
 const MAX_BODY: usize = 4096;
@@ -42,6 +43,10 @@ fn test_config() -> Value {
     clients.push(json!({
         "client_id": "ops", "name": "Ops Console", "security_level": "sensitive",
         "allowed_endpoints": ["/api/admin/*"], "api_keys": [sha(OPS_KEY)]
+    }));
+    clients.push(json!({
+        "client_id": "contractor", "allowed_endpoints": ["/api/send/*"],
+        "api_keys": [{"id": "contract-2025", "sha256": sha(EXPIRED_KEY), "expires_at": 1_767_225_600}]
     }));
     clients.push(json!({
         "client_id": "ops-root", "security_level": "sensitive",
@@ -258,6 +263,13 @@ fn wrong_key_is_refused_without_echoing_it() {
         401,
         "missing_credentials",
     );
+}
+
+#[test]
+fn an_expired_api_key_is_refused() {
+    // Expired at 2026-01-01T00:00:00Z.
+    let resp = get("/api/send/bulk", &[("X-API-Key", EXPIRED_KEY)]);
+    assert_denied(&resp, 401, "api_key_expired");
 }
 
 #[test]

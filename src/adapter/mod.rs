@@ -84,6 +84,8 @@ struct Health {
     store_failing: Cell<bool>,
     header_edits_failing: Cell<bool>,
     store_vanished: Cell<bool>,
+    /// Credential warnings already logged (bounded by the configured keys).
+    warned: RefCell<std::collections::HashSet<String>>,
 }
 
 /// One worker's state under one configuration, shared by its root and request contexts.
@@ -146,6 +148,11 @@ impl Worker {
             match metric {
                 Metric::Counter(name) => host.increment(&name),
                 Metric::Histogram(name, value) => host.record(&name, value),
+            }
+        }
+        if let Some(warning) = &record.credential_warning {
+            if self.health.warned.borrow_mut().insert(warning.clone()) {
+                host.log(LogLevel::Warn, &format!("api-warden: {warning}"));
             }
         }
         if let (Some(until), Some(address)) = (record.blocked_until, record.address) {

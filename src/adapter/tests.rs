@@ -490,3 +490,54 @@ fn kong_needs_host_and_port_for_callouts() {
         .1
         .contains("rate_limiting.redis.cluster"));
 }
+
+#[test]
+fn api_keys_expire_and_warn_before_they_do() {
+    let now_s = NOW / 1000;
+    let expiring = "ak_test_key_expiring_0000000000001";
+    let expired = "ak_test_key_expired_00000000000001";
+    let cfg = json!({
+        "clients": [{"client_id": "marketing", "allowed_endpoints": ["/api/send/*"],
+            "api_keys": [
+                {"id": "soon", "sha256": digest(expiring), "expires_at": now_s + 3 * 86_400},
+                {"id": "old", "sha256": digest(expired), "expires_at": now_s - 1}
+            ]}]
+    });
+    let host = TestHost::new(&cfg.to_string(), NOW);
+    let mut root = RootFilter::default();
+    assert!(root.on_configure(&host));
+    for _ in 0..2 {
+        host.request(
+            &[
+                (":method", "GET"),
+                (":path", "/api/send/x"),
+                ("x-api-key", expiring),
+            ],
+            b"",
+            Some("10.0.0.1"),
+        );
+        let (_, action) = start(&host, &root);
+        assert_eq!(action, Action::Continue);
+    }
+    assert_eq!(host.counter("auth.api_key.expiring"), 2);
+    let warnings: Vec<String> = host
+        .logs
+        .borrow()
+        .iter()
+        .filter(|(l, m)| *l == LogLevel::Warn && m.contains("expires at"))
+        .map(|(_, m)| m.clone())
+        .collect();
+    assert_eq!(warnings.len(), 1, "logged once: {warnings:?}");
+    assert!(warnings[0].contains("API key soon of client marketing"));
+    host.request(
+        &[
+            (":method", "GET"),
+            (":path", "/api/send/x"),
+            ("x-api-key", expired),
+        ],
+        b"",
+        Some("10.0.0.1"),
+    );
+    start(&host, &root);
+    assert_eq!(host.last_reply(), Some((401, "api_key_expired".into())));
+}

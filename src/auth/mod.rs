@@ -81,6 +81,9 @@ pub struct Identity {
     pub client: usize,
     pub method: AuthMethod,
     pub scopes: Vec<String>,
+    /// Something the operator should know about the credential used (an API key close to its
+    /// expiry): counted and logged once per worker, never sent to the client.
+    pub warning: Option<String>,
 }
 
 /// One method's failure, kept so the first failure in configured order is reported.
@@ -106,6 +109,8 @@ pub struct AuthSettings {
     /// The configured order.
     pub methods: Vec<AuthMethod>,
     pub api_keys: api_key::KeyTable,
+    /// How long before a key's expiry its use is counted and logged.
+    pub api_key_warning_seconds: u64,
     pub jwt: Option<jwt::JwtVerifier>,
     pub hmac: hmac_signature::HmacSettings,
 }

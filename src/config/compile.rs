@@ -178,6 +178,12 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         auth: AuthSettings {
             methods,
             api_keys,
+            api_key_warning_seconds: within(
+                "api_key.expiry_warning_days",
+                raw.api_key.expiry_warning_days,
+                14,
+                0..=365,
+            )? * 86_400,
             jwt,
             hmac,
         },

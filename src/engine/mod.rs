@@ -302,6 +302,7 @@ impl Flow {
                     method: identity.method,
                     success: true,
                 });
+                self.record.credential_warning = identity.warning.clone();
                 self.record.client = env
                     .config
                     .clients

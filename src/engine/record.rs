@@ -52,6 +52,8 @@ pub struct Record {
     pub denial: Option<DenialRecord>,
     /// This request's failed authentication blocked its address until then (seconds).
     pub blocked_until: Option<u64>,
+    /// A warning about the credential used (an API key close to expiry).
+    pub credential_warning: Option<String>,
 }
 
 /// A metric update derived from a record.
@@ -127,6 +129,9 @@ impl Record {
                     ms,
                 ));
             }
+        }
+        if self.credential_warning.is_some() {
+            counter(&mut out, "auth.api_key.expiring".to_string());
         }
         if self.blocked_until.is_some() {
             counter(&mut out, "security.addresses_blocked".to_string());

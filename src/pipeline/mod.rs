@@ -274,6 +274,7 @@ fn suspend(
                 client,
                 method: suspension.method,
                 scopes: Directory::scopes(cfg, client).to_vec(),
+                warning: None,
             };
             // Authorised now, but a refusal is told only once the signature verified: an
             // unverified caller learns nothing about another client's rules.

@@ -469,6 +469,7 @@ impl Resume for AwaitingIntrospection {
                     client: ctx.directory.find("marketing").unwrap(),
                     method: AuthMethod::ApiKey,
                     scopes: vec!["send".into()],
+                    warning: None,
                 })
             }
             _ => Attempt::Failed(crate::auth::unauthorized(

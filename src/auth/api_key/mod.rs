@@ -32,6 +32,9 @@ pub struct RawApiKeyDetail {
     pub id: Option<String>,
     #[serde(default)]
     pub scopes: Option<Vec<String>>,
+    /// When the key stops working (Unix seconds): refused with 401 `api_key_expired` from then.
+    #[serde(default)]
+    pub expires_at: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default, JsonSchema)]
@@ -41,6 +44,9 @@ pub struct RawApiKeyOptions {
     pub allow_plaintext: bool,
     #[serde(default)]
     pub max_length: Option<usize>,
+    /// Days before a key's `expires_at` from which its use is counted and logged. Default 14.
+    #[serde(default)]
+    pub expiry_warning_days: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -50,6 +56,8 @@ pub struct KeyEntry {
     pub id: String,
     /// Narrows the client's scopes when set.
     pub scopes: Option<Vec<String>>,
+    /// Unix seconds from which the key is refused.
+    pub expires_at: Option<u64>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -92,8 +100,8 @@ pub fn register(
 ) -> Result<(), ConfigError> {
     for (j, key) in keys.iter().enumerate() {
         let kfield = format!("{field}[{j}]");
-        let (digest_bytes, id, scopes) = match key {
-            RawApiKey::Digest(hex) => (parse_digest(&kfield, hex)?, None, None),
+        let (digest_bytes, id, scopes, expires_at) = match key {
+            RawApiKey::Digest(hex) => (parse_digest(&kfield, hex)?, None, None, None),
             RawApiKey::Detailed(d) => {
                 let found = match (&d.sha256, &d.key) {
                     (Some(hex), None) => parse_digest(&format!("{kfield}.sha256"), hex)?,
@@ -113,11 +121,17 @@ pub fn register(
                         return Err(ConfigError::new(&kfield, "give exactly one of `sha256` or `key`"))
                     }
                 };
-                (found, d.id.clone(), d.scopes.clone())
+                (found, d.id.clone(), d.scopes.clone(), d.expires_at)
             }
         };
         let id = id.unwrap_or_else(|| hex::encode(&digest_bytes[..4]));
-        table.insert(&kfield, digest_bytes, KeyEntry { client, id, scopes })?;
+        let entry = KeyEntry {
+            client,
+            id,
+            scopes,
+            expires_at,
+        };
+        table.insert(&kfield, digest_bytes, entry)?;
     }
     Ok(())
 }
@@ -187,6 +201,22 @@ impl Method for ApiKeyMethod {
                 return Some(Attempt::Failed(failure));
             }
         };
+        let now = ctx.now;
+        let mut warning = None;
+        if let Some(expires_at) = entry.expires_at {
+            if now >= expires_at {
+                let failure =
+                    unauthorized(AuthMethod::ApiKey, "api_key_expired", "API key has expired");
+                return Some(Attempt::Failed(failure));
+            }
+            if expires_at - now <= ctx.settings.api_key_warning_seconds {
+                warning = Some(format!(
+                    "API key {} of client {} expires at {expires_at} (Unix seconds)",
+                    entry.id,
+                    ctx.directory.id(entry.client)
+                ));
+            }
+        }
         // A key's own scopes narrow the client's: a key never carries a scope its client lacks.
         let client_scopes = ctx.directory.scopes(entry.client);
         let scopes = match &entry.scopes {
@@ -201,6 +231,7 @@ impl Method for ApiKeyMethod {
             client: entry.client,
             method: AuthMethod::ApiKey,
             scopes,
+            warning,
         }))
     }
 }
@@ -216,6 +247,7 @@ mod tests {
                 client: i,
                 id: format!("k{i}"),
                 scopes: None,
+                expires_at: None,
             };
             t.insert("f", digest(key.as_bytes()), entry).unwrap();
         }
@@ -250,6 +282,7 @@ mod tests {
             client: 1,
             id: "dup".into(),
             scopes: None,
+            expires_at: None,
         };
         assert!(t.insert("f", digest(b"key-a"), entry).is_err());
     }

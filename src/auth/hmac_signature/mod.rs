@@ -369,6 +369,7 @@ fn verify_locally(
             client: index,
             method: AuthMethod::Hmac,
             scopes: ctx.directory.scopes(index).to_vec(),
+            warning: None,
         }),
         ReplayVerdict::Replayed => Err(unauthorized(
             AuthMethod::Hmac,

@@ -726,6 +726,7 @@ fn verify_token(ctx: &AuthContext, token: &[u8]) -> Result<Identity, Failure> {
         client,
         method: AuthMethod::Jwt,
         scopes: verified.scopes,
+        warning: None,
     })
 }
 

@@ -74,11 +74,27 @@ fn config_block(yaml: &str) -> (usize, usize, usize) {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_ports::<1>()[0]
+}
+
+/// `N` distinct free loopback ports, never handed out twice in this test process: a port
+/// taken and released can come back from the kernel at once, and tests start servers in
+/// parallel.
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut held = Vec::new();
+    let mut ports = Vec::new();
+    while ports.len() < N {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        if !given.contains(&port) {
+            given.push(port);
+            ports.push(port);
+        }
+        held.push(listener);
+    }
+    std::array::from_fn(|i| ports[i])
 }
 
 pub struct Envoy {
@@ -137,7 +153,7 @@ impl Envoy {
         clusters: &[(&str, u16)],
     ) -> Result<Envoy, String> {
         let dir = TempDir::new("envoy");
-        let (port, admin, echo) = (free_port(), free_port(), free_port());
+        let [port, admin, echo] = free_ports::<3>();
         let yaml = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml")).unwrap();
         let (start, end, indent) = config_block(&yaml);
         let pad = " ".repeat(indent);

@@ -1,6 +1,6 @@
 //! Redis and webdis for the distributed rate-limit tests, on free loopback ports.
 
-use super::{free_port_for_tests, http, kill, spawn_kept, TempDir};
+use super::{http, kill, spawn_kept, TempDir};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -33,9 +33,10 @@ impl RedisStack {
     /// every command disabled, EVALSHA and EVAL enabled for those credentials only.
     pub fn start_with_acl(credentials: Option<&str>) -> Self {
         let dir = TempDir::new("redis");
+        let [redis_port, webdis_port] = super::free_ports::<2>();
         let mut stack = RedisStack {
-            redis_port: free_port_for_tests(),
-            webdis_port: free_port_for_tests(),
+            redis_port,
+            webdis_port,
             redis_pid: None,
             webdis_pid: None,
             dir,

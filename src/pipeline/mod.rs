@@ -369,28 +369,14 @@ fn resumed(cfg: &Config, attempt: Attempt, rest: PendingRequest) -> Verdict {
                 set_headers: Vec::new(),
             })
         }
-        Attempt::Verified(identity) => {
-            let outcome = Outcome::Authenticated(identity);
-            finish(
-                cfg,
-                outcome,
-                &rest.creds,
-                &rest.target.path,
-                &source,
-                rest.level,
-            )
-        }
-        Attempt::Failed(failure) => {
-            let outcome = Outcome::Failed(failure);
-            finish(
-                cfg,
-                outcome,
-                &rest.creds,
-                &rest.target.path,
-                &source,
-                rest.level,
-            )
-        }
+        settled @ (Attempt::Verified(_) | Attempt::Failed(_)) => finish(
+            cfg,
+            settled.into(),
+            &rest.creds,
+            &rest.target.path,
+            &source,
+            rest.level,
+        ),
         // Waiting again (a verified body whose replay record goes to Redis): what the first
         // wait applied and deferred stands.
         Attempt::Suspended(again) => Verdict::Suspend(

@@ -54,7 +54,7 @@ return {0, m, h, d, tokens}
 "#;
 
 /// Percent-encodes one webdis path argument (webdis splits the path on '/').
-fn encode(arg: &str) -> String {
+pub(crate) fn encode(arg: &str) -> String {
     let mut out = String::with_capacity(arg.len() * 3);
     for b in arg.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

@@ -329,28 +329,26 @@ fn verify_signed_body(
     facts: &RequestFacts,
     body: &[u8],
 ) -> Attempt {
-    let identity = match verify_locally(ctx, signed, facts, body) {
-        Ok(identity) => identity,
+    let (identity, expires_at) = match verify_locally(ctx, signed, facts, body) {
+        Ok(verified) => verified,
         Err(failure) => return Attempt::Failed(failure),
     };
-    let settings = &ctx.settings.hmac;
-    let Some(shared) = &settings.shared_replay else {
+    let Some(shared) = &ctx.settings.hmac.shared_replay else {
         return Attempt::Verified(identity);
     };
-    let ts =
-        check_timestamp(&signed.timestamp, ctx.now, settings.window_seconds).unwrap_or(ctx.now);
-    let ttl = (ts + settings.window_seconds).saturating_sub(ctx.now);
-    let fingerprint = ReplayTable::fingerprint(&signed.signature);
+    let ttl = expires_at.saturating_sub(ctx.now);
+    let (fingerprint, _) = ReplayTable::fingerprint(&signed.signature);
     let call = shared.record_call(ctx.directory.id(identity.client), &fingerprint, ttl);
     shared.suspend(identity, call)
 }
 
+/// The identity, and when the signature's timestamp leaves the window.
 fn verify_locally(
     ctx: &AuthContext,
     signed: &SignedRequest,
     facts: &RequestFacts,
     body: &[u8],
-) -> Result<Identity, Failure> {
+) -> Result<(Identity, u64), Failure> {
     let (index, ts) = precheck(ctx, signed)?;
     let secret = ctx
         .directory
@@ -365,12 +363,15 @@ fn verify_locally(
             .replay
             .check_and_record(ctx.store, id, &signed.signature, expires_at, ctx.now);
     match verdict {
-        ReplayVerdict::Fresh => Ok(Identity {
-            client: index,
-            method: AuthMethod::Hmac,
-            scopes: ctx.directory.scopes(index).to_vec(),
-            warning: None,
-        }),
+        ReplayVerdict::Fresh => {
+            let identity = Identity {
+                client: index,
+                method: AuthMethod::Hmac,
+                scopes: ctx.directory.scopes(index).to_vec(),
+                warning: None,
+            };
+            Ok((identity, expires_at))
+        }
         ReplayVerdict::Replayed => Err(unauthorized(
             AuthMethod::Hmac,
             "signature_replayed",

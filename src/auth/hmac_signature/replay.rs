@@ -49,12 +49,14 @@ impl ReplayTable {
         Ok(())
     }
 
-    /// The 16 bytes that stand for a signature in every table.
-    pub fn fingerprint(signature: &str) -> [u8; 16] {
+    /// The 16 bytes that stand for a signature in every table, and 8 more that pick its slot.
+    pub fn fingerprint(signature: &str) -> ([u8; 16], u64) {
         let digest = Sha256::digest(signature.to_ascii_lowercase().as_bytes());
         let mut fingerprint = [0u8; 16];
         fingerprint.copy_from_slice(&digest[..16]);
-        fingerprint
+        let mut pick = [0u8; 8];
+        pick.copy_from_slice(&digest[16..24]);
+        (fingerprint, u64::from_be_bytes(pick))
     }
 
     /// Records the signature if it was not seen; `expires_at` is when its timestamp leaves the
@@ -67,12 +69,8 @@ impl ReplayTable {
         expires_at: u64,
         now: u64,
     ) -> ReplayVerdict {
-        let digest = Sha256::digest(signature.to_ascii_lowercase().as_bytes());
-        let mut fingerprint = [0u8; 16];
-        fingerprint.copy_from_slice(&digest[..16]);
-        let mut pick = [0u8; 8];
-        pick.copy_from_slice(&digest[16..24]);
-        let slot = (u64::from_be_bytes(pick) % self.slots.max(1) as u64) as usize;
+        let (fingerprint, pick) = Self::fingerprint(signature);
+        let slot = (pick % self.slots.max(1) as u64) as usize;
 
         let result = store::update(store, &Self::key(client_id, slot), |current| {
             let mut live: Vec<u8> = Vec::with_capacity(current.len() + ENTRY_BYTES);

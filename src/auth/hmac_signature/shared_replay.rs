@@ -7,6 +7,7 @@ use super::super::{unauthorized, Attempt, AuthContext, AuthMethod, Failure, Iden
 use super::super::{RequestFacts, Resume, Suspension, Wait};
 use crate::callout::{CalloutAnswer, CalloutSpec};
 use crate::denial::Denial;
+use crate::ratelimit::redis::encode;
 use serde_json::Value;
 
 /// Where signatures are recorded cluster-wide (the rate limiter's webdis, when configured).
@@ -20,19 +21,6 @@ pub struct SharedReplay {
     /// Redis could not answer: accept what the local check accepted (`failure_mode: allow`),
     /// or refuse with 503 (`deny`, the default).
     pub fail_open: bool,
-}
-
-/// Percent-encodes one webdis path argument.
-fn encode(arg: &str) -> String {
-    let mut out = String::with_capacity(arg.len());
-    for b in arg.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 impl SharedReplay {

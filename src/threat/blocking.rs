@@ -63,7 +63,16 @@ impl BlockTable {
         self.keys().prepare(store)
     }
 
+    /// Entries are as long as the threshold makes them, so each value starts with the threshold
+    /// it was written with: after a configuration change, entries of the old layout are
+    /// forgotten (counts restart) rather than misread.
     fn decode(&self, bytes: &[u8]) -> Vec<Entry> {
+        let Some((&layout, bytes)) = bytes.split_first() else {
+            return Vec::new();
+        };
+        if u32::from(layout) != self.threshold {
+            return Vec::new();
+        }
         bytes
             .chunks_exact(self.entry_bytes())
             .map(|chunk| {
@@ -88,7 +97,9 @@ impl BlockTable {
     }
 
     fn encode(&self, entries: &[Entry]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(entries.len() * self.entry_bytes());
+        let mut out = Vec::with_capacity(1 + entries.len() * self.entry_bytes());
+        // The threshold is at most 100 (configuration), so it fits the layout byte.
+        out.push(u8::try_from(self.threshold).unwrap_or(u8::MAX));
         for e in entries {
             out.extend_from_slice(&e.address);
             out.extend_from_slice(&e.blocked_until.to_be_bytes());
@@ -255,11 +266,33 @@ mod tests {
         assert_eq!(store.len(), 4);
         for slot in 0..4 {
             let (bytes, _) = store.get(&T.keys().key(slot)).unwrap().unwrap();
-            assert!(bytes.len() <= 3 * T.entry_bytes());
+            assert!(bytes.len() <= 1 + 3 * T.entry_bytes());
         }
         assert!(T
             .blocked_until(&store, &blocked, NOW + 30)
             .unwrap()
             .is_some());
+    }
+
+    #[test]
+    fn a_new_threshold_never_misreads_entries_written_under_the_old_one() {
+        let store = MemoryStore::new();
+        let a = addr(4);
+        for i in 0..5 {
+            T.record_failure(&store, &a, NOW + i).unwrap();
+        }
+        assert!(T.blocked_until(&store, &a, NOW + 5).unwrap().is_some());
+        let stricter = BlockTable { threshold: 2, ..T };
+        assert_eq!(stricter.blocked_until(&store, &a, NOW + 5).unwrap(), None);
+        assert_eq!(
+            stricter.record_failure(&store, &a, NOW + 6).unwrap(),
+            Recorded::Counted(1)
+        );
+        assert_eq!(
+            stricter.record_failure(&store, &a, NOW + 7).unwrap(),
+            Recorded::Blocked {
+                until: NOW + 7 + 3600
+            }
+        );
     }
 }

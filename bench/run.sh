@@ -78,6 +78,7 @@ filters_warden() { # $1: plugin configuration JSON, $2: the .wasm (default $WASM
                 name: api_warden
                 root_id: api_warden
                 failure_policy: FAIL_RELOAD
+                allow_on_headers_stop_iteration: true
                 vm_config:
                   vm_id: api_warden
                   runtime: envoy.wasm.runtime.v8
@@ -85,10 +86,6 @@ filters_warden() { # $1: plugin configuration JSON, $2: the .wasm (default $WASM
                 configuration:
                   "@type": type.googleapis.com/google.protobuf.StringValue
                   value: $json
-          - name: envoy.filters.http.buffer
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer
-              max_request_bytes: 1048576
 YAML
 }
 # Envoy's local rate limit with limits never reached, as api-warden's are in this benchmark.

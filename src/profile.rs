@@ -45,6 +45,16 @@ impl HostProfile {
         }
     }
 
+    /// Whether the host can hold a request's headers while the filter reads its body. Envoy can
+    /// when the plugin sets `allow_on_headers_stop_iteration: true` (Envoy 1.35+); without it a
+    /// header-phase pause becomes "stop all", the body never arrives and the request stalls
+    /// (closed, never forwarded). nginx stalls on a header-phase pause, but it buffers the whole
+    /// body before proxying, so on Kong the headers continue and the body phase still decides
+    /// before anything reaches the upstream.
+    pub fn holds_headers_for_body(self) -> bool {
+        matches!(self, Self::Envoy)
+    }
+
     /// Whether the host can carry gRPC calls (Kong's cannot: dispatching one fails the filter).
     pub fn grpc_calls(self) -> bool {
         matches!(self, Self::Envoy)

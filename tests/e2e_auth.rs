@@ -694,6 +694,103 @@ fn tampered_signed_requests_are_refused() {
     );
 }
 
+/// Envoy as shipped (no buffer filter) with its route sent to a recording upstream, after
+/// `edit` changed its configuration.
+fn recording_envoy(edit: &dyn Fn(String) -> String) -> (Envoy, support::recorder::Recorder) {
+    let recorder = support::recorder::Recorder::start();
+    let envoy =
+        Envoy::try_start_edited(&test_config(), 2, &[("recorder", recorder.port)], &|yaml| {
+            edit(yaml.replace("route: { cluster: echo }", "route: { cluster: recorder }"))
+        })
+        .unwrap_or_else(|log| panic!("Envoy did not start:\n{log}"));
+    (envoy, recorder)
+}
+
+/// The head of a signed POST whose body arrives later, tagged with `test_id`.
+fn signed_head(target: &str, body: &[u8], test_id: &str) -> Vec<u8> {
+    let h = signed_headers("POST", target, body, now(), Some(test_id));
+    let mut head = format!(
+        "POST {target} HTTP/1.1\r\nhost: api\r\nx-forwarded-for: {OFFICE}\r\nx-test-id: {test_id}\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in &h {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    head.into_bytes()
+}
+
+#[test]
+fn a_signed_body_is_verified_before_its_request_reaches_the_upstream() {
+    assert!(
+        !std::fs::read_to_string(support::repo_root().join("envoy/envoy.yaml"))
+            .unwrap()
+            .contains("envoy.filters.http.buffer"),
+        "the shipped configuration must not need Envoy's buffer filter"
+    );
+    let (envoy, recorder) = recording_envoy(&|yaml| yaml);
+    let target = "/api/send/one";
+    let body = br#"{"to":"a@example.com"}"#;
+    let slow = |test_id: &str, sent: &[u8]| {
+        let unseen = || {
+            assert!(
+                !recorder.head_seen(test_id),
+                "the upstream saw {test_id}'s headers before its body was verified"
+            )
+        };
+        let pause = std::time::Duration::from_millis(400);
+        http::send_slowly(
+            envoy.port,
+            &signed_head(target, body, test_id),
+            pause,
+            &unseen,
+            sent,
+        )
+        .unwrap()
+    };
+    // Tampered: refused, and the upstream never saw even the headers.
+    let resp = slow("tampered-1", br#"{"to":"b@example.com"}"#);
+    assert_eq!(resp.status, 401, "{}", resp.text());
+    assert_eq!(resp.error_code(), "signature_mismatch");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(!recorder.head_seen("tampered-1"));
+    // Genuine: forwarded once verified, with the verified identity and the whole body.
+    let resp = slow("genuine-1", body);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let seen = recorder
+        .find("genuine-1")
+        .expect("the upstream got the request");
+    assert_eq!(seen.values("x-client-id"), vec!["marketing".to_string()]);
+    assert_eq!(seen.body, body.to_vec());
+    assert!(envoy.is_alive());
+}
+
+#[test]
+fn without_header_holding_a_signed_body_never_reaches_the_upstream() {
+    // The setting removed, as an operator might: Envoy never delivers the body, and the
+    // request stalls, closed, rather than going upstream unverified.
+    let (envoy, recorder) = recording_envoy(&|yaml| {
+        let without = yaml.replace("allow_on_headers_stop_iteration: true", "");
+        assert_ne!(without, yaml, "the shipped configuration sets it");
+        without
+    });
+    let body = br#"{"to":"a@example.com"}"#;
+    let mut raw = signed_head("/api/send/one", body, "unheld-1");
+    raw.extend_from_slice(body);
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", envoy.port)).unwrap();
+    use std::io::{Read, Write};
+    stream.write_all(&raw).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(!answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(!recorder.head_seen("unheld-1"));
+    assert!(envoy.is_alive());
+}
+
 #[test]
 fn stale_and_future_timestamps_are_refused() {
     let t = "/api/send/one";

@@ -258,10 +258,14 @@ impl RequestFilter {
                 Action::Continue
             }
             Step::AwaitBody { edits, .. } => {
-                // Pausing here would stop Envoy from ever delivering the body (its wasm host
-                // turns a header-phase pause into StopAll; nginx stalls too), so the headers
-                // continue with the claimed identity to the proxy's body buffering, which holds
-                // them from the upstream until the body phase has verified the signature.
+                // Envoy (with `allow_on_headers_stop_iteration`) holds the headers while the
+                // body arrives; without that setting it never delivers the body and the request
+                // stalls, closed. nginx stalls on a pause, so there the headers continue with
+                // the claimed identity to its request buffering, which holds them from the
+                // upstream until the body phase has verified the signature.
+                if worker.config.host.holds_headers_for_body() {
+                    return Action::Pause;
+                }
                 match apply_edits(host, &edits) {
                     Ok(()) => Action::Continue,
                     Err(header) => {

@@ -101,6 +101,7 @@ fn noscript_is_answered_by_sending_the_whole_script() {
     request.on_callout(&host, token, 100);
     assert_eq!(host.resumes.get(), 1);
     assert_eq!(host.upstream_header("x-client-id"), ["marketing"]);
+    assert!(host.upstream_header("x-signature").is_empty());
     assert_eq!(host.counter("ratelimit.redis.script_loads"), 1);
     assert_eq!(host.counter("ratelimit.api_send.allowed"), 1);
 }
@@ -344,8 +345,9 @@ fn signed_bodies_wait_for_the_body_then_for_redis() {
         Some("10.0.0.1"),
     );
     let mut request = root.new_request();
-    assert_eq!(request.on_request_headers(&host, false), Action::Continue);
-    assert_eq!(host.upstream_header("x-client-id"), ["marketing"]);
+    // Headers held, unchanged, until the body verified.
+    assert_eq!(request.on_request_headers(&host, false), Action::Pause);
+    assert!(host.upstream_header("x-signature").len() == 1);
     assert_eq!(request.on_request_body(&host, 1, false), Action::Pause);
     assert_eq!(request.on_request_body(&host, 2, true), Action::Pause);
     // First the signature is recorded cluster-wide, then the request is counted.
@@ -364,6 +366,8 @@ fn signed_bodies_wait_for_the_body_then_for_redis() {
     host.answer_with(Some(200), GRANTED);
     request.on_callout(&host, token, 100);
     assert_eq!(host.resumes.get(), 1);
+    assert_eq!(host.upstream_header("x-client-id"), ["marketing"]);
+    assert!(host.upstream_header("x-signature").is_empty());
     assert_eq!(host.counter("auth.hmac_signature.success"), 1);
 
     // The same signature already recorded by another proxy: refused as a replay.

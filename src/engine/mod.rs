@@ -53,10 +53,10 @@ pub enum Step {
     },
     /// Answer the request here.
     Reply(Denial),
-    /// Let the headers continue with these edits (the claimed identity) and hand over the body
-    /// when it is complete. Envoy's host cannot hold headers while reading a body, so the proxy
-    /// must hold the request from the upstream until then (Envoy's buffer filter; nginx buffers
-    /// request bodies itself).
+    /// Hand over the body when it is complete. Where the host holds headers while the body is
+    /// read (Envoy), `edits` is empty and the headers wait for the body phase's decision; where
+    /// it cannot (nginx), the headers continue with these edits (the claimed identity) and
+    /// nginx's request buffering holds the request from the upstream until then.
     AwaitBody {
         edits: HeaderEdits,
         max_bytes: usize,

@@ -135,9 +135,9 @@ impl Pending {
 pub enum Verdict {
     Allow(Grant),
     Deny(Rejection),
-    /// A method waits. For the body: the hosts cannot hold headers while reading a body, so the
-    /// adapter applies the claimed client's grant and lets the headers continue to the proxy's
-    /// body buffering (Envoy's buffer filter after api-warden; nginx's request buffering), which
+    /// A method waits. For the body: Envoy holds the headers until [`on_request_body`] decided
+    /// (no grant comes with the suspension); nginx cannot, so there the adapter applies the
+    /// claimed client's grant and lets the headers continue to nginx's request buffering, which
     /// keeps them from the upstream until [`on_request_body`] has verified the body. For a call:
     /// the request is held, and [`on_auth_answer`] continues it.
     Suspend(Box<Pending>, Option<Grant>),
@@ -255,9 +255,11 @@ fn auth_context<'a>(cfg: &'a Config, store: &'a dyn SharedStore, now: u64) -> Au
     }
 }
 
-/// A method waits (for the body, or a call). A claimed client is authorised now, so a request
-/// it may not make is refused before anything waits; while the body is read, the claimed
-/// identity's headers go on with the request (see [`Verdict::Suspend`]).
+/// A method waits (for the body, or a call). A claimed client is authorised now, its refusal
+/// told only once its signature verified. Where the host cannot hold the headers while the body
+/// is read, the claimed identity's headers go on with the request (see [`Verdict::Suspend`]);
+/// where it can, nothing is claimed: the body phase authenticates, authorises and sets the
+/// identity as for any other request.
 fn suspend(
     cfg: &Config,
     suspension: Suspension,
@@ -268,7 +270,11 @@ fn suspend(
     level: SecurityLevel,
 ) -> Verdict {
     let mut deferred = None;
-    let claim = match suspension.claimed {
+    let claimed = match suspension.wait {
+        Wait::Body { .. } if cfg.host.holds_headers_for_body() => None,
+        _ => suspension.claimed,
+    };
+    let claim = match claimed {
         Some(client) => {
             let claimed = Identity {
                 client,
@@ -294,7 +300,7 @@ fn suspend(
                 source: source.get(),
                 level,
                 claim_applied: claim.is_some() && matches!(suspension.wait, Wait::Body { .. }),
-                claimed: suspension.claimed,
+                claimed,
                 deferred,
                 creds,
             },

@@ -227,40 +227,70 @@ fn signed_request_waits_for_its_body_then_verifies_once() {
         source: Source::known(office()),
         has_body: true,
     };
+    // Envoy holds the headers: nothing is claimed before the body verified.
     let suspended = || match on_request_headers(&c, &req, NOW, &store) {
-        Verdict::Suspend(pending, Some(claimed)) => (pending, claimed),
-        other => panic!("should wait for the body: {other:?}"),
+        Verdict::Suspend(pending, None) => pending,
+        other => panic!("should wait for the body, claiming nothing: {other:?}"),
     };
-    let (pending, claimed) = suspended();
+    let pending = suspended();
     assert_eq!(pending.max_body_bytes(), Some(100));
-    // The claimed identity's headers go on before the body; the buffer filter holds them.
-    assert!(claimed
-        .set_headers
-        .contains(&("x-client-id", "marketing".to_string())));
-    assert!(claimed.remove_headers.contains(&"x-signature"));
-    assert!(
-        claimed.remove_headers.contains(&"x-client-id"),
-        "the client's own header is replaced"
-    );
     let g = grant(on_request_body(&c, pending, body, NOW + 1, &store));
     assert_eq!(g.identity.unwrap().method, AuthMethod::Hmac);
-    assert!(
-        g.set_headers.is_empty(),
-        "identity headers went on with the head"
-    );
-    let d = denial(on_request_body(&c, suspended().0, body, NOW + 2, &store));
+    assert!(g
+        .set_headers
+        .contains(&("x-client-id", "marketing".to_string())));
+    assert!(g.remove_headers.contains(&"x-signature"));
+    let d = denial(on_request_body(&c, suspended(), body, NOW + 2, &store));
     assert_eq!(d.code, "signature_replayed");
     let evil = b"{\"to\":\"evil\"}";
-    let d = denial(on_request_body(&c, suspended().0, evil, NOW + 2, &store));
+    let d = denial(on_request_body(&c, suspended(), evil, NOW + 2, &store));
     assert_eq!(d.code, "signature_mismatch");
     let d = denial(on_request_body(
         &c,
-        suspended().0,
+        suspended(),
         &[b'a'; 101],
         NOW + 2,
         &store,
     ));
     assert_eq!((d.status, d.code), (413, "body_too_large"));
+}
+
+#[test]
+fn where_headers_cannot_be_held_the_claim_goes_on_and_the_body_decides() {
+    // nginx: the claimed identity's headers continue to its request buffering.
+    let c = cfg_with(json!({"host": "kong", "hmac": {"max_body_bytes": 100}}));
+    let store = MemoryStore::new();
+    c.auth
+        .hmac
+        .replay
+        .prepare(&store, ["marketing"].into_iter())
+        .unwrap();
+    let body = b"{}";
+    let h = signed("POST", "/api/send/x", body, NOW);
+    let h: Vec<(String, Vec<u8>)> = h
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+        .collect();
+    let req = RequestHead {
+        method: b"POST",
+        path: b"/api/send/x",
+        headers: &h,
+        source: Source::known(office()),
+        has_body: true,
+    };
+    let (pending, claimed) = match on_request_headers(&c, &req, NOW, &store) {
+        Verdict::Suspend(pending, Some(claimed)) => (pending, claimed),
+        other => panic!("should claim and wait for the body: {other:?}"),
+    };
+    assert!(claimed
+        .set_headers
+        .contains(&("x-client-id", "marketing".to_string())));
+    assert!(
+        claimed.remove_headers.contains(&"x-client-id"),
+        "the client's own header is replaced"
+    );
+    let g = grant(on_request_body(&c, pending, body, NOW + 1, &store));
+    assert!(g.set_headers.is_empty(), "identity went on with the head");
 }
 
 #[test]

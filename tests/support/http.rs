@@ -95,6 +95,34 @@ pub fn send_from(
     })
 }
 
+/// Sends `head`, waits `pause`, runs `meanwhile` (to look at the upstream), then sends `body`
+/// and reads the response: a client that is slow with its body.
+pub fn send_slowly(
+    port: u16,
+    head: &[u8],
+    pause: Duration,
+    meanwhile: &dyn Fn(),
+    body: &[u8],
+) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(head)?;
+    std::thread::sleep(pause);
+    meanwhile();
+    stream.write_all(body)?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16384];
+    while !is_complete(&buf) {
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && !buf.is_empty() => break,
+            Err(e) => return Err(e),
+        }
+    }
+    parse(&buf).ok_or_else(|| std::io::Error::other("unparseable response"))
+}
+
 fn is_complete(buf: &[u8]) -> bool {
     let Some(split) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
         return false;

@@ -152,6 +152,17 @@ impl Envoy {
         concurrency: u32,
         clusters: &[(&str, u16)],
     ) -> Result<Envoy, String> {
+        Self::try_start_edited(config, concurrency, clusters, &|yaml| yaml)
+    }
+
+    /// Like `try_start_with`, with `edit` applied to the final Envoy configuration (a filter
+    /// removed, the upstream moved), to test what a misconfigured proxy does.
+    pub fn try_start_edited(
+        config: &serde_json::Value,
+        concurrency: u32,
+        clusters: &[(&str, u16)],
+        edit: &dyn Fn(String) -> String,
+    ) -> Result<Envoy, String> {
         let dir = TempDir::new("envoy");
         let [port, admin, echo] = free_ports::<3>();
         let yaml = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml")).unwrap();
@@ -177,7 +188,7 @@ impl Envoy {
             yaml = yaml.replacen("  clusters:\n", &cluster, 1);
         }
         let config_path = dir.0.join("envoy.yaml");
-        std::fs::write(&config_path, yaml).unwrap();
+        std::fs::write(&config_path, edit(yaml)).unwrap();
         let log = dir.0.join("envoy.log");
         let mut args: Vec<String> = vec!["-c".into(), config_path.display().to_string()];
         args.extend(["--concurrency".into(), concurrency.to_string()]);

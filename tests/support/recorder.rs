@@ -29,6 +29,8 @@ impl Received {
 pub struct Recorder {
     pub port: u16,
     received: Arc<Mutex<Vec<Received>>>,
+    /// Every request head that arrived, body or not: what an upstream could act on.
+    heads: Arc<Heads>,
 }
 
 impl Recorder {
@@ -36,14 +38,28 @@ impl Recorder {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let received = Arc::new(Mutex::new(Vec::new()));
-        let log = received.clone();
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let (log, head_log) = (received.clone(), heads.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let log = log.clone();
-                std::thread::spawn(move || serve(stream, &log));
+                let (log, head_log) = (log.clone(), head_log.clone());
+                std::thread::spawn(move || serve(stream, &log, &head_log));
             }
         });
-        Recorder { port, received }
+        Recorder {
+            port,
+            received,
+            heads,
+        }
+    }
+
+    /// Whether any request head with this `x-test-id` arrived, even one whose body never did.
+    pub fn head_seen(&self, test_id: &str) -> bool {
+        self.heads.lock().unwrap().iter().any(|headers| {
+            headers
+                .iter()
+                .any(|(k, v)| k.eq_ignore_ascii_case("x-test-id") && v == test_id)
+        })
     }
 
     pub fn count(&self) -> usize {
@@ -71,10 +87,13 @@ impl Recorder {
     }
 }
 
-fn serve(mut stream: std::net::TcpStream, log: &Mutex<Vec<Received>>) {
+type Heads = Mutex<Vec<Vec<(String, String)>>>;
+
+fn serve(mut stream: std::net::TcpStream, log: &Mutex<Vec<Received>>, heads: &Heads) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
+    let mut head_logged = false;
     loop {
         // Head, then a Content-Length body (nginx sends buffered bodies with one).
         if let Some(split) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -94,6 +113,10 @@ fn serve(mut stream: std::net::TcpStream, log: &Mutex<Vec<Received>>) {
                 .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
                 .and_then(|(_, v)| v.parse::<usize>().ok())
                 .unwrap_or(0);
+            if !head_logged {
+                head_logged = true;
+                heads.lock().unwrap().push(headers.clone());
+            }
             if buf.len() >= split + 4 + len {
                 let body = buf[split + 4..split + 4 + len].to_vec();
                 let json = serde_json::json!({

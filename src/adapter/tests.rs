@@ -16,10 +16,11 @@ fn digest(key: &str) -> String {
 
 fn config(extra: Value) -> String {
     let mut base = json!({
+        "auth_methods": ["api_key", "hmac_signature"],
         "clients": [
             {"client_id": "marketing", "name": "Marketing Team",
              "allowed_endpoints": ["/api/send/*"], "api_keys": [digest(KEY)],
-             "client_secret": "marketing-hmac-secret-0123456789"},
+             "client_secret": "marketing-hmac-secret-0123456789", "seed_signatures": true},
             {"client_id": "office", "allowed_endpoints": ["/api/send/*"],
              "allowed_ips": ["192.168.1.0/24"], "api_keys": [digest("office-key-0000000001")]}
         ],

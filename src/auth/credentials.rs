@@ -14,6 +14,8 @@ pub struct Credentials {
     /// `X-API-Key`, else an opaque bearer token.
     pub api_key: Option<Vec<u8>>,
     pub signed: Option<SignedRequest>,
+    /// RFC 9421 `Signature-Input` and `Signature`, as sent.
+    pub message_signature: Option<MessageSignature>,
     /// The `Authorization` header carried a bearer credential (so it is stripped upstream).
     pub used_authorization: bool,
 }
@@ -23,6 +25,15 @@ pub const HEADER_CLIENT_ID: &str = "x-client-id";
 pub const HEADER_TIMESTAMP: &str = "x-timestamp";
 pub const HEADER_SIGNATURE: &str = "x-signature";
 pub const HEADER_NONCE: &str = "x-nonce";
+pub const HEADER_SIGNATURE_INPUT: &str = "signature-input";
+pub const HEADER_MESSAGE_SIGNATURE: &str = "signature";
+
+/// The two headers of an RFC 9421 signature, unparsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageSignature {
+    pub input: Vec<u8>,
+    pub signature: Vec<u8>,
+}
 
 /// The single value of a header; a credential header sent twice is ambiguous and refused.
 pub fn single<'a>(headers: &'a HeaderList, name: &str) -> Result<Option<&'a [u8]>, Denial> {
@@ -79,6 +90,14 @@ pub fn extract(headers: &HeaderList) -> Result<Credentials, Denial> {
             timestamp: text(HEADER_TIMESTAMP)?.unwrap_or_default(),
             signature,
             nonce: text(HEADER_NONCE)?,
+        });
+    }
+    let input = single(headers, HEADER_SIGNATURE_INPUT)?;
+    let signature = single(headers, HEADER_MESSAGE_SIGNATURE)?;
+    if input.is_some() || signature.is_some() {
+        creds.message_signature = Some(MessageSignature {
+            input: input.unwrap_or_default().to_vec(),
+            signature: signature.unwrap_or_default().to_vec(),
         });
     }
     Ok(creds)

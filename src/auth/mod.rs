@@ -10,6 +10,7 @@
 pub mod api_key;
 pub mod credentials;
 pub mod hmac_signature;
+pub mod http_signature;
 pub mod jwt;
 
 use crate::callout::{CalloutAnswer, CalloutSpec};
@@ -25,6 +26,8 @@ pub enum AuthMethod {
     Jwt,
     ApiKey,
     Hmac,
+    /// RFC 9421 HTTP Message Signatures.
+    HttpSignature,
 }
 
 impl AuthMethod {
@@ -34,6 +37,7 @@ impl AuthMethod {
             Self::Jwt => "jwt",
             Self::ApiKey => "api_key",
             Self::Hmac => "hmac_signature",
+            Self::HttpSignature => "http_signature",
         }
     }
 
@@ -43,6 +47,7 @@ impl AuthMethod {
             Self::Jwt => "Bearer",
             Self::ApiKey => "ApiKey",
             Self::Hmac => "HMAC-SHA256",
+            Self::HttpSignature => "Signature",
         };
         format!("{scheme} realm=\"api-warden\"")
     }
@@ -54,8 +59,11 @@ impl AuthMethod {
 pub enum RawAuthMethod {
     Jwt,
     ApiKey,
+    /// The seed's signing scheme (`X-Signature`), for clients with `seed_signatures: true`.
     #[serde(alias = "hmac")]
     HmacSignature,
+    /// RFC 9421 HTTP Message Signatures with `hmac-sha256`.
+    HttpSignature,
     /// Not available yet: refused with a clear message.
     Oauth2,
     /// Not available yet: refused with a clear message.
@@ -68,6 +76,7 @@ impl RawAuthMethod {
             Self::Jwt => Ok(AuthMethod::Jwt),
             Self::ApiKey => Ok(AuthMethod::ApiKey),
             Self::HmacSignature => Ok(AuthMethod::Hmac),
+            Self::HttpSignature => Ok(AuthMethod::HttpSignature),
             Self::Oauth2 => Err(ConfigError::new(field, "\"oauth2\" is not available yet")),
             Self::Mtls => Err(ConfigError::new(field, "\"mtls\" is not available yet")),
         }
@@ -101,6 +110,8 @@ pub trait Directory {
     fn id(&self, client: usize) -> &str;
     fn scopes(&self, client: usize) -> &[String];
     fn hmac_secret(&self, client: usize) -> Option<&[u8]>;
+    /// Whether the client may sign with the seed's scheme (`X-Signature`).
+    fn seed_signatures(&self, client: usize) -> bool;
 }
 
 /// Every method's compiled settings.
@@ -113,6 +124,7 @@ pub struct AuthSettings {
     pub api_key_warning_seconds: u64,
     pub jwt: Option<jwt::JwtVerifier>,
     pub hmac: hmac_signature::HmacSettings,
+    pub http_signature: http_signature::HttpSignatureSettings,
 }
 
 /// What one attempt may use besides the request.
@@ -133,6 +145,9 @@ pub struct RequestFacts<'a> {
     pub body: Option<&'a [u8]>,
     /// The declared body length, when the request declares one.
     pub content_length: Option<u64>,
+    /// The request headers (lowercase names, pseudo-headers included); empty once the body
+    /// phase runs.
+    pub headers: &'a credentials::HeaderList,
 }
 
 /// What waits before a suspended method can decide.
@@ -197,6 +212,7 @@ pub fn method(kind: AuthMethod) -> &'static dyn Method {
         AuthMethod::Jwt => &jwt::JwtMethod,
         AuthMethod::ApiKey => &api_key::ApiKeyMethod,
         AuthMethod::Hmac => &hmac_signature::HmacMethod,
+        AuthMethod::HttpSignature => &http_signature::HttpSignatureMethod,
     }
 }
 

@@ -5,6 +5,7 @@ use super::{within, ConfigError};
 use crate::auth::api_key::{self, KeyTable, DEFAULT_MAX_KEY_LENGTH};
 use crate::auth::hmac_signature::shared_replay::SharedReplay;
 use crate::auth::hmac_signature::HmacSettings;
+use crate::auth::http_signature::HttpSignatureSettings;
 use crate::auth::jwt::JwtVerifier;
 use crate::auth::{AuthMethod, AuthSettings, Directory};
 use crate::authz::endpoints::EndpointPattern;
@@ -24,6 +25,8 @@ pub struct Client {
     pub access: Access,
     pub scopes: Vec<String>,
     pub hmac_secret: Option<Vec<u8>>,
+    /// May sign with the seed's scheme.
+    pub seed_signatures: bool,
     pub rate_limits: Option<LimitOverride>,
 }
 
@@ -65,10 +68,19 @@ impl Directory for Config {
     fn hmac_secret(&self, client: usize) -> Option<&[u8]> {
         self.clients.get(client)?.hmac_secret.as_deref()
     }
+
+    fn seed_signatures(&self, client: usize) -> bool {
+        self.clients.get(client).is_some_and(|c| c.seed_signatures)
+    }
 }
 
-pub const DEFAULT_METHODS: [AuthMethod; 3] =
-    [AuthMethod::Jwt, AuthMethod::ApiKey, AuthMethod::Hmac];
+/// Without `auth_methods`: JWT, API keys and RFC 9421 signatures (the seed's signing scheme
+/// only when listed).
+pub const DEFAULT_METHODS: [AuthMethod; 3] = [
+    AuthMethod::Jwt,
+    AuthMethod::ApiKey,
+    AuthMethod::HttpSignature,
+];
 
 pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     let mut warnings = Vec::new();
@@ -186,6 +198,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
             )? * 86_400,
             jwt,
             hmac,
+            http_signature: HttpSignatureSettings::compile(&raw.http_signature)?,
         },
         clients,
         client_by_id,
@@ -251,6 +264,7 @@ fn compile_client(field: &str, rc: RawClient) -> Result<Client, ConfigError> {
         },
         scopes: rc.scopes,
         hmac_secret,
+        seed_signatures: rc.seed_signatures,
         rate_limits,
     })
 }

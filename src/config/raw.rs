@@ -4,6 +4,7 @@
 
 use crate::auth::api_key::{RawApiKey, RawApiKeyOptions};
 use crate::auth::hmac_signature::RawHmac;
+use crate::auth::http_signature::RawHttpSignature;
 use crate::auth::jwt::RawJwt;
 use crate::auth::RawAuthMethod;
 use crate::authz::levels::{RawRoute, SecurityLevel};
@@ -32,6 +33,9 @@ pub struct RawConfig {
     pub jwt: Option<RawJwt>,
     #[serde(default)]
     pub hmac: RawHmac,
+    /// RFC 9421 signatures (`http_signature` in `auth_methods`).
+    #[serde(default)]
+    pub http_signature: RawHttpSignature,
     #[serde(default)]
     pub api_key: RawApiKeyOptions,
     #[serde(default)]
@@ -70,9 +74,13 @@ pub struct RawClient {
     pub security_level: Option<SecurityLevel>,
     #[serde(default)]
     pub api_keys: Vec<RawApiKey>,
-    /// Shared secret for HMAC request signatures.
+    /// Shared secret for HMAC request signatures (RFC 9421 `hmac-sha256`, and the seed's).
     #[serde(default)]
     pub client_secret: Option<String>,
+    /// Whether this client may also sign with the seed's scheme (`X-Signature`, method
+    /// `hmac_signature`), whose signing string has no field boundaries. Off by default.
+    #[serde(default)]
+    pub seed_signatures: bool,
     #[serde(default = "default_true")]
     pub is_active: bool,
     #[serde(default)]

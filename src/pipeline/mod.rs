@@ -24,11 +24,13 @@ pub const IDENTITY_HEADERS: [&str; 5] = [
     "x-client-scopes",
 ];
 
-const CREDENTIAL_HEADERS: [&str; 4] = [
+const CREDENTIAL_HEADERS: [&str; 6] = [
     credentials::HEADER_API_KEY,
     credentials::HEADER_SIGNATURE,
     credentials::HEADER_TIMESTAMP,
     credentials::HEADER_NONCE,
+    credentials::HEADER_SIGNATURE_INPUT,
+    credentials::HEADER_MESSAGE_SIGNATURE,
 ];
 
 pub struct RequestHead<'a> {
@@ -236,6 +238,7 @@ fn decide_headers(cfg: &Config, req: &RequestHead, now: u64, store: &dyn SharedS
         target: &target.raw,
         body,
         content_length: content_length(req.headers),
+        headers: req.headers,
     };
     let ctx = auth_context(cfg, store, now);
     match auth::authenticate(&ctx, &creds, &facts) {
@@ -325,6 +328,7 @@ pub fn on_request_body(
         target: &rest.target.raw,
         body: Some(body),
         content_length: None,
+        headers: &[],
     };
     let attempt = resume.with_body(&auth_context(cfg, store, now), &facts, body);
     resumed(cfg, attempt, rest)

@@ -14,10 +14,12 @@ fn digest(key: &str) -> String {
 
 fn cfg_with(extra: serde_json::Value) -> Config {
     let mut base = json!({
+        "auth_methods": ["api_key", "hmac_signature"],
         "clients": [
             {"client_id": "marketing", "name": "Marketing Team",
              "allowed_endpoints": ["/api/send/*"], "allowed_ips": ["192.168.1.0/24"],
-             "api_keys": [digest(KEY)], "client_secret": SECRET, "scopes": ["send"]},
+             "api_keys": [digest(KEY)], "client_secret": SECRET, "seed_signatures": true,
+             "scopes": ["send"]},
             {"client_id": "ops", "security_level": "sensitive",
              "allowed_endpoints": ["/api/admin/*"], "api_keys": [digest("ops-key-000000000000")]}
         ],
@@ -134,7 +136,7 @@ fn denials_have_the_right_status_and_code() {
     assert_eq!((d.status, d.code), (401, "missing_credentials"));
     assert_eq!(
         d.challenge.as_deref(),
-        Some("Bearer realm=\"api-warden\", ApiKey realm=\"api-warden\", HMAC-SHA256 realm=\"api-warden\"")
+        Some("ApiKey realm=\"api-warden\", HMAC-SHA256 realm=\"api-warden\"")
     );
     let d = denial(run(
         &c,

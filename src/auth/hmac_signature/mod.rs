@@ -1,4 +1,5 @@
-//! HMAC-SHA256 request signatures (the seed's scheme). The client signs
+//! HMAC-SHA256 request signatures (the seed's scheme, for clients with `seed_signatures`; new
+//! integrations use RFC 9421, `http_signature`). The client signs
 //! `METHOD \n TARGET \n BODY \n TIMESTAMP [\n NONCE]` with its secret and sends the lowercase hex
 //! digest in `X-Signature`, with `X-Client-Id`, `X-Timestamp` (Unix seconds) and optionally
 //! `X-Nonce`. TARGET is the request target as sent, query included: an unsigned query string
@@ -315,9 +316,10 @@ fn precheck(ctx: &AuthContext, signed: &SignedRequest) -> Result<(usize, u64), F
         .directory
         .find(&signed.client_id)
         .ok_or_else(|| fail(SignatureFailure::Mismatch))?;
+    // The seed's scheme only for clients that opted in (`seed_signatures`).
     match ctx.directory.hmac_secret(index) {
-        Some(_) => Ok((index, ts)),
-        None => Err(fail(SignatureFailure::Mismatch)),
+        Some(_) if ctx.directory.seed_signatures(index) => Ok((index, ts)),
+        _ => Err(fail(SignatureFailure::Mismatch)),
     }
 }
 
@@ -372,11 +374,7 @@ fn verify_locally(
             };
             Ok((identity, expires_at))
         }
-        ReplayVerdict::Replayed => Err(unauthorized(
-            AuthMethod::Hmac,
-            "signature_replayed",
-            "this signature was already used; sign each request anew (X-Nonce allows identical requests)",
-        )),
+        ReplayVerdict::Replayed => Err(shared_replay::replayed(AuthMethod::Hmac)),
         ReplayVerdict::Full | ReplayVerdict::Unavailable => Err(shared_replay::unavailable()),
     }
 }

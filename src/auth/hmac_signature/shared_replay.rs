@@ -54,7 +54,7 @@ impl SharedReplay {
     /// Suspends a verified, locally fresh signature until Redis has recorded it.
     pub fn suspend(&self, identity: Identity, call: CalloutSpec) -> Attempt {
         Attempt::Suspended(Suspension {
-            method: AuthMethod::Hmac,
+            method: identity.method,
             claimed: Some(identity.client),
             wait: Wait::Call(call),
             resume: Box::new(Recording {
@@ -95,26 +95,39 @@ struct Recording {
 
 impl Resume for Recording {
     fn with_body(self: Box<Self>, _: &AuthContext, _: &RequestFacts, _: &[u8]) -> Attempt {
-        Attempt::Failed(unavailable())
+        Attempt::Failed(unavailable_for(self.identity.method))
     }
 
     fn with_answer(self: Box<Self>, _ctx: &AuthContext, answer: &CalloutAnswer) -> Attempt {
         match parse(answer) {
             Recorded::Stored => Attempt::Verified(self.identity),
-            Recorded::AlreadyThere => Attempt::Failed(unauthorized(
-                AuthMethod::Hmac,
-                "signature_replayed",
-                "this signature was already used; sign each request anew (X-Nonce allows identical requests)",
-            )),
+            Recorded::AlreadyThere => Attempt::Failed(replayed(self.identity.method)),
             Recorded::Failed if self.fail_open => Attempt::Verified(self.identity),
-            Recorded::Failed => Attempt::Failed(unavailable()),
+            Recorded::Failed => Attempt::Failed(unavailable_for(self.identity.method)),
         }
     }
 }
 
+/// A signature already used, here or on another proxy.
+pub fn replayed(method: AuthMethod) -> Failure {
+    let hint = match method {
+        AuthMethod::HttpSignature => "a distinct nonce allows identical requests",
+        _ => "X-Nonce allows identical requests",
+    };
+    unauthorized(
+        method,
+        "signature_replayed",
+        &format!("this signature was already used; sign each request anew ({hint})"),
+    )
+}
+
 pub fn unavailable() -> Failure {
+    unavailable_for(AuthMethod::Hmac)
+}
+
+pub fn unavailable_for(method: AuthMethod) -> Failure {
     Failure {
-        method: AuthMethod::Hmac,
+        method,
         denial: Denial::new(
             503,
             "replay_cache_unavailable",

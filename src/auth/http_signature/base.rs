@@ -1,0 +1,181 @@
+//! The signature base (RFC 9421 §2.5): one line per covered component, then
+//! `"@signature-params"`. Built from the request as the proxy received it.
+
+use crate::auth::credentials::HeaderList;
+
+/// Why a covered component has no value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ComponentError {
+    /// A derived component this filter does not support (`@status`, `@query-param`, ...), or
+    /// a malformed identifier.
+    Unsupported(String),
+    /// A covered header the request does not carry, or a derived component the host did not
+    /// give (`:authority`, `:scheme`).
+    Missing(String),
+}
+
+/// The request as the signature covers it.
+pub struct SignedParts<'a> {
+    pub method: &'a str,
+    /// The request target as received (`:path`, query included).
+    pub target: &'a str,
+    pub headers: &'a HeaderList,
+}
+
+impl SignedParts<'_> {
+    fn pseudo(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_slice())
+    }
+
+    fn scheme(&self) -> Option<String> {
+        let scheme = std::str::from_utf8(self.pseudo(":scheme")?).ok()?;
+        Some(scheme.to_ascii_lowercase())
+    }
+
+    /// `:authority` (or `Host`), lowercase, without the scheme's default port (RFC 9421 §2.2.3).
+    fn authority(&self) -> Option<String> {
+        let raw = self.pseudo(":authority").or_else(|| self.pseudo("host"))?;
+        let mut authority = std::str::from_utf8(raw).ok()?.trim().to_ascii_lowercase();
+        let default_port = match self.scheme().as_deref() {
+            Some("https") => ":443",
+            Some("http") => ":80",
+            _ => "",
+        };
+        if !default_port.is_empty() && authority.ends_with(default_port) {
+            authority.truncate(authority.len() - default_port.len());
+        }
+        Some(authority)
+    }
+
+    fn path_and_query(&self) -> (&str, Option<&str>) {
+        match self.target.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (self.target, None),
+        }
+    }
+
+    /// The value of one covered component.
+    pub fn value(&self, id: &str) -> Result<Vec<u8>, ComponentError> {
+        let missing = || ComponentError::Missing(id.to_string());
+        let text = |s: String| Ok(s.into_bytes());
+        match id {
+            "@method" => text(self.method.to_string()),
+            "@scheme" => self.scheme().map_or_else(|| Err(missing()), text),
+            "@authority" => self.authority().map_or_else(|| Err(missing()), text),
+            "@request-target" => text(self.target.to_string()),
+            "@target-uri" => match (self.scheme(), self.authority()) {
+                (Some(scheme), Some(authority)) => {
+                    text(format!("{scheme}://{authority}{}", self.target))
+                }
+                _ => Err(missing()),
+            },
+            "@path" => {
+                let (path, _) = self.path_and_query();
+                text(if path.is_empty() { "/" } else { path }.to_string())
+            }
+            "@query" => {
+                let (_, query) = self.path_and_query();
+                text(format!("?{}", query.unwrap_or_default()))
+            }
+            derived if derived.starts_with('@') => Err(ComponentError::Unsupported(id.into())),
+            field => self.field(field).ok_or_else(missing),
+        }
+    }
+
+    /// Every value of a header, each trimmed, joined with ", " (RFC 9421 §2.1).
+    fn field(&self, name: &str) -> Option<Vec<u8>> {
+        if name.is_empty() || name.starts_with(':') || name.bytes().any(|b| b.is_ascii_uppercase())
+        {
+            return None;
+        }
+        let mut joined: Option<Vec<u8>> = None;
+        for (_, value) in self.headers.iter().filter(|(k, _)| k == name) {
+            let out = joined.get_or_insert_with(Vec::new);
+            if !out.is_empty() {
+                out.extend_from_slice(b", ");
+            }
+            out.extend_from_slice(value.trim_ascii());
+        }
+        joined
+    }
+}
+
+/// The signature base for `components` and the serialized signature parameters.
+pub fn signature_base(
+    parts: &SignedParts,
+    components: &[String],
+    params: &str,
+) -> Result<Vec<u8>, ComponentError> {
+    let mut base = Vec::new();
+    for id in components {
+        let value = parts.value(id)?;
+        if value.iter().any(|b| *b == b'\n' || *b == b'\r') {
+            return Err(ComponentError::Unsupported(id.clone()));
+        }
+        base.push(b'"');
+        base.extend_from_slice(id.as_bytes());
+        base.extend_from_slice(b"\": ");
+        base.extend_from_slice(&value);
+        base.push(b'\n');
+    }
+    base.extend_from_slice(b"\"@signature-params\": ");
+    base.extend_from_slice(params.as_bytes());
+    Ok(base)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(list: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn derived_components_follow_the_rfc() {
+        let headers = h(&[
+            (":scheme", "HTTPS"),
+            (":authority", "Example.COM:443"),
+            ("x-list", " a "),
+            ("x-list", "b"),
+        ]);
+        let parts = SignedParts {
+            method: "POST",
+            target: "/foo?param=Value&Pet=dog",
+            headers: &headers,
+        };
+        let v = |id: &str| String::from_utf8(parts.value(id).unwrap()).unwrap();
+        assert_eq!(v("@method"), "POST");
+        assert_eq!(v("@scheme"), "https");
+        assert_eq!(v("@authority"), "example.com");
+        assert_eq!(
+            v("@target-uri"),
+            "https://example.com/foo?param=Value&Pet=dog"
+        );
+        assert_eq!(v("@request-target"), "/foo?param=Value&Pet=dog");
+        assert_eq!(v("@path"), "/foo");
+        assert_eq!(v("@query"), "?param=Value&Pet=dog");
+        assert_eq!(v("x-list"), "a, b");
+        assert_eq!(
+            parts.value("x-absent"),
+            Err(ComponentError::Missing("x-absent".into()))
+        );
+        assert_eq!(
+            parts.value("@status"),
+            Err(ComponentError::Unsupported("@status".into()))
+        );
+        assert!(parts.value("X-List").is_err(), "field names are lowercase");
+        assert!(parts.value(":authority").is_err());
+        let bare = SignedParts {
+            method: "GET",
+            target: "/",
+            headers: &headers,
+        };
+        assert_eq!(bare.value("@query").unwrap(), b"?");
+    }
+}

@@ -293,6 +293,76 @@ fn signed_bodies_are_verified_before_the_upstream_sees_anything() {
 }
 
 #[test]
+fn rfc_9421_signatures_work_on_kong_too() {
+    use api_warden::auth::http_signature::{base::SignedParts, digest::content_digest, sign};
+    let Some(k) = kong() else { return };
+    let target = "/api/send/bulk?x=2";
+    let body = br#"{"to":"a@example.com"}"#;
+    let digest = content_digest(body);
+    // The test client sends `Host: api.test` over plain HTTP (nginx's own `:authority` is its
+    // server name: the signature must use the client's).
+    let parts_headers: Vec<(String, Vec<u8>)> = vec![
+        (":scheme".into(), b"http".to_vec()),
+        (":authority".into(), b"api.test".to_vec()),
+        ("content-digest".into(), digest.as_bytes().to_vec()),
+    ];
+    let parts = SignedParts {
+        method: "POST",
+        target,
+        headers: &parts_headers,
+    };
+    let secret = b"demo-marketing-hmac-secret-rotate-me";
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let components = ["@method", "@target-uri", "content-digest"];
+    let (input, signature) = sign(
+        secret,
+        "marketing",
+        &parts,
+        &components,
+        now,
+        Some("kong-1"),
+    )
+    .unwrap();
+    let h = [
+        ("Content-Digest", digest.as_str()),
+        ("Signature-Input", input.as_str()),
+        ("Signature", signature.as_str()),
+    ];
+    let resp = call(k, "POST", target, "rfc9421", &h, body);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let got = k.upstream.find("rfc9421").unwrap();
+    assert_eq!(got.values("x-auth-method"), ["http_signature"]);
+    assert_eq!(got.body, body);
+    // A tampered body never reaches the upstream.
+    let (input, signature) = sign(
+        secret,
+        "marketing",
+        &parts,
+        &components,
+        now,
+        Some("kong-2"),
+    )
+    .unwrap();
+    let h = [
+        ("Content-Digest", digest.as_str()),
+        ("Signature-Input", input.as_str()),
+        ("Signature", signature.as_str()),
+    ];
+    let resp = call(
+        k,
+        "POST",
+        target,
+        "rfc9421-tampered",
+        &h,
+        br#"{"to":"b@example.com"}"#,
+    );
+    assert_refused(k, &resp, "rfc9421-tampered", 401, "digest_mismatch");
+}
+
+#[test]
 fn rate_limits_are_exact_across_two_nginx_workers() {
     let mut cfg = example_config();
     cfg["clients"][0]["rate_limits"] = json!({"requests_per_minute": 20, "burst_limit": 20});

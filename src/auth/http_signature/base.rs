@@ -35,9 +35,11 @@ impl SignedParts<'_> {
         Some(scheme.to_ascii_lowercase())
     }
 
-    /// `:authority` (or `Host`), lowercase, without the scheme's default port (RFC 9421 §2.2.3).
+    /// `Host` (or `:authority`), lowercase, without the scheme's default port (RFC 9421 §2.2.3).
+    /// `Host` first: Envoy folds it into `:authority`, but ngx_wasm_module reports the server's
+    /// own name and port as `:authority` and the client's in `Host`.
     fn authority(&self) -> Option<String> {
-        let raw = self.pseudo(":authority").or_else(|| self.pseudo("host"))?;
+        let raw = self.pseudo("host").or_else(|| self.pseudo(":authority"))?;
         let mut authority = std::str::from_utf8(raw).ok()?.trim().to_ascii_lowercase();
         let default_port = match self.scheme().as_deref() {
             Some("https") => ":443",
@@ -177,5 +179,17 @@ mod tests {
             headers: &headers,
         };
         assert_eq!(bare.value("@query").unwrap(), b"?");
+        // nginx reports its own name as :authority; the client's Host wins.
+        let kong = h(&[
+            (":scheme", "http"),
+            (":authority", "vm:39625"),
+            ("host", "api.test"),
+        ]);
+        let parts = SignedParts {
+            method: "GET",
+            target: "/",
+            headers: &kong,
+        };
+        assert_eq!(parts.value("@authority").unwrap(), b"api.test");
     }
 }

@@ -13,7 +13,7 @@ SYSTEM_TOOLS  := curl:curl openssl:openssl redis-server:redis-server redis-cli:r
 
 export ENVOY_BIN := $(abspath $(ENVOY))
 
-.PHONY: build run test unit e2e lint fmt deps wasm-target system-deps bench clean schema
+.PHONY: build run test unit e2e lint fmt deps wasm-target system-deps bench clean schema fuzz fuzz-smoke
 
 build: wasm-target
 	cargo build --release --target $(WASM_TARGET) --lib
@@ -58,6 +58,15 @@ e2e: build deps
 test: deps build lint
 	cargo build --examples
 	cargo test --lib --tests -- --show-output
+	$(MAKE) fuzz-smoke
+
+# Every fuzz target (fuzz/fuzz_targets): FUZZ_SECONDS each; a short run is part of `make test`.
+FUZZ_SECONDS ?= 300
+fuzz:
+	fuzz/run.sh $(FUZZ_SECONDS)
+
+fuzz-smoke:
+	fuzz/run.sh 20
 
 # Throughput against no filter and Envoy's native filters (a benchmark, not a test).
 bench: build deps

@@ -1,0 +1,161 @@
+//! The whole decision state machine driven through the test host: fuzzed headers, body,
+//! host faults and callout answers. No panic, every step ends, every reply is a JSON error,
+//! and nothing is forwarded with an identity the filter did not set.
+#![no_main]
+use api_warden::adapter::root::RootFilter;
+use api_warden::adapter::test_host::TestHost;
+use api_warden::adapter::Action;
+use libfuzzer_sys::fuzz_target;
+
+const KEY: &str = "ak_fuzz_key_marketing_0000000000001";
+const NOW_MS: u64 = 1_800_000_000_000;
+
+/// Reads the fuzzer's bytes as a sequence of small decisions.
+struct Input<'a>(&'a [u8]);
+
+impl<'a> Input<'a> {
+    fn byte(&mut self) -> u8 {
+        let (first, rest) = self.0.split_first().map_or((0, &[][..]), |(f, r)| (*f, r));
+        self.0 = rest;
+        first
+    }
+
+    fn chunk(&mut self) -> &'a [u8] {
+        let len = usize::from(self.byte() % 48);
+        let (chunk, rest) = self.0.split_at(len.min(self.0.len()));
+        self.0 = rest;
+        chunk
+    }
+}
+
+fn config(mode: u8) -> String {
+    let digest = hex::encode(api_warden::auth::api_key::digest(KEY.as_bytes()));
+    let limiting = match mode % 3 {
+        0 => serde_json::json!({"mode": "local", "address_table_slots": 16}),
+        1 => serde_json::json!({"mode": "redis", "address_table_slots": 16,
+             "redis": {"cluster": "127.0.0.1:7379"}}),
+        _ => serde_json::json!({"mode": "redis", "address_table_slots": 16,
+             "redis": {"cluster": "127.0.0.1:7379", "batch_size": 3, "failure_mode": "allow"}}),
+    };
+    serde_json::json!({
+        "host": if mode & 4 == 0 { "envoy" } else { "kong" },
+        "auth_methods": ["api_key", "http_signature", "hmac_signature"],
+        "clients": [
+            {"client_id": "marketing", "allowed_endpoints": ["/api/*"], "api_keys": [digest],
+             "client_secret": "fuzz-marketing-hmac-secret-0001", "seed_signatures": true},
+            {"client_id": "ops", "allowed_endpoints": ["/api/*"], "security_level": "sensitive"}
+        ],
+        "routes": [{"pattern": "/health", "security_level": "public"}],
+        "security_monitoring": {"failed_auth_threshold": 3, "failed_auth_window_minutes": 1,
+                                "ip_cooldown_minutes": 1},
+        "rate_limiting": limiting
+    })
+    .to_string()
+}
+
+const NAMES: [&str; 12] = [
+    "x-api-key",
+    "authorization",
+    "x-client-id",
+    "x_client_id",
+    "x-security-level",
+    "x-timestamp",
+    "x-signature",
+    "signature-input",
+    "signature",
+    "content-digest",
+    "content-length",
+    "x-auth-method",
+];
+
+fuzz_target!(|data: &[u8]| {
+    let mut input = Input(data);
+    let mode = input.byte();
+    let host = TestHost::new(&config(mode), NOW_MS);
+    let faults = input.byte();
+    let f = &host.faults;
+    f.ignore_removals.set(faults & 1 != 0);
+    f.ignore_sets.set(faults & 2 != 0);
+    f.refuse_dispatch.set(faults & 4 != 0);
+    f.kong_writes.set(mode & 4 != 0);
+    let mut root = RootFilter::default();
+    if !root.on_configure(&host) {
+        return;
+    }
+    f.store_down.set(faults & 8 != 0);
+    let method = ["GET", "POST", "PUT", "DELETE"][usize::from(input.byte() % 4)];
+    let path = String::from_utf8_lossy(input.chunk()).into_owned();
+    let mut headers: Vec<(String, Vec<u8>)> = vec![
+        (":method".into(), method.as_bytes().to_vec()),
+        (":path".into(), format!("/api/{path}").into_bytes()),
+        (":scheme".into(), b"http".to_vec()),
+        (":authority".into(), b"api.test".to_vec()),
+    ];
+    for _ in 0..input.byte() % 6 {
+        let name = NAMES[usize::from(input.byte()) % NAMES.len()];
+        let value = if input.byte() % 5 == 0 {
+            KEY.as_bytes().to_vec()
+        } else {
+            input.chunk().to_vec()
+        };
+        headers.push((name.into(), value));
+    }
+    let body = input.chunk().to_vec();
+    *host.request_headers.borrow_mut() = headers;
+    *host.request_body.borrow_mut() = body.clone();
+    host.properties
+        .borrow_mut()
+        .insert("source.address".into(), b"10.1.2.3:4".to_vec());
+
+    let mut request = root.new_request();
+    let mut action = request.on_request_headers(&host, body.is_empty());
+    for _ in 0..8 {
+        if !body.is_empty()
+            && host.replies.borrow().is_empty()
+            && request.flow().is_some_and(|f| f.body_limit().is_some())
+        {
+            action = request.on_request_body(&host, body.len(), true);
+            continue;
+        }
+        let Some((token, _)) = host.last_call() else {
+            break;
+        };
+        if host.resumes.get() > 0 || !host.replies.borrow().is_empty() || action == Action::Continue
+        {
+            break;
+        }
+        let answer = String::from_utf8_lossy(input.chunk()).into_owned();
+        let status = match input.byte() % 4 {
+            0 => None,
+            1 => Some(503),
+            _ => Some(200),
+        };
+        let calls = host.calls.borrow().len();
+        host.answer_with(status, &answer);
+        request.on_callout(&host, token, answer.len());
+        if host.calls.borrow().len() == calls {
+            break;
+        }
+    }
+    root.on_tick(&host);
+    for (status, _, reply) in host.replies.borrow().iter() {
+        let v: serde_json::Value = serde_json::from_slice(reply).expect("replies are JSON");
+        assert!(v["error"].is_string() && *status >= 400, "{v}");
+    }
+    let forwarded =
+        host.replies.borrow().is_empty() && (action == Action::Continue || host.resumes.get() > 0);
+    if forwarded {
+        // Whatever reached the upstream carries only the identity the filter verified.
+        let verified = request.flow().and_then(|f| f.record().client.clone());
+        for (name, value) in host.request_headers.borrow().iter() {
+            let norm = name.to_ascii_lowercase().replace('_', "-");
+            if norm == "x-client-id" {
+                assert_eq!(
+                    verified.as_deref().map(str::as_bytes),
+                    Some(value.as_slice()),
+                    "a forged identity was forwarded"
+                );
+            }
+        }
+    }
+});

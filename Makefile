@@ -13,7 +13,7 @@ SYSTEM_TOOLS  := curl:curl openssl:openssl redis-server:redis-server redis-cli:r
 
 export ENVOY_BIN := $(abspath $(ENVOY))
 
-.PHONY: build run test unit e2e lint fmt deps wasm-target system-deps bench clean schema fuzz fuzz-smoke
+.PHONY: build run test unit e2e lint fmt deps wasm-target system-deps bench clean schema fuzz fuzz-smoke soak
 
 build: wasm-target
 	cargo build --release --target $(WASM_TARGET) --lib
@@ -67,6 +67,11 @@ fuzz:
 
 fuzz-smoke:
 	fuzz/run.sh 20
+
+# Mixed legitimate and hostile traffic through Envoy (two workers) for SOAK_SECONDS (600).
+SOAK_SECONDS ?= 600
+soak: build deps
+	SOAK_SECONDS=$(SOAK_SECONDS) cargo test --release --test soak -- --ignored --nocapture
 
 # Throughput against no filter and Envoy's native filters (a benchmark, not a test).
 bench: build deps

@@ -1164,3 +1164,572 @@ fn an_address_that_keeps_failing_is_blocked_on_every_worker() {
     });
     assert!(logged, "the block is logged as a security event");
 }
+
+// ---- the adversarial corpus: one table, every row refused or handled as expected ----
+
+/// What a row must produce.
+enum Expect {
+    /// Refused here with this status and error code (a code ending in `*` is a prefix).
+    Refused(u16, &'static str),
+    /// Refused by Envoy itself before the filter (no JSON body from api-warden).
+    RefusedByEnvoy(u16),
+    /// Reached the upstream as `marketing` (whatever the request claimed).
+    AsMarketing,
+    /// Refused (by Envoy's normalisation or the filter), or reached the upstream on a path
+    /// under this prefix, which the filter checked: never another route.
+    Contained(&'static str),
+}
+
+struct Row {
+    name: &'static str,
+    raw: Vec<u8>,
+    expect: Expect,
+}
+
+fn row(
+    name: &'static str,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &[u8])],
+    body: &[u8],
+    expect: Expect,
+) -> Row {
+    let mut all: Vec<(&str, &[u8])> = vec![("X-Forwarded-For", OFFICE.as_bytes())];
+    all.extend_from_slice(headers);
+    Row {
+        name,
+        raw: request(method, target.as_bytes(), &all, body),
+        expect,
+    }
+}
+
+fn rfc9421(
+    target: &str,
+    body: Option<&[u8]>,
+    components: &[&str],
+    created: u64,
+    nonce: &str,
+) -> Vec<(String, String)> {
+    use api_warden::auth::http_signature::{base::SignedParts, digest::content_digest, sign};
+    let mut headers: Vec<(String, Vec<u8>)> = vec![
+        (":scheme".into(), b"http".to_vec()),
+        (":authority".into(), b"api.test".to_vec()),
+    ];
+    let mut out = Vec::new();
+    if let Some(body) = body {
+        let digest = content_digest(body);
+        headers.push(("content-digest".into(), digest.clone().into_bytes()));
+        out.push(("Content-Digest".to_string(), digest));
+    }
+    let method = if body.is_some() { "POST" } else { "GET" };
+    let parts = SignedParts {
+        method,
+        target,
+        headers: &headers,
+    };
+    let (input, signature) = sign(
+        HMAC_SECRET.as_bytes(),
+        "marketing",
+        &parts,
+        components,
+        created,
+        Some(nonce),
+    )
+    .unwrap();
+    out.push(("Signature-Input".to_string(), input));
+    out.push(("Signature".to_string(), signature));
+    out
+}
+
+fn pairs(list: &[(String, String)]) -> Vec<(&str, &[u8])> {
+    list.iter()
+        .map(|(k, v)| (k.as_str(), v.as_bytes()))
+        .collect()
+}
+
+#[test]
+fn the_adversarial_corpus_is_refused_and_the_vm_keeps_serving() {
+    use Expect::*;
+    let t = "/api/send/adv";
+    let auth = |token: &str| bearer(token);
+    let jwt = |header: Value, payload: Value| forged(header, payload, JWT_SECRET.as_bytes());
+    let genuine = hs_token(claims("marketing"));
+    let parts: Vec<&str> = genuine.split('.').collect();
+    let pem = es_key().public_key().to_pem().unwrap();
+    let mut rows = Vec::new();
+    // JWT: algorithms, embedded keys, key ids, crit, signatures, claims, sizes.
+    for alg in ["none", "None", "NONE", "nOnE"] {
+        let token = format!("{}.{}.", b64(&json!({"alg": alg})), b64(&good_payload()));
+        rows.push(row(
+            "alg none",
+            "GET",
+            t,
+            &[("Authorization", auth(&token).as_bytes())],
+            b"",
+            Refused(401, "token_*"),
+        ));
+    }
+    let cases: Vec<(&str, String, Expect)> = vec![
+        (
+            "HS/EC confusion",
+            forged(
+                json!({"alg": "HS256", "kid": "es-1"}),
+                good_payload(),
+                pem.as_bytes(),
+            ),
+            Refused(401, "token_algorithm_not_allowed"),
+        ),
+        (
+            "HS/RS-style confusion, no kid",
+            forged(json!({"alg": "HS256"}), good_payload(), pem.as_bytes()),
+            Refused(401, "token_bad_signature"),
+        ),
+        (
+            "ES256 claimed, HMAC inside",
+            forged(
+                json!({"alg": "ES256", "kid": "es-1"}),
+                good_payload(),
+                JWT_SECRET.as_bytes(),
+            ),
+            Refused(401, "token_*"),
+        ),
+        (
+            "embedded jwk",
+            jwt(
+                json!({"alg": "HS256", "jwk": {"kty": "oct", "k": "AA"}}),
+                good_payload(),
+            ),
+            Refused(401, "token_forbidden_header"),
+        ),
+        (
+            "jku",
+            jwt(
+                json!({"alg": "HS256", "jku": "http://127.0.0.1:1/k"}),
+                good_payload(),
+            ),
+            Refused(401, "token_forbidden_header"),
+        ),
+        (
+            "x5u",
+            jwt(
+                json!({"alg": "HS256", "x5u": "http://127.0.0.1:1/c"}),
+                good_payload(),
+            ),
+            Refused(401, "token_forbidden_header"),
+        ),
+        (
+            "x5c",
+            jwt(json!({"alg": "HS256", "x5c": ["AAAA"]}), good_payload()),
+            Refused(401, "token_forbidden_header"),
+        ),
+        (
+            "kid traversal, wrong key",
+            forged(
+                json!({"alg": "HS256", "kid": "../../../../etc/passwd"}),
+                good_payload(),
+                b"guess-guess-guess-guess-guess-0000",
+            ),
+            Refused(401, "token_*"),
+        ),
+        (
+            "kid injection, wrong key",
+            forged(
+                json!({"alg": "HS256", "kid": "x' OR '1'='1"}),
+                good_payload(),
+                b"guess-guess-guess-guess-guess-0000",
+            ),
+            Refused(401, "token_*"),
+        ),
+        (
+            "unknown crit",
+            jwt(
+                json!({"alg": "HS256", "crit": ["exp2"], "exp2": 1}),
+                good_payload(),
+            ),
+            Refused(401, "token_unknown_crit"),
+        ),
+        (
+            "empty signature",
+            format!("{}.{}.", parts[0], parts[1]),
+            Refused(401, "token_*"),
+        ),
+        (
+            "truncated signature",
+            format!(
+                "{}.{}.{}",
+                parts[0],
+                parts[1],
+                &parts[2][..parts[2].len() / 2]
+            ),
+            Refused(401, "token_*"),
+        ),
+        (
+            "signature of another payload",
+            format!(
+                "{}.{}.{}",
+                parts[0],
+                b64(
+                    &json!({"client_id": "analytics", "aud": "email-api", "iat": now(), "exp": now() + 600})
+                ),
+                parts[2]
+            ),
+            Refused(401, "token_bad_signature"),
+        ),
+        (
+            "JWE presented as JWS",
+            format!(
+                "{}..AAAA.BBBB.CCCC",
+                b64(&json!({"alg": "dir", "enc": "A128GCM"}))
+            ),
+            Refused(401, "*"),
+        ),
+        (
+            "wrong aud",
+            jwt(
+                json!({"alg": "HS256"}),
+                json!({"client_id": "marketing", "aud": "other-api", "iat": now(), "exp": now() + 600}),
+            ),
+            Refused(401, "token_wrong_audience"),
+        ),
+        (
+            "expired beyond the skew",
+            jwt(
+                json!({"alg": "HS256"}),
+                json!({"client_id": "marketing", "aud": "email-api", "iat": now() - 900, "exp": now() - 90}),
+            ),
+            Refused(401, "token_expired"),
+        ),
+        (
+            "expired within the skew",
+            jwt(
+                json!({"alg": "HS256"}),
+                json!({"client_id": "marketing", "aud": "email-api", "iat": now() - 900, "exp": now() - 30}),
+            ),
+            AsMarketing,
+        ),
+        (
+            "issued in the future beyond the skew",
+            jwt(
+                json!({"alg": "HS256"}),
+                json!({"client_id": "marketing", "aud": "email-api", "iat": now() + 600, "exp": now() + 1200}),
+            ),
+            Refused(401, "token_*"),
+        ),
+        (
+            "no exp",
+            jwt(
+                json!({"alg": "HS256"}),
+                json!({"client_id": "marketing", "aud": "email-api", "iat": now()}),
+            ),
+            Refused(401, "token_missing_claim"),
+        ),
+        (
+            "a token over the length cap",
+            format!(
+                "{}.{}.sig",
+                b64(&json!({"alg": "HS256"})),
+                "a".repeat(20_000)
+            ),
+            Refused(401, "token_too_long"),
+        ),
+    ];
+    for (name, token, expect) in cases {
+        rows.push(row(
+            name,
+            "GET",
+            t,
+            &[("Authorization", auth(&token).as_bytes())],
+            b"",
+            expect,
+        ));
+    }
+    let megabyte = format!("Bearer {}", "a".repeat(1 << 20));
+    rows.push(row(
+        "1 MB token",
+        "GET",
+        t,
+        &[("Authorization", megabyte.as_bytes())],
+        b"",
+        RefusedByEnvoy(431),
+    ));
+    // Signatures: the seed's scheme and RFC 9421.
+    let body = br#"{"to":"a@example.com"}"#;
+    let seed = signed_headers("POST", t, body, now(), Some("adv-1"));
+    let seed_pairs: Vec<(&str, &[u8])> = seed.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
+    let with_query = format!("{t}?to=everyone");
+    rows.push(row(
+        "unsigned query parameter (seed)",
+        "POST",
+        &with_query,
+        &seed_pairs,
+        body,
+        Refused(401, "signature_mismatch"),
+    ));
+    let mut twice = seed_pairs.clone();
+    twice.push(("X-Signature", seed[2].1.as_bytes()));
+    rows.push(row(
+        "duplicated X-Signature",
+        "POST",
+        t,
+        &twice,
+        body,
+        Refused(400, "duplicate_credential_header"),
+    ));
+    let future = signed_headers("POST", t, body, now() + 3600, None);
+    let future: Vec<(&str, &[u8])> = future.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
+    rows.push(row(
+        "timestamp an hour ahead",
+        "POST",
+        t,
+        &future,
+        body,
+        Refused(401, "signature_from_future"),
+    ));
+    let std_sig = rfc9421(
+        t,
+        Some(body),
+        &["@method", "@target-uri", "content-digest"],
+        now(),
+        "adv-2",
+    );
+    rows.push(row(
+        "RFC 9421, body swapped",
+        "POST",
+        t,
+        &pairs(&std_sig),
+        br#"{"to":"b@example.com"}"#,
+        Refused(401, "digest_mismatch"),
+    ));
+    rows.push(row(
+        "RFC 9421, query added",
+        "POST",
+        &with_query,
+        &pairs(&std_sig),
+        body,
+        Refused(401, "signature_mismatch"),
+    ));
+    let no_query = rfc9421(t, None, &["@method", "@path"], now(), "adv-3");
+    rows.push(row(
+        "RFC 9421, query not covered",
+        "GET",
+        t,
+        &pairs(&no_query),
+        b"",
+        Refused(401, "signature_insufficient"),
+    ));
+    let mut dup = pairs(&no_query);
+    dup.push(("Signature", no_query[1].1.as_bytes()));
+    rows.push(row(
+        "RFC 9421, duplicated Signature",
+        "GET",
+        t,
+        &dup,
+        b"",
+        Refused(400, "duplicate_credential_header"),
+    ));
+    let stale = rfc9421(t, None, &["@method", "@target-uri"], now() - 3600, "adv-4");
+    rows.push(row(
+        "RFC 9421, created an hour ago",
+        "GET",
+        t,
+        &pairs(&stale),
+        b"",
+        Refused(401, "signature_expired"),
+    ));
+    let once = rfc9421(t, None, &["@method", "@target-uri"], now(), "adv-5");
+    rows.push(row(
+        "RFC 9421, first use",
+        "GET",
+        t,
+        &pairs(&once),
+        b"",
+        AsMarketing,
+    ));
+    rows.push(row(
+        "RFC 9421, replayed",
+        "GET",
+        t,
+        &pairs(&once),
+        b"",
+        Refused(401, "signature_replayed"),
+    ));
+    // Seed-signed chunked body over the cap.
+    let big = vec![b'x'; MAX_BODY + 10];
+    let h = signed_headers("POST", t, &big, now(), None);
+    let mut chunked = format!("POST {t} HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\nX-Forwarded-For: {OFFICE}\r\nTransfer-Encoding: chunked\r\n");
+    for (k, v) in &h {
+        chunked.push_str(&format!("{k}: {v}\r\n"));
+    }
+    chunked.push_str("\r\n");
+    let mut raw = chunked.into_bytes();
+    for piece in big.chunks(1000) {
+        raw.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        raw.extend_from_slice(piece);
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(b"0\r\n\r\n");
+    rows.push(Row {
+        name: "chunked body over the cap",
+        raw,
+        expect: Refused(413, "body_too_large"),
+    });
+    // API keys.
+    let spaced = format!("  {MARKETING_KEY}\t");
+    rows.push(row(
+        "API key with surrounding whitespace",
+        "GET",
+        t,
+        &[("X-API-Key", spaced.as_bytes())],
+        b"",
+        AsMarketing,
+    ));
+    let upper = MARKETING_KEY.to_uppercase();
+    rows.push(row(
+        "API key in another case",
+        "GET",
+        t,
+        &[("X-API-Key", upper.as_bytes())],
+        b"",
+        Refused(401, "invalid_api_key"),
+    ));
+    let prefixed = format!("Bearer {MARKETING_KEY}");
+    rows.push(row(
+        "API key with a scheme prefix in X-API-Key",
+        "GET",
+        t,
+        &[("X-API-Key", prefixed.as_bytes())],
+        b"",
+        Refused(401, "invalid_api_key"),
+    ));
+    rows.push(row(
+        "API key prefix only",
+        "GET",
+        t,
+        &[("X-API-Key", &MARKETING_KEY.as_bytes()[..20])],
+        b"",
+        Refused(401, "invalid_api_key"),
+    ));
+    rows.push(row(
+        "API key, non-UTF-8",
+        "GET",
+        t,
+        &[("X-API-Key", b"\xff\xfe\x80")],
+        b"",
+        Refused(401, "invalid_api_key"),
+    ));
+    // Spoofed identity and proxy headers, with a valid key: the upstream sees marketing only.
+    let key = ("X-API-Key", MARKETING_KEY.as_bytes());
+    rows.push(row(
+        "identity header name with a trailing space",
+        "GET",
+        t,
+        &[key, ("x-client-id ", b"analytics")],
+        b"",
+        RefusedByEnvoy(400),
+    ));
+    for spoof in [
+        "X-Client-Id",
+        "x_client_id",
+        "X_CLIENT_ID",
+        "X-Auth-Method",
+        "x-security-level",
+        "X-Client-Scopes",
+        "x-envoy-original-path",
+        "x-envoy-internal",
+    ] {
+        rows.push(row(
+            "spoofed identity header",
+            "GET",
+            t,
+            &[key, (spoof, b"analytics")],
+            b"",
+            AsMarketing,
+        ));
+    }
+    // Paths that would reach another route if read differently.
+    for path in [
+        "/api/send/../admin/x",
+        "/api/send/%2e%2e/admin",
+        "/api/send/%2fadmin",
+        "/api/send/x;/../../admin",
+        "/api/send/\\admin",
+    ] {
+        rows.push(row(
+            "path bypass",
+            "GET",
+            path,
+            &[key],
+            b"",
+            Contained("/api/send/"),
+        ));
+    }
+    let huge_header = "h".repeat(100 * 1024);
+    rows.push(row(
+        "a 100 KB header",
+        "GET",
+        t,
+        &[key, ("X-Junk", huge_header.as_bytes())],
+        b"",
+        RefusedByEnvoy(431),
+    ));
+
+    let mut failures = Vec::new();
+    for r in &rows {
+        let resp = match http::send(envoy().port, &r.raw) {
+            Ok(resp) => resp,
+            Err(e) => {
+                failures.push(format!("{}: no answer ({e})", r.name));
+                continue;
+            }
+        };
+        let ok = match &r.expect {
+            Refused(status, code) => {
+                let got = serde_json::from_slice::<Value>(&resp.body)
+                    .ok()
+                    .and_then(|v| v["error"].as_str().map(str::to_string))
+                    .unwrap_or_default();
+                resp.status == *status
+                    && !resp.reached_upstream()
+                    && match code.strip_suffix('*') {
+                        Some(prefix) => got.starts_with(prefix) && !got.is_empty(),
+                        None => got == *code,
+                    }
+            }
+            RefusedByEnvoy(status) => resp.status == *status && !resp.reached_upstream(),
+            Contained(prefix) => {
+                (400..500).contains(&resp.status) && !resp.reached_upstream()
+                    || resp.status == 200
+                        && resp
+                            .upstream_header(":path")
+                            .is_some_and(|p| p.starts_with(prefix))
+            }
+            AsMarketing => {
+                resp.status == 200
+                    && resp.upstream_header("x-client-id").as_deref() == Some("marketing")
+                    && resp.upstream_header("x-auth-method").is_some()
+            }
+        };
+        if !ok {
+            failures.push(format!(
+                "{}: {} {}",
+                r.name,
+                resp.status,
+                resp.text().chars().take(200).collect::<String>()
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} rows failed:\n{}",
+        failures.len(),
+        rows.len(),
+        failures.join("\n")
+    );
+    // The VM still serves, on every worker.
+    for _ in 0..8 {
+        let resp = get(t, &[("X-API-Key", MARKETING_KEY)]);
+        assert_eq!(resp.status, 200, "{}", resp.text());
+    }
+    assert!(envoy().is_alive());
+    println!("adversarial corpus: {} rows, all as expected", rows.len());
+}

@@ -66,6 +66,10 @@ pub trait Host {
     fn store(&self) -> &dyn SharedStore;
     fn increment(&self, metric: &str);
     fn record(&self, metric: &str, value: u64);
+    /// Sets a gauge (the last value wins).
+    fn gauge(&self, metric: &str, value: u64);
+    /// The VM's linear memory, where the host can tell (wasm only).
+    fn memory_bytes(&self) -> Option<u64>;
     fn log(&self, level: LogLevel, message: &str);
 }
 
@@ -84,6 +88,8 @@ struct Health {
     store_failing: Cell<bool>,
     header_edits_failing: Cell<bool>,
     store_vanished: Cell<bool>,
+    /// Requests observed, to sample the VM's memory now and then.
+    observed: Cell<u64>,
     /// Credential warnings already logged (bounded by the configured keys).
     warned: RefCell<std::collections::HashSet<String>>,
 }
@@ -144,6 +150,14 @@ impl Worker {
 
     /// Metrics and state-change logs for a finished request.
     fn observe<H: Host + ?Sized>(&self, host: &H, record: &Record) {
+        // The VM's memory every 256 requests: flat under steady load, or something leaks.
+        let observed = self.health.observed.get().wrapping_add(1);
+        self.health.observed.set(observed);
+        if observed % 256 == 1 {
+            if let Some(bytes) = host.memory_bytes() {
+                host.gauge("vm.memory_bytes", bytes);
+            }
+        }
         for metric in record.metrics() {
             match metric {
                 Metric::Counter(name) => host.increment(&name),

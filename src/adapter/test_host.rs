@@ -86,6 +86,9 @@ pub struct TestHost {
     pub store: TestStore,
     pub counters: RefCell<HashMap<String, u64>>,
     pub histograms: RefCell<Vec<(String, u64)>>,
+    pub gauges: RefCell<HashMap<String, u64>>,
+    /// What `memory_bytes` reports.
+    pub memory: Cell<u64>,
     pub logs: RefCell<Vec<(LogLevel, String)>>,
     pub faults: std::rc::Rc<Faults>,
 }
@@ -280,6 +283,14 @@ impl Host for TestHost {
         self.histograms
             .borrow_mut()
             .push((metric.to_string(), value));
+    }
+
+    fn gauge(&self, metric: &str, value: u64) {
+        self.gauges.borrow_mut().insert(metric.to_string(), value);
+    }
+
+    fn memory_bytes(&self) -> Option<u64> {
+        Some(Cell::get(&self.memory))
     }
 
     fn log(&self, level: LogLevel, message: &str) {

@@ -546,3 +546,20 @@ fn api_keys_expire_and_warn_before_they_do() {
     start(&host, &root);
     assert_eq!(host.last_reply(), Some((401, "api_key_expired".into())));
 }
+
+#[test]
+fn the_vm_memory_is_sampled_as_a_gauge() {
+    let (host, root) = configured(json!({}));
+    host.memory.set(3 * 65_536);
+    host.request(
+        &[(":method", "GET"), (":path", "/health")],
+        b"",
+        Some("10.0.0.1"),
+    );
+    let mut request = root.new_request();
+    assert_eq!(request.on_request_headers(&host, true), Action::Continue);
+    assert_eq!(
+        host.gauges.borrow().get("vm.memory_bytes"),
+        Some(&(3 * 65_536))
+    );
+}

@@ -23,6 +23,7 @@ pub const REQUEST_BODY: u32 = 0;
 pub const CALL_RESPONSE_BODY: u32 = 4;
 pub const PLUGIN_CONFIGURATION: u32 = 7;
 pub const COUNTER: u32 = 0;
+pub const GAUGE: u32 = 1;
 pub const HISTOGRAM: u32 = 2;
 const STREAM_HTTP_REQUEST: u32 = 0;
 

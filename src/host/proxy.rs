@@ -132,6 +132,23 @@ impl Host for ProxyHost {
         }
     }
 
+    fn gauge(&self, metric: &str, value: u64) {
+        if let Some(id) = self.metric(abi::GAUGE, metric) {
+            let _ = abi::record_metric(id, value);
+        }
+    }
+
+    fn memory_bytes(&self) -> Option<u64> {
+        #[cfg(target_arch = "wasm32")]
+        {
+            Some(core::arch::wasm32::memory_size(0) as u64 * 65_536)
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            None
+        }
+    }
+
     fn log(&self, level: LogLevel, message: &str) {
         // proxy-wasm log levels: info 2, warn 3, error 4.
         let level = match level {

@@ -240,6 +240,16 @@ impl Envoy {
     }
 
     /// A counter from the admin endpoint (0 when it was never incremented).
+    /// Envoy's resident memory, from /proc.
+    pub fn rss_kb(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     pub fn counter(&self, name: &str) -> u64 {
         let req =
             format!("GET /stats?filter=^{name}$ HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");

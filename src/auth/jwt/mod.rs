@@ -218,6 +218,21 @@ impl JwtVerifier {
         if let Some(jwks) = &raw.jwks {
             keys.extend(keys_from_jwks("jwt.jwks", jwks)?);
         }
+        // One kid, one key: a set that names two keys alike leaves which one signs ambiguous.
+        for (i, key) in keys.iter().enumerate() {
+            let Some(kid) = &key.kid else { continue };
+            if keys[..i].iter().any(|k| k.kid.as_ref() == Some(kid)) {
+                let field = if i < raw.keys.len() {
+                    format!("jwt.keys[{i}].kid")
+                } else {
+                    "jwt.jwks".to_string()
+                };
+                return Err(ConfigError::new(
+                    field,
+                    format!("kid {kid:?} names more than one key"),
+                ));
+            }
+        }
         if keys.is_empty() {
             return Err(ConfigError::new(
                 "jwt.keys",

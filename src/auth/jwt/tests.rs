@@ -468,3 +468,23 @@ fn the_verified_token_cache_is_bounded() {
     }
     assert!(v.cached() <= TOKEN_CACHE_ENTRIES, "{}", v.cached());
 }
+
+#[test]
+fn a_kid_that_names_two_keys_is_refused_at_configuration() {
+    let with_kid = |kid: &str| RawJwtKey {
+        kid: Some(kid.into()),
+        ..hs_key()
+    };
+    let err = JwtVerifier::compile(raw(vec![with_kid("a"), with_kid("a")], None))
+        .err()
+        .unwrap();
+    assert_eq!(err.field, "jwt.keys[1].kid");
+    let jwks = serde_json::json!({"keys": [
+        {"kty": "oct", "kid": "k1", "alg": "HS256", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC1zZWNyZXQtMDE"},
+        {"kty": "oct", "kid": "k1", "alg": "HS384", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC1zZWNyZXQtMDI"}
+    ]});
+    let err = JwtVerifier::compile(raw(vec![], Some(jwks))).err().unwrap();
+    assert_eq!(err.field, "jwt.jwks");
+    assert!(err.reason.contains("k1"));
+    assert!(JwtVerifier::compile(raw(vec![with_kid("a"), with_kid("b")], None)).is_ok());
+}

@@ -13,7 +13,7 @@ SYSTEM_TOOLS  := curl:curl openssl:openssl redis-server:redis-server redis-cli:r
 
 export ENVOY_BIN := $(abspath $(ENVOY))
 
-.PHONY: build run test unit e2e lint fmt deps wasm-target system-deps bench clean schema fuzz fuzz-smoke soak
+.PHONY: build run test unit e2e lint fmt deps wasm-target system-deps bench clean schema fuzz fuzz-smoke soak faults
 
 build: wasm-target
 	cargo build --release --target $(WASM_TARGET) --lib
@@ -67,6 +67,10 @@ fuzz:
 
 fuzz-smoke:
 	fuzz/run.sh 20
+
+# Redis and webdis down at start, dying under load, hanging, answering garbage (also in make test).
+faults: build deps
+	cargo test --test e2e_ratelimit faults_ -- --show-output
 
 # Mixed legitimate and hostile traffic through Envoy (two workers) for SOAK_SECONDS (600).
 SOAK_SECONDS ?= 600

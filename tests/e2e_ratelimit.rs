@@ -258,7 +258,7 @@ fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
 }
 
 #[test]
-fn redis_outage_follows_failure_mode_and_recovers() {
+fn faults_redis_dying_under_load_and_hanging_follow_failure_mode_and_recover() {
     let mut redis = RedisStack::start();
     let clusters = [("webdis", redis.webdis_port)];
     let deny = Envoy::start_with(&redis_config(200, "deny", "webdis"), 2, &clusters);
@@ -375,8 +375,49 @@ fn redis_outage_follows_failure_mode_and_recovers() {
     assert!(deny.is_alive());
 }
 
+// ---- faults: `cargo test --test e2e_ratelimit faults_` (make faults) ----
+
 #[test]
-fn garbage_from_the_store_is_an_error_not_a_crash() {
+fn faults_the_store_down_at_start_then_back_without_a_restart() {
+    let mut stack = RedisStack::start();
+    stack.stop_webdis();
+    stack.stop_redis();
+    let clusters = [("webdis", stack.webdis_port)];
+    // Both configure without the store: nothing is asked of it before traffic.
+    let deny = Envoy::start_with(&redis_config(200, "deny", "webdis"), 2, &clusters);
+    let allow = Envoy::start_with(&redis_config(200, "allow", "webdis"), 2, &clusters);
+    for _ in 0..5 {
+        let r = as_client(deny.port, 0);
+        assert_eq!(
+            (r.status, r.error_code().as_str()),
+            (503, "rate_limit_unavailable")
+        );
+        assert_eq!(
+            as_client(allow.port, 1).status,
+            200,
+            "allow mode counts locally"
+        );
+    }
+    // webdis back but Redis still down: webdis answers errors, still the documented 503.
+    stack.start_webdis();
+    std::thread::sleep(Duration::from_millis(500));
+    let r = as_client(deny.port, 0);
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (503, "rate_limit_unavailable")
+    );
+    stack.start_redis();
+    stack.wait_ready();
+    wait_until(
+        "recovery once the store is up",
+        Duration::from_secs(20),
+        || as_client(deny.port, 0).status == 200,
+    );
+    assert!(deny.is_alive() && allow.is_alive());
+}
+
+#[test]
+fn faults_garbage_from_the_store_is_an_error_not_a_crash() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
@@ -610,4 +651,69 @@ fn a_signature_accepted_by_one_envoy_is_a_replay_at_the_other() {
     assert_eq!(call(b.port, &signed("n-2")).status, 200);
     let keys = redis.cli(&["--scan", "--pattern", "aw:replay:trial0:*"]);
     assert_eq!(keys.lines().count(), 2, "{keys}");
+}
+
+#[test]
+fn faults_a_configuration_reload_under_load_keeps_serving_and_keeps_counters() {
+    let mut cfg = config(json!({"address_limits": high_address_limits()}));
+    let r = support::Reloadable::start(&cfg, 2);
+    let port = r.envoy.port;
+    let name_seen = |name: &str| {
+        let resp = as_client(port, 1);
+        resp.status == 200 && resp.upstream_header("x-client-name").as_deref() == Some(name)
+    };
+    assert!(name_seen("trial1"));
+    // Load on a public route throughout: every answer must be a 200.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = (0..3)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let (mut ok, mut other) = (0u64, Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match http::send(port, &request("GET", b"/health", &[], b"")) {
+                        Ok(resp) if resp.status == 200 => ok += 1,
+                        Ok(resp) => other.push(resp.status.to_string()),
+                        Err(e) => other.push(e.to_string()),
+                    }
+                }
+                (ok, other)
+            })
+        })
+        .collect();
+    away_from_minute_boundary();
+    let statuses = |n: usize| {
+        (0..n)
+            .map(|_| as_client(port, 0).status)
+            .collect::<Vec<_>>()
+    };
+    assert!(statuses(25).iter().all(|s| *s == 200));
+    // A new configuration (client 1 renamed) while the load runs.
+    cfg["clients"][1]["name"] = json!("Trial One, renamed");
+    r.reconfigure(&cfg);
+    wait_until("the new configuration", Duration::from_secs(20), || {
+        name_seen("Trial One, renamed")
+    });
+    // The counters survived: client 0 has 15 of its 40 left this minute.
+    let after = statuses(25);
+    let admitted = after.iter().filter(|s| **s == 200).count();
+    let limited = after.iter().filter(|s| **s == 429).count();
+    assert_eq!((admitted, limited), (15, 10), "{after:?}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut served, mut failed) = (0, Vec::new());
+    for h in load {
+        let (ok, other) = h.join().unwrap();
+        served += ok;
+        failed.extend(other);
+    }
+    println!(
+        "reload under load: {served} requests served during the reload, {} not",
+        failed.len()
+    );
+    assert!(
+        failed.is_empty(),
+        "answers other than 200 during the reload: {failed:?}"
+    );
+    assert!(served > 50);
+    assert!(r.envoy.is_alive());
 }

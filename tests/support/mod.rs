@@ -335,3 +335,89 @@ pub fn free_port_for_tests() -> u16 {
 pub fn alive_pid(pid: i32) -> bool {
     alive(pid)
 }
+
+/// An Envoy whose API listener comes from a watched file (LDS): writing the file again with
+/// another plugin configuration reconfigures the filter in the running proxy.
+pub struct Reloadable {
+    pub envoy: Envoy,
+    dir: TempDir,
+    listener: serde_yaml::Value,
+    version: std::cell::Cell<u32>,
+}
+
+impl Reloadable {
+    pub fn start(config: &serde_json::Value, concurrency: u32) -> Reloadable {
+        let dir = TempDir::new("lds");
+        let lds_dir = dir.0.clone();
+        let listener = std::cell::RefCell::new(serde_yaml::Value::Null);
+        let envoy = Envoy::try_start_edited(config, concurrency, &[], &|yaml| {
+            let mut doc: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
+            let listeners = doc["static_resources"]["listeners"].as_sequence_mut().unwrap();
+            let api = listeners.remove(0);
+            let mut typed = api.clone();
+            typed.as_mapping_mut().unwrap().insert(
+                "@type".into(),
+                "type.googleapis.com/envoy.config.listener.v3.Listener".into(),
+            );
+            write_lds(&lds_dir, &typed, 1);
+            *listener.borrow_mut() = typed;
+            let dynamic: serde_yaml::Value = serde_yaml::from_str(&format!(
+                "lds_config:\n  resource_api_version: V3\n  path_config_source:\n    path: {}\n    watched_directory: {{ path: {} }}\n",
+                lds_dir.join("lds.yaml").display(),
+                lds_dir.display()
+            ))
+            .unwrap();
+            doc["dynamic_resources"] = dynamic;
+            doc["node"] = serde_yaml::from_str("{ id: api-warden-test, cluster: api-warden-test }").unwrap();
+            serde_yaml::to_string(&doc).unwrap()
+        })
+        .unwrap_or_else(|log| panic!("Envoy did not start:\n{log}"));
+        let reloadable = Reloadable {
+            envoy,
+            dir,
+            listener: listener.into_inner(),
+            version: std::cell::Cell::new(1),
+        };
+        // The listener arrives through LDS after readiness: wait until it answers.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", reloadable.envoy.port)).is_ok() {
+                return reloadable;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "the LDS listener never came up:\n{}",
+            reloadable.envoy.log_text()
+        );
+    }
+
+    /// Replaces the filter's configuration in the running Envoy.
+    pub fn reconfigure(&self, config: &serde_json::Value) {
+        let mut listener = self.listener.clone();
+        let filters =
+            &mut listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"];
+        let wasm = filters
+            .as_sequence_mut()
+            .unwrap()
+            .iter_mut()
+            .find(|f| f["name"] == "envoy.filters.http.wasm")
+            .unwrap();
+        wasm["typed_config"]["config"]["configuration"]["value"] =
+            serde_yaml::Value::String(config.to_string());
+        self.version.set(self.version.get() + 1);
+        write_lds(&self.dir.0, &listener, self.version.get());
+    }
+}
+
+/// Writes the LDS file atomically (Envoy watches the directory for a move).
+fn write_lds(dir: &Path, listener: &serde_yaml::Value, version: u32) {
+    let doc = serde_yaml::to_string(&serde_json::json!({
+        "version_info": version.to_string(),
+        "resources": [serde_json::to_value(listener).unwrap()],
+    }))
+    .unwrap();
+    let tmp = dir.join("lds.yaml.tmp");
+    std::fs::write(&tmp, doc).unwrap();
+    std::fs::rename(&tmp, dir.join("lds.yaml")).unwrap();
+}

@@ -61,14 +61,26 @@ impl RedisStack {
         }
         let path = stack.dir.0.join("webdis.json");
         std::fs::write(&path, config.to_string()).unwrap();
-        let log = stack.dir.0.join("webdis.out");
-        stack.webdis_pid = Some(spawn_kept(
+        stack.start_webdis();
+        stack.wait_ready();
+        stack
+    }
+
+    /// Starts webdis with the configuration written at creation (again, after `stop_webdis`).
+    pub fn start_webdis(&mut self) {
+        let path = self.dir.0.join("webdis.json");
+        let log = self.dir.0.join("webdis.out");
+        self.webdis_pid = Some(spawn_kept(
             &which("webdis"),
             &[path.display().to_string()],
             &log,
         ));
-        stack.wait_ready();
-        stack
+    }
+
+    pub fn stop_webdis(&mut self) {
+        if let Some(pid) = self.webdis_pid.take() {
+            kill(pid);
+        }
     }
 
     pub fn start_redis(&mut self) {

@@ -1163,6 +1163,25 @@ fn an_address_that_keeps_failing_is_blocked_on_every_worker() {
             .contains("security event ip_blocked: 192.168.1.66")
     });
     assert!(logged, "the block is logged as a security event");
+    // And as the seed's security events, one JSON object per line.
+    let log = envoy.log_text();
+    let events: Vec<Value> = log
+        .lines()
+        .filter_map(|l| l.split_once("api-warden security_event ").map(|(_, j)| j))
+        .filter_map(|j| serde_json::from_str(j).ok())
+        .filter(|e: &Value| e["ip_address"] == attacker)
+        .collect();
+    let count = |kind: &str| events.iter().filter(|e| e["event_type"] == kind).count();
+    assert_eq!(count("authentication_failed"), 3, "{log}");
+    assert_eq!(count("ip_temporarily_blocked"), 1);
+    assert_eq!(count("blocked_ip_attempt"), 4);
+    assert!(events
+        .iter()
+        .all(|e| e["threat_level"].is_string() && e["event_id"].is_string()));
+    assert_eq!(
+        envoy.counter("wasmcustom.api_warden.security.events.blocked_ip_attempt"),
+        4
+    );
 }
 
 // ---- the adversarial corpus: one table, every row refused or handled as expected ----

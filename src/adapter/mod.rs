@@ -16,6 +16,10 @@ use crate::ratelimit::batch::Reservations;
 use crate::ratelimit::limiter::Via;
 use crate::store::checked::KeyChecked;
 use crate::store::SharedStore;
+use crate::threat::events;
+
+/// Security events logged per worker per second; the rest are counted (`security.events_unlogged`).
+const EVENT_LOGS_PER_SECOND: u32 = 50;
 use std::cell::{Cell, RefCell};
 
 /// A host status other than success.
@@ -90,6 +94,8 @@ struct Health {
     store_vanished: Cell<bool>,
     /// Requests observed, to sample the VM's memory now and then.
     observed: Cell<u64>,
+    /// Security events logged in the current second (at most `EVENT_LOGS_PER_SECOND`).
+    event_logs: Cell<(u64, u32)>,
     /// Credential warnings already logged (bounded by the configured keys).
     warned: RefCell<std::collections::HashSet<String>>,
 }
@@ -178,6 +184,7 @@ impl Worker {
                 ),
             );
         }
+        self.raise_events(host, record);
         let Some(limit) = &record.limit else {
             return;
         };
@@ -204,6 +211,39 @@ impl Worker {
             }
         } else if matches!(trace.via, Some(Via::Local | Via::Fallback)) {
             self.health.store_failing.set(false);
+        }
+    }
+
+    /// Security events: counted, logged as one JSON line each (at most
+    /// `EVENT_LOGS_PER_SECOND` per worker, so an attack cannot flood the log), and kept in the
+    /// ring for the security report.
+    fn raise_events<H: Host + ?Sized>(&self, host: &H, record: &Record) {
+        let Some(ring) = &self.config.events else {
+            return;
+        };
+        for event in events::from_record(record) {
+            host.increment(&format!("security.events.{}", event.kind.as_str()));
+            let sequence = self.health.observed.get();
+            let json = event.to_json(sequence);
+            let second = record.finished_ms / 1000;
+            let (at, logged) = self.health.event_logs.get();
+            let logged = if at == second { logged } else { 0 };
+            if logged < EVENT_LOGS_PER_SECOND {
+                self.health.event_logs.set((second, logged + 1));
+                host.log(LogLevel::Warn, &format!("api-warden security_event {json}"));
+            } else {
+                host.increment("security.events_unlogged");
+            }
+            if let Some(ring) = ring {
+                let checked = checked_store(&self.config, host);
+                let store: &dyn SharedStore = match &checked {
+                    Some(c) => c,
+                    None => host.store(),
+                };
+                if ring.push(store, &json).is_err() {
+                    host.increment("security.events_unstored");
+                }
+            }
         }
     }
 

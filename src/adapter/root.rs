@@ -165,6 +165,10 @@ fn prepare<H: Host + ?Sized>(host: &H, worker: &Worker) -> Result<(), PrepareErr
             .prepare(store)
             .map_err(|e| PrepareError("address block table", e))?;
     }
+    if let Some(Some(ring)) = &c.events {
+        ring.prepare(store)
+            .map_err(|e| PrepareError("security event ring", e))?;
+    }
     let limiter = Limiter {
         settings: &c.rate_limiting,
         store,

@@ -563,3 +563,39 @@ fn the_vm_memory_is_sampled_as_a_gauge() {
         Some(&(3 * 65_536))
     );
 }
+
+#[test]
+fn refusals_become_security_events_logged_counted_and_kept() {
+    let (host, root) = configured(json!({
+        "security_monitoring": {"failed_auth_threshold": 2, "event_ring_size": 8}
+    }));
+    for _ in 0..3 {
+        host.request(
+            &[
+                (":method", "GET"),
+                (":path", "/api/send/x?k=secret"),
+                ("x-api-key", "ak_wrong_guess_000000000000"),
+            ],
+            b"",
+            Some("203.0.113.7"),
+        );
+        let mut request = root.new_request();
+        request.on_request_headers(&host, true);
+    }
+    assert_eq!(host.counter("security.events.authentication_failed"), 2);
+    assert_eq!(host.counter("security.events.ip_temporarily_blocked"), 1);
+    assert_eq!(host.counter("security.events.blocked_ip_attempt"), 1);
+    let lines: Vec<serde_json::Value> = host
+        .logs
+        .borrow()
+        .iter()
+        .filter_map(|(_, l)| l.strip_prefix("api-warden security_event "))
+        .map(|j| serde_json::from_str(j).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[0]["ip_address"], "203.0.113.7");
+    assert_eq!(lines[0]["endpoint"], "GET /api/send/x");
+    assert_eq!(lines[3]["event_type"], "blocked_ip_attempt");
+    let ring = crate::threat::events::EventRing { slots: 8 };
+    assert_eq!(ring.events(&host.store).unwrap().len(), 4);
+}

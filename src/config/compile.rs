@@ -15,6 +15,7 @@ use crate::authz::Access;
 use crate::profile::HostProfile;
 use crate::ratelimit::{self, LimitOverride};
 use crate::threat::blocking::BlockTable;
+use crate::threat::events::EventRing;
 use std::collections::HashMap;
 
 #[derive(Debug, Clone)]
@@ -40,6 +41,8 @@ pub struct Config {
     pub routes: RouteTable,
     /// Addresses that fail authentication too often are blocked (`security_monitoring`).
     pub blocking: Option<BlockTable>,
+    /// Security events are raised (with `security_monitoring`); the ring, when it keeps any.
+    pub events: Option<Option<EventRing>>,
     pub forward_credentials: bool,
     pub rate_limiting: ratelimit::settings::Settings,
     /// Warnings to log at configuration (plaintext keys, and the like).
@@ -88,6 +91,11 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         .security_monitoring
         .as_ref()
         .map(crate::threat::compile)
+        .transpose()?;
+    let events = raw
+        .security_monitoring
+        .as_ref()
+        .map(crate::threat::compile_events)
         .transpose()?;
     let methods_explicit = raw.auth_methods.is_some();
     let methods = match &raw.auth_methods {
@@ -204,6 +212,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         client_by_id,
         routes,
         blocking,
+        events,
         forward_credentials: raw.forward_credentials,
         rate_limiting,
         warnings,

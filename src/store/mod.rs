@@ -124,6 +124,15 @@ impl MemoryStore {
     pub fn is_empty(&self) -> bool {
         self.entries.borrow().is_empty()
     }
+
+    /// Keys and values together, in bytes: what the shared data holds.
+    pub fn total_bytes(&self) -> usize {
+        self.entries
+            .borrow()
+            .iter()
+            .map(|(k, (v, _))| k.len() + v.len())
+            .sum()
+    }
 }
 
 impl SharedStore for MemoryStore {

@@ -275,6 +275,39 @@ mod tests {
     }
 
     #[test]
+    fn a_million_addresses_stay_under_the_documented_cap() {
+        // The defaults: 4096 slots of 8 addresses, threshold 5 (README: about 2 MiB).
+        let table = BlockTable {
+            threshold: 5,
+            cooldown_seconds: 3600,
+            slots: 4096,
+            per_slot: 8,
+        };
+        let store = MemoryStore::new();
+        table.prepare(&store).unwrap();
+        for n in 0u32..1_000_000 {
+            // Distinct IPv6 /64s, as an attacker with a /32 gets for free.
+            let mut a = [0u8; 16];
+            a[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+            a[4..8].copy_from_slice(&n.to_be_bytes());
+            table
+                .record_failure(&store, &a, NOW + u64::from(n % 3000))
+                .unwrap();
+        }
+        let cap = table.slots * (1 + table.per_slot * table.entry_bytes() + "aw:blk:4095".len());
+        assert_eq!(store.len(), 4096);
+        assert!(
+            store.total_bytes() <= cap,
+            "{} > {cap}",
+            store.total_bytes()
+        );
+        assert!(
+            cap <= 2 * 1024 * 1024 + 64 * 1024,
+            "the README's figure: {cap}"
+        );
+    }
+
+    #[test]
     fn a_new_threshold_never_misreads_entries_written_under_the_old_one() {
         let store = MemoryStore::new();
         let a = addr(4);

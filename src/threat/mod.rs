@@ -1,7 +1,9 @@
 //! Threat protection. Today: failed-authentication tracking with temporary address blocks (the
-//! seed's `security_monitoring.failed_auth_threshold` and `ip_cooldown_minutes`).
+//! seed's `security_monitoring.failed_auth_threshold` and `ip_cooldown_minutes`), and security
+//! events (logged as JSON, kept in a bounded ring).
 
 pub mod blocking;
+pub mod events;
 
 use crate::field::{within, ConfigError};
 use blocking::BlockTable;
@@ -30,6 +32,23 @@ pub struct RawSecurityMonitoring {
     /// Addresses per key. Default 8.
     #[serde(default)]
     pub slot_entries: Option<usize>,
+    /// Security events kept in shared data for the security report (the last N of every
+    /// worker). Default 256; 0 keeps none (events are still logged).
+    #[serde(default)]
+    pub event_ring_size: Option<usize>,
+}
+
+/// The event ring `security_monitoring` asks for (none with `event_ring_size: 0`).
+pub fn compile_events(
+    raw: &RawSecurityMonitoring,
+) -> Result<Option<events::EventRing>, ConfigError> {
+    let slots = within(
+        "security_monitoring.event_ring_size",
+        raw.event_ring_size,
+        256,
+        0..=4096,
+    )?;
+    Ok((slots > 0).then_some(events::EventRing { slots }))
 }
 
 pub fn compile(raw: &RawSecurityMonitoring) -> Result<BlockTable, ConfigError> {

@@ -1128,7 +1128,13 @@ fn one_client_filling_its_replay_table_does_not_stop_other_signers() {
 #[test]
 fn an_address_that_keeps_failing_is_blocked_on_every_worker() {
     let mut cfg = test_config();
-    cfg["security_monitoring"] = json!({"failed_auth_threshold": 3, "ip_cooldown_minutes": 1});
+    let secops_key = "ak_test_secops_key_0000000000000000001";
+    cfg["clients"].as_array_mut().unwrap().push(json!({
+        "client_id": "secops", "security_level": "critical",
+        "allowed_endpoints": ["/_warden/report"], "api_keys": [sha(secops_key)]
+    }));
+    cfg["security_monitoring"] = json!({"failed_auth_threshold": 3, "ip_cooldown_minutes": 1,
+        "report": {"path": "/_warden/report", "clients": ["secops"]}});
     let envoy = Envoy::start(&cfg, 2);
     let from = |xff: &str, key: &str| {
         let h: Vec<(&str, &[u8])> = vec![
@@ -1182,6 +1188,29 @@ fn an_address_that_keeps_failing_is_blocked_on_every_worker() {
         envoy.counter("wasmcustom.api_warden.security.events.blocked_ip_attempt"),
         4
     );
+    // The security report, answered by the filter (from any worker: the ring and the block
+    // table are shared), to its reader only.
+    let report = {
+        let h: Vec<(&str, &[u8])> = vec![
+            ("X-Forwarded-For", OFFICE.as_bytes()),
+            ("X-API-Key", secops_key.as_bytes()),
+        ];
+        http::send(envoy.port, &request("GET", b"/_warden/report", &h, b"")).unwrap()
+    };
+    assert_eq!(report.status, 200, "{}", report.text());
+    assert!(!report.reached_upstream());
+    let report = report.json();
+    assert_eq!(report["summary"]["blocked_ips"], 1, "{report}");
+    assert_eq!(report["summary"]["total_failed_auth_attempts"], 3);
+    assert_eq!(report["event_breakdown"]["blocked_ip_attempt"]["high"], 4);
+    assert_eq!(report["top_threat_sources"][0]["ip_address"], attacker);
+    let h: Vec<(&str, &[u8])> = vec![
+        ("X-Forwarded-For", OFFICE.as_bytes()),
+        ("X-API-Key", MARKETING_KEY.as_bytes()),
+    ];
+    let refused = http::send(envoy.port, &request("GET", b"/_warden/report", &h, b"")).unwrap();
+    assert_eq!(refused.status, 403);
+    assert!(!refused.reached_upstream());
 }
 
 // ---- the adversarial corpus: one table, every row refused or handled as expected ----

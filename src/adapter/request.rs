@@ -245,6 +245,18 @@ impl RequestFilter {
                 self.finished(host, worker);
                 Action::Pause
             }
+            Step::Respond { status, body } => {
+                self.replied = true;
+                let headers = [
+                    ("content-type".to_string(), "application/json".to_string()),
+                    ("cache-control".to_string(), "no-store".to_string()),
+                ];
+                if host.send_reply(status, &headers, &body).is_err() {
+                    let _ = host.reset_request();
+                }
+                self.finished(host, worker);
+                Action::Pause
+            }
             Step::Forward {
                 edits,
                 response_fields,

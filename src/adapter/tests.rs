@@ -599,3 +599,92 @@ fn refusals_become_security_events_logged_counted_and_kept() {
     let ring = crate::threat::events::EventRing { slots: 8 };
     assert_eq!(ring.events(&host.store).unwrap().len(), 4);
 }
+
+#[test]
+fn the_security_report_is_answered_here_for_its_readers_only() {
+    let admin_key = "ak_security_admin_key_00000000001";
+    let root_key = "ak_other_critical_key_00000000001";
+    let (host, root) = configured(json!({
+        "clients": [
+            {"client_id": "marketing", "allowed_endpoints": ["/api/send/*"], "api_keys": [digest(KEY)]},
+            {"client_id": "secops", "security_level": "critical",
+             "allowed_endpoints": ["/_warden/report"], "api_keys": [digest(admin_key)]},
+            {"client_id": "root", "security_level": "critical",
+             "allowed_endpoints": ["/*"], "api_keys": [digest(root_key)]}
+        ],
+        "security_monitoring": {"failed_auth_threshold": 2,
+                                "report": {"path": "/_warden/report", "clients": ["secops"]}}
+    }));
+    let send = |path: &str, key: &str, from: &str| {
+        host.request(
+            &[(":method", "GET"), (":path", path), ("x-api-key", key)],
+            b"",
+            Some(from),
+        );
+        let mut request = root.new_request();
+        request.on_request_headers(&host, true)
+    };
+    for _ in 0..3 {
+        send("/api/send/x", "ak_wrong_guess_000000000000", "203.0.113.7");
+    }
+    assert_eq!(
+        send("/_warden/report", admin_key, "10.0.0.1"),
+        Action::Pause
+    );
+    let (status, headers, body) = host.replies.borrow().last().cloned().unwrap();
+    assert_eq!(status, 200);
+    assert!(headers.contains(&("cache-control".to_string(), "no-store".to_string())));
+    let report: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(report["summary"]["blocked_ips"], 1);
+    assert_eq!(report["summary"]["total_failed_auth_attempts"], 2);
+    assert_eq!(report["top_threat_sources"][0]["ip_address"], "203.0.113.7");
+    // A critical client that may call anything still may not read it; the report never goes
+    // upstream; a client below critical is refused by the level.
+    send("/_warden/report", root_key, "10.0.0.1");
+    assert_eq!(host.last_reply().unwrap().0, 403);
+    assert_eq!(host.last_reply().unwrap().1, "report_not_allowed");
+    send("/_warden/report", KEY, "10.0.0.1");
+    assert_eq!(host.last_reply().unwrap().0, 403);
+    send("/_warden/report", "nope", "10.0.0.2");
+    assert_eq!(host.last_reply().unwrap().0, 401);
+}
+
+#[test]
+fn report_readers_are_checked_at_configuration() {
+    let refused = |report: Value, client: Value| {
+        let host = TestHost::new(
+            &config(json!({"clients": [client], "security_monitoring": {"report": report}})),
+            NOW,
+        );
+        let ok = RootFilter::default().on_configure(&host);
+        let logs = format!("{:?}", host.logs.borrow());
+        (ok, logs)
+    };
+    let admin = json!({"client_id": "secops", "security_level": "critical",
+                       "allowed_endpoints": ["/_warden/report"], "api_keys": [digest(KEY)]});
+    let (ok, _) = refused(
+        json!({"path": "/_warden/report", "clients": ["secops"]}),
+        admin.clone(),
+    );
+    assert!(ok);
+    let (ok, logs) = refused(
+        json!({"path": "/_warden/report", "clients": ["nobody"]}),
+        admin.clone(),
+    );
+    assert!(
+        !ok && logs.contains("security_monitoring.report.clients[0]"),
+        "{logs}"
+    );
+    let (ok, logs) = refused(json!({"path": "report", "clients": ["secops"]}), admin);
+    assert!(
+        !ok && logs.contains("security_monitoring.report.path"),
+        "{logs}"
+    );
+    let below = json!({"client_id": "secops", "security_level": "sensitive",
+                       "allowed_endpoints": ["/_warden/report"], "api_keys": [digest(KEY)]});
+    let (ok, logs) = refused(
+        json!({"path": "/_warden/report", "clients": ["secops"]}),
+        below,
+    );
+    assert!(!ok && logs.contains("critical"), "{logs}");
+}

@@ -16,6 +16,8 @@ use crate::profile::HostProfile;
 use crate::ratelimit::{self, LimitOverride};
 use crate::threat::blocking::BlockTable;
 use crate::threat::events::EventRing;
+use crate::threat::report::ReportAccess;
+use crate::threat::RawReport;
 use std::collections::HashMap;
 
 #[derive(Debug, Clone)]
@@ -43,6 +45,8 @@ pub struct Config {
     pub blocking: Option<BlockTable>,
     /// Security events are raised (with `security_monitoring`); the ring, when it keeps any.
     pub events: Option<Option<EventRing>>,
+    /// Where the security report is served, and to whom.
+    pub report: Option<ReportAccess>,
     pub forward_credentials: bool,
     pub rate_limiting: ratelimit::settings::Settings,
     /// Warnings to log at configuration (plaintext keys, and the like).
@@ -166,7 +170,23 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     let default_level = raw
         .default_security_level
         .unwrap_or(SecurityLevel::Standard);
-    let routes = RouteTable::compile(&raw.routes, default_level)?;
+    let report_raw = raw
+        .security_monitoring
+        .as_ref()
+        .and_then(|m| m.report.as_ref());
+    let mut routes_raw = raw.routes;
+    if let Some(report) = report_raw {
+        check_report_path(&report.path)?;
+        // The report path is critical, whatever the routes say.
+        routes_raw.push(crate::authz::levels::RawRoute {
+            pattern: report.path.clone(),
+            security_level: SecurityLevel::Critical,
+        });
+    }
+    let routes = RouteTable::compile(&routes_raw, default_level)?;
+    let report = report_raw
+        .map(|r| compile_report(r, &clients, &client_by_id))
+        .transpose()?;
     if clients.is_empty() && !routes.has_public() {
         return Err(ConfigError::new(
             "clients",
@@ -213,9 +233,64 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         routes,
         blocking,
         events,
+        report,
         forward_credentials: raw.forward_credentials,
         rate_limiting,
         warnings,
+    })
+}
+
+fn check_report_path(path: &str) -> Result<(), ConfigError> {
+    let ok = path.starts_with('/')
+        && path.len() > 1
+        && !path.contains(['?', '#', '*'])
+        && path.bytes().all(|b| b.is_ascii_graphic());
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            "security_monitoring.report.path",
+            "must be an exact path such as /_warden/report",
+        ))
+    }
+}
+
+fn compile_report(
+    raw: &RawReport,
+    clients: &[Client],
+    by_id: &HashMap<String, usize>,
+) -> Result<ReportAccess, ConfigError> {
+    let field = "security_monitoring.report";
+    check_report_path(&raw.path)?;
+    if raw.clients.is_empty() {
+        return Err(ConfigError::new(
+            format!("{field}.clients"),
+            "name at least one client that may read the report",
+        ));
+    }
+    let mut indices = Vec::new();
+    for (i, id) in raw.clients.iter().enumerate() {
+        let at = format!("{field}.clients[{i}]");
+        let index = *by_id
+            .get(id)
+            .ok_or_else(|| ConfigError::new(&at, format!("no client {id:?}")))?;
+        let access = clients.get(index).map(|c| &c.access);
+        if access.map(|a| a.security_level) != Some(SecurityLevel::Critical) {
+            return Err(ConfigError::new(&at, "must be a client at critical level"));
+        }
+        if !access
+            .is_some_and(|a| crate::authz::endpoints::any_allows(&a.allowed_endpoints, &raw.path))
+        {
+            return Err(ConfigError::new(
+                &at,
+                format!("must list {} in its allowed_endpoints", raw.path),
+            ));
+        }
+        indices.push(index);
+    }
+    Ok(ReportAccess {
+        path: raw.path.clone(),
+        clients: indices,
     })
 }
 

@@ -20,6 +20,7 @@ use crate::ratelimit::window::Decision;
 use crate::ratelimit::{address_key, Target};
 use crate::store::SharedStore;
 use crate::threat::blocking::Recorded;
+use crate::threat::report::{ReportAccess, ReportInputs};
 use headers::HeaderEdits;
 use record::{AuthRecord, DenialRecord, LimitOutcome, LimitRecord, Record};
 use std::cell::RefCell;
@@ -53,6 +54,8 @@ pub enum Step {
     },
     /// Answer the request here.
     Reply(Denial),
+    /// Answer the request here with this JSON document (the security report).
+    Respond { status: u16, body: Vec<u8> },
     /// Hand over the body when it is complete. Where the host holds headers while the body is
     /// read (Envoy), `edits` is empty and the headers wait for the body phase's decision; where
     /// it cannot (nginx), the headers continue with these edits (the claimed identity) and
@@ -192,6 +195,14 @@ impl Flow {
         match verdict {
             Verdict::Allow(grant) => {
                 self.note_grant(env, &grant);
+                if let Some(report) = env
+                    .config
+                    .report
+                    .as_ref()
+                    .filter(|r| r.path == self.record.path)
+                {
+                    return self.report(env, report, &grant);
+                }
                 let edits = match self.plan(env, incoming, &grant) {
                     Ok(edits) => edits,
                     Err(denial) => return self.finish_reply(denial, env.now_ms),
@@ -252,6 +263,51 @@ impl Flow {
                     }
                 }
             }
+        }
+    }
+
+    /// The security report, for the clients allowed to read it; it never goes upstream.
+    fn report(&mut self, env: &Env, access: &ReportAccess, grant: &Grant) -> Step {
+        let reader = grant.identity.as_ref().map(|i| i.client);
+        if !reader.is_some_and(|c| access.clients.contains(&c)) {
+            let denial = Denial::forbidden(
+                "report_not_allowed",
+                "this client may not read the security report",
+            );
+            return self.finish_reply(denial, env.now_ms);
+        }
+        let now = env.now_ms / 1000;
+        let blocked = match &env.config.blocking {
+            Some(table) => table.blocked_count(env.store, now),
+            None => Ok(0),
+        };
+        let ring = env.config.events.flatten();
+        let events = ring.map_or(Ok(Vec::new()), |r| r.events(env.store));
+        let (Ok(blocked_addresses), Ok(events)) = (blocked, events) else {
+            let denial = Denial::new(
+                503,
+                "report_unavailable",
+                "the security report cannot be read right now; retry shortly",
+            );
+            return self.finish_reply(denial, env.now_ms);
+        };
+        let report = crate::threat::report::build(&ReportInputs {
+            now_ms: env.now_ms,
+            active_clients: env
+                .config
+                .clients
+                .iter()
+                .filter(|c| c.access.is_active)
+                .count(),
+            blocked_addresses,
+            events: &events,
+            ring_size: ring.map_or(0, |r| r.slots),
+        });
+        self.state = State::Done;
+        self.record.finished_ms = env.now_ms;
+        Step::Respond {
+            status: 200,
+            body: report.to_string().into_bytes(),
         }
     }
 

@@ -48,6 +48,25 @@ pub enum Recorded {
 }
 
 impl BlockTable {
+    /// How many addresses are blocked now (reads every slot: for the security report).
+    pub fn blocked_count<S: SharedStore + ?Sized>(
+        &self,
+        store: &S,
+        now: u64,
+    ) -> Result<usize, StoreError> {
+        let mut blocked = 0;
+        for slot in 0..self.slots {
+            if let Some((bytes, _)) = store.get(&self.keys().key(slot))? {
+                blocked += self
+                    .decode(&bytes)
+                    .iter()
+                    .filter(|e| e.blocked_until > now)
+                    .count();
+            }
+        }
+        Ok(blocked)
+    }
+
     fn keys(&self) -> SlotKeys {
         SlotKeys {
             prefix: "aw:blk",

@@ -4,6 +4,7 @@
 
 pub mod blocking;
 pub mod events;
+pub mod report;
 
 use crate::field::{within, ConfigError};
 use blocking::BlockTable;
@@ -36,6 +37,19 @@ pub struct RawSecurityMonitoring {
     /// worker). Default 256; 0 keeps none (events are still logged).
     #[serde(default)]
     pub event_ring_size: Option<usize>,
+    /// The security report, answered by the filter at `path` for the listed clients (each at
+    /// critical level, with the path in its `allowed_endpoints`).
+    #[serde(default)]
+    pub report: Option<RawReport>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawReport {
+    /// An exact path, e.g. `/_warden/report`; it is critical whatever `routes` say.
+    pub path: String,
+    /// Client ids allowed to read the report.
+    pub clients: Vec<String>,
 }
 
 /// The event ring `security_monitoring` asks for (none with `event_ring_size: 0`).

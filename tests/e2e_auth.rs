@@ -1169,14 +1169,26 @@ fn an_address_that_keeps_failing_is_blocked_on_every_worker() {
             .contains("security event ip_blocked: 192.168.1.66")
     });
     assert!(logged, "the block is logged as a security event");
-    // And as the seed's security events, one JSON object per line.
+    // And as the seed's security events, one JSON object per line (the log is flushed every
+    // 200 ms: wait for all eight).
+    let read_events = || -> Vec<Value> {
+        envoy
+            .log_text()
+            .lines()
+            .filter_map(|l| l.split_once("api-warden security_event ").map(|(_, j)| j))
+            .filter_map(|j| serde_json::from_str(j).ok())
+            .filter(|e: &Value| e["ip_address"] == attacker)
+            .collect()
+    };
+    let mut events = read_events();
+    for _ in 0..50 {
+        if events.len() >= 8 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        events = read_events();
+    }
     let log = envoy.log_text();
-    let events: Vec<Value> = log
-        .lines()
-        .filter_map(|l| l.split_once("api-warden security_event ").map(|(_, j)| j))
-        .filter_map(|j| serde_json::from_str(j).ok())
-        .filter(|e: &Value| e["ip_address"] == attacker)
-        .collect();
     let count = |kind: &str| events.iter().filter(|e| e["event_type"] == kind).count();
     assert_eq!(count("authentication_failed"), 3, "{log}");
     assert_eq!(count("ip_temporarily_blocked"), 1);

@@ -317,40 +317,26 @@ fn rfc_9421_signatures_work_on_kong_too() {
         .unwrap()
         .as_secs();
     let components = ["@method", "@target-uri", "content-digest"];
-    let (input, signature) = sign(
-        secret,
-        "marketing",
-        &parts,
-        &components,
-        now,
-        Some("kong-1"),
-    )
-    .unwrap();
-    let h = [
-        ("Content-Digest", digest.as_str()),
-        ("Signature-Input", input.as_str()),
-        ("Signature", signature.as_str()),
-    ];
+    // Headers of a fresh signature (each nonce is accepted once).
+    let signed = |nonce: &str| {
+        let (input, signature) =
+            sign(secret, "marketing", &parts, &components, now, Some(nonce)).unwrap();
+        [
+            ("Content-Digest", digest.clone()),
+            ("Signature-Input", input),
+            ("Signature", signature),
+        ]
+    };
+    let h = signed("kong-1");
+    let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let resp = call(k, "POST", target, "rfc9421", &h, body);
     assert_eq!(resp.status, 200, "{}", resp.text());
     let got = k.upstream.find("rfc9421").unwrap();
     assert_eq!(got.values("x-auth-method"), ["http_signature"]);
     assert_eq!(got.body, body);
     // A tampered body never reaches the upstream.
-    let (input, signature) = sign(
-        secret,
-        "marketing",
-        &parts,
-        &components,
-        now,
-        Some("kong-2"),
-    )
-    .unwrap();
-    let h = [
-        ("Content-Digest", digest.as_str()),
-        ("Signature-Input", input.as_str()),
-        ("Signature", signature.as_str()),
-    ];
+    let h = signed("kong-2");
+    let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let resp = call(
         k,
         "POST",

@@ -1134,8 +1134,10 @@ fn an_address_that_keeps_failing_is_blocked_on_every_worker() {
         "allowed_endpoints": ["/_warden/report"], "api_keys": [sha(secops_key)]
     }));
     cfg["security_monitoring"] = json!({"failed_auth_threshold": 3, "ip_cooldown_minutes": 1,
-        "report": {"path": "/_warden/report", "clients": ["secops"]}});
-    let envoy = Envoy::start(&cfg, 2);
+        "report": {"path": "/_warden/report", "clients": ["secops"]},
+        "alerts": {"cluster": "security_alerts", "path": "/hook"}});
+    let webhook = support::recorder::Recorder::start();
+    let envoy = Envoy::start_with(&cfg, 2, &[("security_alerts", webhook.port)]);
     let from = |xff: &str, key: &str| {
         let h: Vec<(&str, &[u8])> = vec![
             ("X-Forwarded-For", xff.as_bytes()),
@@ -1223,6 +1225,23 @@ fn an_address_that_keeps_failing_is_blocked_on_every_worker() {
     let refused = http::send(envoy.port, &request("GET", b"/_warden/report", &h, b"")).unwrap();
     assert_eq!(refused.status, 403);
     assert!(!refused.reached_upstream());
+    // The block and the blocked attempts reached the webhook (on the workers' ticks), as JSON,
+    // deduplicated: at most one of each type per worker.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while webhook.count() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let alerts = webhook.all();
+    assert!((2..=4).contains(&alerts.len()), "{} alerts", alerts.len());
+    for alert in &alerts {
+        assert_eq!(alert.target, "/hook");
+        let event: Value = serde_json::from_slice(&alert.body).unwrap();
+        assert_eq!(event["threat_level"], "high");
+        assert_eq!(event["ip_address"], attacker);
+    }
+    assert!(alerts.iter().any(|a| {
+        serde_json::from_slice::<Value>(&a.body).unwrap()["event_type"] == "ip_temporarily_blocked"
+    }));
 }
 
 // ---- the adversarial corpus: one table, every row refused or handled as expected ----

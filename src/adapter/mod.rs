@@ -16,6 +16,7 @@ use crate::ratelimit::batch::Reservations;
 use crate::ratelimit::limiter::Via;
 use crate::store::checked::KeyChecked;
 use crate::store::SharedStore;
+use crate::threat::alerts::{AlertQueue, Offered};
 use crate::threat::events;
 
 /// Security events logged per worker per second; the rest are counted (`security.events_unlogged`).
@@ -105,6 +106,8 @@ pub struct Worker {
     pub config: Config,
     /// Batched Redis mode: this worker's reservations.
     pub reservations: RefCell<Reservations>,
+    /// Alerts waiting for the root's tick.
+    pub alerts: RefCell<AlertQueue>,
     health: Health,
 }
 
@@ -113,6 +116,7 @@ impl Worker {
         Self {
             config,
             reservations: RefCell::new(Reservations::default()),
+            alerts: RefCell::new(AlertQueue::default()),
             health: Health::default(),
         }
     }
@@ -233,6 +237,14 @@ impl Worker {
                 host.log(LogLevel::Warn, &format!("api-warden security_event {json}"));
             } else {
                 host.increment("security.events_unlogged");
+            }
+            if let Some(settings) = &self.config.alerts {
+                let now = record.finished_ms / 1000;
+                match self.alerts.borrow_mut().offer(settings, &event, &json, now) {
+                    Offered::Dropped => host.increment("security.alerts_dropped"),
+                    Offered::Duplicate => host.increment("security.alerts_deduplicated"),
+                    Offered::Queued | Offered::NotAlerted => {}
+                }
             }
             if let Some(ring) = ring {
                 let checked = checked_store(&self.config, host);

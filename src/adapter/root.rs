@@ -14,7 +14,12 @@ use std::rc::Rc;
 pub enum RootCall {
     /// Unused batched admissions given back to Redis.
     GiveBack,
+    /// A security alert POSTed to the webhook.
+    Alert,
 }
+
+/// How often queued alerts leave (when alerts are configured and nothing ticks faster).
+const ALERT_TICK_MS: u32 = 1000;
 
 /// Bounds the calls remembered at once; an answer always comes (or times out), so the table
 /// only fills if the host loses answers.
@@ -59,11 +64,16 @@ impl RootFilter {
             host.log(LogLevel::Error, &format!("api-warden: {e}"));
             return false;
         }
-        if let Some(period) = worker.config.rate_limiting.tick_period_ms() {
+        let alert_tick = worker.config.alerts.as_ref().map(|_| ALERT_TICK_MS);
+        let tick = match (worker.config.rate_limiting.tick_period_ms(), alert_tick) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(period) = tick {
             if host.set_tick_period_ms(period).is_err() {
                 host.log(
                     LogLevel::Error,
-                    "api-warden: batched Redis mode needs a tick, which this host refuses",
+                    "api-warden: batched Redis mode and alerts need a tick, which this host refuses",
                 );
                 return false;
             }
@@ -114,6 +124,20 @@ impl RootFilter {
                 Err(_) => host.increment("ratelimit.redis.errors.dispatch"),
             }
         }
+        if let Some(settings) = &worker.config.alerts {
+            let calls = worker.alerts.borrow_mut().drain(settings);
+            for call in calls {
+                match host.dispatch(&call) {
+                    Ok(token) => {
+                        if self.calls.len() < MAX_ROOT_CALLS {
+                            self.calls.insert(token, RootCall::Alert);
+                        }
+                        host.increment("security.alerts_sent");
+                    }
+                    Err(_) => host.increment("security.alerts_failed"),
+                }
+            }
+        }
     }
 
     /// An answer to one of the worker's own calls.
@@ -124,6 +148,17 @@ impl RootFilter {
                 if status.as_deref() != Some(b"200".as_slice()) {
                     // A lost give-back only leaves admissions unused until their window ends.
                     host.increment("ratelimit.redis.errors.release");
+                }
+            }
+            Some(RootCall::Alert) => {
+                let status = host.callout_status().ok().flatten();
+                let ok = status
+                    .as_deref()
+                    .and_then(|s| std::str::from_utf8(s).ok())
+                    .and_then(|s| s.parse::<u16>().ok())
+                    .is_some_and(|s| (200..300).contains(&s));
+                if !ok {
+                    host.increment("security.alerts_failed");
                 }
             }
             None => host.increment("callouts.unexpected"),

@@ -688,3 +688,51 @@ fn report_readers_are_checked_at_configuration() {
     );
     assert!(!ok && logs.contains("critical"), "{logs}");
 }
+
+#[test]
+fn alerts_leave_on_the_tick_never_during_a_request() {
+    let host = TestHost::new(
+        &config(json!({"security_monitoring": {"failed_auth_threshold": 2,
+            "alerts": {"cluster": "security_alerts", "path": "/hook", "max_per_minute": 5}}})),
+        NOW,
+    );
+    let mut root = RootFilter::default();
+    assert!(root.on_configure(&host));
+    assert_eq!(host.tick_ms.get(), Some(1000));
+    for _ in 0..4 {
+        host.request(
+            &[
+                (":method", "GET"),
+                (":path", "/api/send/x"),
+                ("x-api-key", "ak_wrong_guess_000000000000"),
+            ],
+            b"",
+            Some("203.0.113.7"),
+        );
+        let mut request = root.new_request();
+        request.on_request_headers(&host, true);
+    }
+    assert!(
+        host.calls.borrow().is_empty(),
+        "no request waits for an alert"
+    );
+    root.on_tick(&host);
+    // The block (high) and one blocked attempt (high; the next is a duplicate); the failures
+    // (low) are not alerted.
+    let calls = host.calls.borrow().clone();
+    assert_eq!(calls.len(), 2);
+    let (token, call) = &calls[0];
+    assert_eq!(
+        (call.upstream.as_str(), call.method, call.path.as_str()),
+        ("security_alerts", "POST", "/hook")
+    );
+    let body: serde_json::Value = serde_json::from_slice(&call.body).unwrap();
+    assert_eq!(body["event_type"], "ip_temporarily_blocked");
+    assert_eq!(host.counter("security.alerts_deduplicated"), 1);
+    assert_eq!(host.counter("security.alerts_sent"), 2);
+    host.answer_with(Some(503), "");
+    root.on_callout(&host, *token);
+    assert_eq!(host.counter("security.alerts_failed"), 1);
+    root.on_tick(&host);
+    assert_eq!(host.calls.borrow().len(), 2, "nothing queued twice");
+}

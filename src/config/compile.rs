@@ -14,6 +14,7 @@ use crate::authz::levels::{RouteTable, SecurityLevel};
 use crate::authz::Access;
 use crate::profile::HostProfile;
 use crate::ratelimit::{self, LimitOverride};
+use crate::threat::alerts::AlertSettings;
 use crate::threat::blocking::BlockTable;
 use crate::threat::events::EventRing;
 use crate::threat::report::ReportAccess;
@@ -47,6 +48,8 @@ pub struct Config {
     pub events: Option<Option<EventRing>>,
     /// Where the security report is served, and to whom.
     pub report: Option<ReportAccess>,
+    /// Webhook alerts for high and critical security events.
+    pub alerts: Option<AlertSettings>,
     pub forward_credentials: bool,
     pub rate_limiting: ratelimit::settings::Settings,
     /// Warnings to log at configuration (plaintext keys, and the like).
@@ -100,6 +103,12 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         .security_monitoring
         .as_ref()
         .map(crate::threat::compile_events)
+        .transpose()?;
+    let alerts = raw
+        .security_monitoring
+        .as_ref()
+        .and_then(|m| m.alerts.as_ref())
+        .map(|a| AlertSettings::compile(a, raw.host))
         .transpose()?;
     let methods_explicit = raw.auth_methods.is_some();
     let methods = match &raw.auth_methods {
@@ -234,6 +243,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         blocking,
         events,
         report,
+        alerts,
         forward_credentials: raw.forward_credentials,
         rate_limiting,
         warnings,

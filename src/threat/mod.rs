@@ -2,6 +2,7 @@
 //! seed's `security_monitoring.failed_auth_threshold` and `ip_cooldown_minutes`), and security
 //! events (logged as JSON, kept in a bounded ring).
 
+pub mod alerts;
 pub mod blocking;
 pub mod events;
 pub mod report;
@@ -41,6 +42,9 @@ pub struct RawSecurityMonitoring {
     /// critical level, with the path in its `allowed_endpoints`).
     #[serde(default)]
     pub report: Option<RawReport>,
+    /// Webhook alerts for high and critical events.
+    #[serde(default)]
+    pub alerts: Option<alerts::RawAlerts>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

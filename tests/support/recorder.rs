@@ -66,6 +66,11 @@ impl Recorder {
         self.received.lock().unwrap().len()
     }
 
+    /// Everything received so far.
+    pub fn all(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
     /// How many requests arrived with an `x-test-id` starting with `prefix`.
     pub fn count_tagged(&self, prefix: &str) -> usize {
         self.received

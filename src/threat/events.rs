@@ -129,8 +129,22 @@ impl SecurityEvent {
         self.kind.level()
     }
 
-    /// One JSON object with the seed's fields; `event_id` is unique per worker `sequence`.
+    /// One JSON object with the seed's fields, at most [`MAX_EVENT_BYTES`]; `event_id` is
+    /// unique per worker `sequence`. Only the endpoint can be long: it is shortened (by
+    /// characters, so the JSON stays valid) until the object fits.
     pub fn to_json(&self, sequence: u64) -> String {
+        let mut endpoint_chars = self.endpoint.chars().count();
+        loop {
+            let text = self.json_with(sequence, endpoint_chars);
+            if text.len() <= MAX_EVENT_BYTES || endpoint_chars == 0 {
+                return text;
+            }
+            endpoint_chars /= 2;
+        }
+    }
+
+    fn json_with(&self, sequence: u64, endpoint_chars: usize) -> String {
+        let endpoint: String = self.endpoint.chars().take(endpoint_chars).collect();
         use sha2::Digest;
         let address = self.address.map(|a| a.to_string());
         let digest = sha2::Sha256::digest(
@@ -149,17 +163,12 @@ impl SecurityEvent {
             "event_type": self.kind.as_str(),
             "client_id": self.client_id.as_deref().unwrap_or("unknown"),
             "ip_address": address.unwrap_or_default(),
-            "endpoint": self.endpoint,
+            "endpoint": endpoint,
             "threat_level": self.level().as_str(),
             "timestamp": iso8601(self.timestamp_ms),
             "details": {"code": self.code},
         });
-        let mut text = json.to_string();
-        if text.len() > MAX_EVENT_BYTES {
-            // Only the endpoint can be long (it is clipped at 256 characters already).
-            text.truncate(MAX_EVENT_BYTES);
-        }
-        text
+        json.to_string()
     }
 }
 
@@ -310,6 +319,23 @@ mod tests {
         assert_eq!(v["details"]["code"], "ip_blocked");
         assert_eq!(v["event_id"].as_str().unwrap().len(), 12);
         assert_ne!(event.to_json(7), event.to_json(8), "ids differ");
+    }
+
+    #[test]
+    fn a_long_hostile_endpoint_still_gives_one_valid_bounded_object() {
+        let mut method = vec![0xffu8; 256];
+        method.extend_from_slice(b"\x01");
+        let mut path = b"/".to_vec();
+        path.extend(std::iter::repeat_n([0xe2u8, 0x01], 200).flatten());
+        let mut r = Record::new(0, &method, &path);
+        r.denial = Some(DenialRecord {
+            status: 401,
+            code: "invalid_api_key",
+        });
+        let json = from_record(&r)[0].to_json(1);
+        assert!(json.len() <= MAX_EVENT_BYTES, "{}", json.len());
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["event_type"], "authentication_failed");
     }
 
     #[test]

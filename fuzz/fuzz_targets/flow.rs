@@ -8,6 +8,7 @@ use api_warden::adapter::Action;
 use libfuzzer_sys::fuzz_target;
 
 const KEY: &str = "ak_fuzz_key_marketing_0000000000001";
+const ADMIN_KEY: &str = "ak_fuzz_key_secops_00000000000000001";
 const NOW_MS: u64 = 1_800_000_000_000;
 
 /// Reads the fuzzer's bytes as a sequence of small decisions.
@@ -30,6 +31,7 @@ impl<'a> Input<'a> {
 
 fn config(mode: u8) -> String {
     let digest = hex::encode(api_warden::auth::api_key::digest(KEY.as_bytes()));
+    let admin = hex::encode(api_warden::auth::api_key::digest(ADMIN_KEY.as_bytes()));
     let limiting = match mode % 3 {
         0 => serde_json::json!({"mode": "local", "address_table_slots": 16}),
         1 => serde_json::json!({"mode": "redis", "address_table_slots": 16,
@@ -43,11 +45,15 @@ fn config(mode: u8) -> String {
         "clients": [
             {"client_id": "marketing", "allowed_endpoints": ["/api/*"], "api_keys": [digest],
              "client_secret": "fuzz-marketing-hmac-secret-0001", "seed_signatures": true},
-            {"client_id": "ops", "allowed_endpoints": ["/api/*"], "security_level": "sensitive"}
+            {"client_id": "ops", "allowed_endpoints": ["/api/*"], "security_level": "sensitive"},
+            {"client_id": "secops", "allowed_endpoints": ["/_warden/report"],
+             "security_level": "critical", "api_keys": [admin]}
         ],
         "routes": [{"pattern": "/health", "security_level": "public"}],
-        "security_monitoring": {"failed_auth_threshold": 3, "failed_auth_window_minutes": 1,
-                                "ip_cooldown_minutes": 1},
+        "security_monitoring": {"failed_auth_threshold": 3, "ip_cooldown_minutes": 1,
+                                "event_ring_size": 8, "table_slots": 8, "slot_entries": 2,
+                                "report": {"path": "/_warden/report", "clients": ["secops"]},
+                                "alerts": {"cluster": "127.0.0.1:9", "max_per_minute": 5}},
         "rate_limiting": limiting
     })
     .to_string()
@@ -79,22 +85,31 @@ fuzz_target!(|data: &[u8]| {
     f.refuse_dispatch.set(faults & 4 != 0);
     f.kong_writes.set(mode & 4 != 0);
     let mut root = RootFilter::default();
-    if !root.on_configure(&host) {
-        return;
-    }
+    // The configuration is valid whatever the input: a refusal here means the target tests
+    // nothing (it did once, with a misspelt field).
+    assert!(root.on_configure(&host), "{:?}", host.logs.borrow());
     f.store_down.set(faults & 8 != 0);
     let method = ["GET", "POST", "PUT", "DELETE"][usize::from(input.byte() % 4)];
-    let path = String::from_utf8_lossy(input.chunk()).into_owned();
+    let shape = input.byte();
+    let chunk = input.chunk();
+    // Sometimes the report's path, sometimes a long path (events clip what they log).
+    let path = match shape % 8 {
+        0 => b"/_warden/report".to_vec(),
+        1 => [b"/api/".as_slice(), &chunk.repeat(40)].concat(),
+        _ => [b"/api/".as_slice(), chunk].concat(),
+    };
     let mut headers: Vec<(String, Vec<u8>)> = vec![
         (":method".into(), method.as_bytes().to_vec()),
-        (":path".into(), format!("/api/{path}").into_bytes()),
+        (":path".into(), path),
         (":scheme".into(), b"http".to_vec()),
         (":authority".into(), b"api.test".to_vec()),
     ];
     for _ in 0..input.byte() % 6 {
         let name = NAMES[usize::from(input.byte()) % NAMES.len()];
         let value = if input.byte() % 5 == 0 {
-            KEY.as_bytes().to_vec()
+            if shape & 8 == 0 { KEY } else { ADMIN_KEY }
+                .as_bytes()
+                .to_vec()
         } else {
             input.chunk().to_vec()
         };
@@ -138,9 +153,16 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     root.on_tick(&host);
+    // Every reply is a JSON error, except the security report, for its reader only.
+    let reader = request.flow().and_then(|f| f.record().client.clone());
     for (status, _, reply) in host.replies.borrow().iter() {
         let v: serde_json::Value = serde_json::from_slice(reply).expect("replies are JSON");
-        assert!(v["error"].is_string() && *status >= 400, "{v}");
+        if *status == 200 {
+            assert_eq!(reader.as_deref(), Some("secops"), "a report for {reader:?}");
+            assert!(v["summary"].is_object(), "{v}");
+        } else {
+            assert!(v["error"].is_string() && *status >= 400, "{v}");
+        }
     }
     let forwarded =
         host.replies.borrow().is_empty() && (action == Action::Continue || host.resumes.get() > 0);

@@ -216,6 +216,18 @@ pub fn verify(
     .map_err(|_| SignatureFailure::Mismatch)
 }
 
+/// The refusal for a signed body longer than `hmac.max_body_bytes` (declared or received),
+/// for both signing methods.
+pub fn oversized(method: AuthMethod, ctx: &AuthContext, len: Option<u64>) -> Option<Attempt> {
+    let max = ctx.settings.hmac.max_body_bytes;
+    len.filter(|len| *len > max as u64).map(|_| {
+        Attempt::Failed(Failure {
+            method,
+            denial: body_too_large(max),
+        })
+    })
+}
+
 pub fn body_too_large(max: usize) -> Denial {
     Denial::new(
         413,
@@ -240,14 +252,8 @@ impl Method for HmacMethod {
         if let Some(body) = facts.body {
             return Some(verify_signed_body(ctx, signed, facts, body));
         }
-        if facts
-            .content_length
-            .is_some_and(|len| len > max_bytes as u64)
-        {
-            return Some(Attempt::Failed(Failure {
-                method: AuthMethod::Hmac,
-                denial: body_too_large(max_bytes),
-            }));
+        if let Some(refused) = oversized(AuthMethod::Hmac, ctx, facts.content_length) {
+            return Some(refused);
         }
         Some(match precheck(ctx, signed) {
             Err(failure) => Attempt::Failed(failure),
@@ -279,12 +285,8 @@ struct AwaitingBody(SignedRequest);
 
 impl Resume for AwaitingBody {
     fn with_body(self: Box<Self>, ctx: &AuthContext, facts: &RequestFacts, body: &[u8]) -> Attempt {
-        let max_bytes = ctx.settings.hmac.max_body_bytes;
-        if body.len() > max_bytes {
-            return Attempt::Failed(Failure {
-                method: AuthMethod::Hmac,
-                denial: body_too_large(max_bytes),
-            });
+        if let Some(refused) = oversized(AuthMethod::Hmac, ctx, Some(body.len() as u64)) {
+            return refused;
         }
         verify_signed_body(ctx, &self.0, facts, body)
     }

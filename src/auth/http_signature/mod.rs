@@ -12,7 +12,7 @@ pub mod digest;
 
 use super::credentials::{Credentials, MessageSignature};
 use super::hmac_signature::replay::{ReplayTable, ReplayVerdict};
-use super::hmac_signature::{body_too_large, shared_replay};
+use super::hmac_signature::{oversized, shared_replay};
 use super::{
     unauthorized, Attempt, AuthContext, AuthMethod, Failure, Identity, Method, RequestFacts,
     Resume, Suspension, Wait,
@@ -278,16 +278,11 @@ impl Method for HttpSignatureMethod {
             Ok(checked) => match facts.body {
                 Some(body) => checked.finish(ctx, body),
                 None => {
-                    let max_bytes = ctx.settings.hmac.max_body_bytes;
-                    if facts
-                        .content_length
-                        .is_some_and(|len| len > max_bytes as u64)
-                    {
-                        return Some(Attempt::Failed(Failure {
-                            method: AuthMethod::HttpSignature,
-                            denial: body_too_large(max_bytes),
-                        }));
+                    let method = AuthMethod::HttpSignature;
+                    if let Some(refused) = oversized(method, ctx, facts.content_length) {
+                        return Some(refused);
                     }
+                    let max_bytes = ctx.settings.hmac.max_body_bytes;
                     Attempt::Suspended(Suspension {
                         method: AuthMethod::HttpSignature,
                         claimed: Some(checked.identity.client),
@@ -426,12 +421,9 @@ impl Resume for Checked {
         _facts: &RequestFacts,
         body: &[u8],
     ) -> Attempt {
-        let max_bytes = ctx.settings.hmac.max_body_bytes;
-        if body.len() > max_bytes {
-            return Attempt::Failed(Failure {
-                method: AuthMethod::HttpSignature,
-                denial: body_too_large(max_bytes),
-            });
+        let len = Some(body.len() as u64);
+        if let Some(refused) = oversized(AuthMethod::HttpSignature, ctx, len) {
+            return refused;
         }
         self.finish(ctx, body)
     }

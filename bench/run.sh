@@ -10,6 +10,8 @@
 #   warden_api_key  api-warden: API key, authorisation, local rate limit, identity headers
 #   native_jwt      Envoy's jwt_authn (HS256, local JWKS) + local_ratelimit
 #   warden_jwt      api-warden: the same with a JWT
+#   warden_threat   warden_api_key with threat protection on: address blocking, security events,
+#                   behaviour profiles and abuse scoring (security_monitoring.abuse)
 #   warden_redis    api-warden with an API key, counting in Redis through webdis (one callout
 #                   per request; Redis and webdis on loopback, started here)
 #   warden_batch    the same in batched mode (each worker reserves 20 admissions per callout)
@@ -229,7 +231,7 @@ webdis "$work/webdis.json" > "$work/webdis.out" 2>&1 &
 for _ in $(seq 50); do curl -sf "127.0.0.1:$WEBDIS_PORT/PING" >/dev/null 2>&1 && break; sleep 0.1; done
 
 ROUNDS=${ROUNDS:-3}
-ALL=(none empty_wasm native_api_key warden_api_key native_jwt warden_jwt warden_redis warden_batch)
+ALL=(none empty_wasm native_api_key warden_api_key warden_threat native_jwt warden_jwt warden_redis warden_batch)
 [[ -n ${BASELINE_WASM:-} ]] && ALL+=(baseline_api_key)
 VARIANTS=()
 for v in "${ALL[@]}"; do [[ -z ${ONLY:-} || " $ONLY " == *" $v "* ]] && VARIANTS+=("$v"); done
@@ -239,6 +241,7 @@ want none && start_variant none "$filters_none" "X-API-Key: $KEY"
 want empty_wasm && start_variant empty_wasm "$(filters_empty)" "X-API-Key: $KEY"
 want native_api_key && start_variant native_api_key "$filters_native_key" "X-API-Key: $KEY"
 want warden_api_key && start_variant warden_api_key "$(filters_warden "$(warden_config '"auth_methods": ["api_key"]')")" "X-API-Key: $KEY"
+want warden_threat && start_variant warden_threat "$(filters_warden "$(warden_config '"auth_methods": ["api_key"], "security_monitoring": {"abuse": {}}')")" "X-API-Key: $KEY"
 want native_jwt && start_variant native_jwt "$filters_native_jwt" "Authorization: Bearer $JWT"
 want warden_jwt && start_variant warden_jwt "$(filters_warden "$(warden_config "\"jwt\": {\"audience\": \"email-api\", \"keys\": [{\"alg\": \"HS256\", \"secret\": \"$JWT_SECRET\"}]}")")" "Authorization: Bearer $JWT"
 want warden_redis && start_variant warden_redis "$(filters_warden "$(warden_config '"auth_methods": ["api_key"], "rate_limiting": {"mode": "redis", "redis": {"cluster": "webdis", "timeout_ms": 1000}}')")" "X-API-Key: $KEY"
@@ -258,9 +261,14 @@ for v in "${VARIANTS[@]}"; do
 done
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 if want empty_wasm; then
-  for v in warden_api_key warden_jwt baseline_api_key; do
+  for v in warden_api_key warden_threat warden_jwt baseline_api_key; do
     want "$v" && printf 'Throughput %s / empty_wasm: %s\n' "$v" "$(ratio "${MED[$v]}" "${MED[empty_wasm]}")"
   done
+fi
+if want warden_threat && want warden_api_key; then
+  printf 'Threat protection on an admitted request: throughput %s of warden_api_key, %+.1f us CPU\n' \
+    "$(ratio "${MED[warden_threat]}" "${MED[warden_api_key]}")" \
+    "$(python3 -c "print(${MEDCPU[warden_threat]} - ${MEDCPU[warden_api_key]})")"
 fi
 want native_api_key && want native_jwt && want warden_api_key && want warden_jwt || exit 0
 printf '\nEnvoy CPU per request, api-warden / native: api key + rate limit %s, jwt + rate limit %s\n' \

@@ -53,7 +53,9 @@ fn config(mode: u8) -> String {
         "security_monitoring": {"failed_auth_threshold": 3, "ip_cooldown_minutes": 1,
                                 "event_ring_size": 8, "table_slots": 8, "slot_entries": 2,
                                 "report": {"path": "/_warden/report", "clients": ["secops"]},
-                                "alerts": {"cluster": "127.0.0.1:9", "max_per_minute": 5}},
+                                "alerts": {"cluster": "127.0.0.1:9", "max_per_minute": 5},
+                                "abuse": {"signature_slots": 4, "scan_run": 3,
+                                          "template_min_requests": 2, "min_volume": 2}},
         "rate_limiting": limiting
     })
     .to_string()

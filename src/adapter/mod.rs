@@ -16,8 +16,9 @@ use crate::ratelimit::batch::Reservations;
 use crate::ratelimit::limiter::Via;
 use crate::store::checked::KeyChecked;
 use crate::store::SharedStore;
+use crate::threat::abuse::worker::AbuseWorker;
 use crate::threat::alerts::{AlertQueue, Offered};
-use crate::threat::events;
+use crate::threat::events::{self, SecurityEvent};
 
 /// Security events logged per worker per second; the rest are counted (`security.events_unlogged`).
 const EVENT_LOGS_PER_SECOND: u32 = 50;
@@ -108,6 +109,8 @@ pub struct Worker {
     pub reservations: RefCell<Reservations>,
     /// Alerts waiting for the root's tick.
     pub alerts: RefCell<AlertQueue>,
+    /// Abuse scoring: what this worker saw since its tick, and the mitigations it enforces.
+    pub abuse: RefCell<AbuseWorker>,
     health: Health,
 }
 
@@ -117,6 +120,7 @@ impl Worker {
             config,
             reservations: RefCell::new(Reservations::default()),
             alerts: RefCell::new(AlertQueue::default()),
+            abuse: RefCell::new(AbuseWorker::default()),
             health: Health::default(),
         }
     }
@@ -138,6 +142,7 @@ impl Worker {
             config: &self.config,
             store,
             reservations: &self.reservations,
+            abuse: &self.abuse,
             now_ms,
         };
         let result = f(&env);
@@ -188,7 +193,12 @@ impl Worker {
                 ),
             );
         }
-        self.raise_events(host, record);
+        if let Some(settings) = &self.config.abuse {
+            self.abuse
+                .borrow_mut()
+                .observe(settings, &self.config.client_ids, record);
+        }
+        self.raise_events(host, &events::from_record(record), record.finished_ms);
         let Some(limit) = &record.limit else {
             return;
         };
@@ -221,15 +231,20 @@ impl Worker {
     /// Security events: counted, logged as one JSON line each (at most
     /// `EVENT_LOGS_PER_SECOND` per worker, so an attack cannot flood the log), and kept in the
     /// ring for the security report.
-    fn raise_events<H: Host + ?Sized>(&self, host: &H, record: &Record) {
+    pub(crate) fn raise_events<H: Host + ?Sized>(
+        &self,
+        host: &H,
+        raised: &[SecurityEvent],
+        now_ms: u64,
+    ) {
         let Some(ring) = &self.config.events else {
             return;
         };
-        for event in events::from_record(record) {
+        for event in raised {
             host.increment(&format!("security.events.{}", event.kind.as_str()));
             let sequence = self.health.observed.get();
             let json = event.to_json(sequence);
-            let second = record.finished_ms / 1000;
+            let second = now_ms / 1000;
             let (at, logged) = self.health.event_logs.get();
             let logged = if at == second { logged } else { 0 };
             if logged < EVENT_LOGS_PER_SECOND {
@@ -239,8 +254,8 @@ impl Worker {
                 host.increment("security.events_unlogged");
             }
             if let Some(settings) = &self.config.alerts {
-                let now = record.finished_ms / 1000;
-                match self.alerts.borrow_mut().offer(settings, &event, &json, now) {
+                let now = now_ms / 1000;
+                match self.alerts.borrow_mut().offer(settings, event, &json, now) {
                     Offered::Dropped => host.increment("security.alerts_dropped"),
                     Offered::Duplicate => host.increment("security.alerts_deduplicated"),
                     Offered::Queued | Offered::NotAlerted => {}

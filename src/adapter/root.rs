@@ -6,6 +6,7 @@ use super::{Host, LogLevel, Worker};
 use crate::config;
 use crate::ratelimit::limiter::Limiter;
 use crate::store::{SharedStore, StoreError};
+use crate::threat::events::EventType;
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -64,7 +65,9 @@ impl RootFilter {
             host.log(LogLevel::Error, &format!("api-warden: {e}"));
             return false;
         }
-        let alert_tick = worker.config.alerts.as_ref().map(|_| ALERT_TICK_MS);
+        // Alerts leave, and abuse scoring folds each worker's share in, once a second.
+        let alert_tick = (worker.config.alerts.is_some() || worker.config.abuse.is_some())
+            .then_some(ALERT_TICK_MS);
         let tick = match (worker.config.rate_limiting.tick_period_ms(), alert_tick) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -73,7 +76,7 @@ impl RootFilter {
             if host.set_tick_period_ms(period).is_err() {
                 host.log(
                     LogLevel::Error,
-                    "api-warden: batched Redis mode and alerts need a tick, which this host refuses",
+                    "api-warden: batched Redis mode, alerts and abuse scoring need a tick, which this host refuses",
                 );
                 return false;
             }
@@ -123,6 +126,35 @@ impl RootFilter {
                 Ok(_) => host.increment("ratelimit.redis.batch.released"),
                 Err(_) => host.increment("ratelimit.redis.errors.dispatch"),
             }
+        }
+        if let Some(settings) = &worker.config.abuse {
+            let checked = super::checked_store(&worker.config, host);
+            let store: &dyn SharedStore = match &checked {
+                Some(c) => c,
+                None => host.store(),
+            };
+            let flushed = worker.abuse.borrow_mut().flush(
+                settings,
+                &worker.config.client_ids,
+                store,
+                now / 1000,
+            );
+            for _ in 0..flushed.store_errors {
+                host.increment("abuse.store_errors");
+            }
+            for event in &flushed.events {
+                let grade = event
+                    .details
+                    .as_ref()
+                    .and_then(|d| d["mitigation"].as_str());
+                match (event.kind, grade) {
+                    (EventType::AbuseMitigation, Some(grade)) => {
+                        host.increment(&format!("abuse.mitigations.{grade}"))
+                    }
+                    (kind, _) => host.increment(&format!("abuse.detected.{}", kind.as_str())),
+                }
+            }
+            worker.raise_events(host, &flushed.events, now);
         }
         if let Some(settings) = &worker.config.alerts {
             let calls = worker.alerts.borrow_mut().drain(settings);
@@ -203,6 +235,10 @@ fn prepare<H: Host + ?Sized>(host: &H, worker: &Worker) -> Result<(), PrepareErr
     if let Some(Some(ring)) = &c.events {
         ring.prepare(store)
             .map_err(|e| PrepareError("security event ring", e))?;
+    }
+    if let Some(abuse) = &c.abuse {
+        crate::threat::abuse::worker::prepare(abuse, &c.client_ids, store)
+            .map_err(|e| PrepareError("abuse-scoring tables", e))?;
     }
     let limiter = Limiter {
         settings: &c.rate_limiting,

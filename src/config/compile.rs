@@ -14,6 +14,7 @@ use crate::authz::levels::{RouteTable, SecurityLevel};
 use crate::authz::Access;
 use crate::profile::HostProfile;
 use crate::ratelimit::{self, LimitOverride};
+use crate::threat::abuse::AbuseSettings;
 use crate::threat::alerts::AlertSettings;
 use crate::threat::blocking::BlockTable;
 use crate::threat::events::EventRing;
@@ -50,6 +51,10 @@ pub struct Config {
     pub report: Option<ReportAccess>,
     /// Webhook alerts for high and critical security events.
     pub alerts: Option<AlertSettings>,
+    /// Abuse scoring and graded mitigations.
+    pub abuse: Option<AbuseSettings>,
+    /// Client ids by index (the shared-data keys of abuse scoring).
+    pub client_ids: Vec<String>,
     pub forward_credentials: bool,
     pub rate_limiting: ratelimit::settings::Settings,
     /// Warnings to log at configuration (plaintext keys, and the like).
@@ -110,6 +115,11 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         .and_then(|m| m.alerts.as_ref())
         .map(|a| AlertSettings::compile(a, raw.host))
         .transpose()?;
+    let raw_abuse = raw
+        .security_monitoring
+        .as_ref()
+        .and_then(|m| m.abuse.as_ref());
+    let mut abuse = raw_abuse.map(crate::threat::abuse::compile).transpose()?;
     let methods_explicit = raw.auth_methods.is_some();
     let methods = match &raw.auth_methods {
         None => DEFAULT_METHODS.to_vec(),
@@ -126,6 +136,10 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
             methods
         }
     };
+    if let (Some(settings), Some(raw_abuse)) = (abuse.as_mut(), raw_abuse) {
+        let listed = raw_abuse.strong_methods.is_some();
+        warnings.extend(settings.fit_methods(&methods, listed)?);
+    }
 
     let default_limits = match &raw.default_rate_limits {
         Some(l) => ratelimit::limits_over("default_rate_limits", l, ratelimit::SEED_DEFAULTS)?,
@@ -222,6 +236,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         });
     }
 
+    let client_ids = clients.iter().map(|c| c.id.clone()).collect();
     Ok(Config {
         host: raw.host,
         auth: AuthSettings {
@@ -244,6 +259,8 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         events,
         report,
         alerts,
+        abuse,
+        client_ids,
         forward_credentials: raw.forward_credentials,
         rate_limiting,
         warnings,

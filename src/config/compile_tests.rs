@@ -252,7 +252,11 @@ fn security_monitoring_compiles_blocking_and_refuses_what_is_not_enforced() {
     let e = err(json!({"clients": [client()],
                        "security_monitoring": {"suspicious_rate_threshold": 1000}}));
     assert_eq!(e.field, "security_monitoring.suspicious_rate_threshold");
-    assert!(e.reason.contains("not enforced yet"));
+    assert!(
+        e.reason.contains("security_monitoring.abuse"),
+        "{}",
+        e.reason
+    );
     let e = err(json!({"clients": [client()],
                        "security_monitoring": {"failed_auth_threshold": 0}}));
     assert_eq!(e.field, "security_monitoring.failed_auth_threshold");

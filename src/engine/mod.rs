@@ -19,6 +19,8 @@ use crate::ratelimit::limiter::{Check, Counted, Limiter, PendingCount};
 use crate::ratelimit::window::Decision;
 use crate::ratelimit::{address_key, Target};
 use crate::store::SharedStore;
+use crate::threat::abuse::mitigation::{self, Gate};
+use crate::threat::abuse::worker::{content_hash, AbuseWorker};
 use crate::threat::blocking::Recorded;
 use crate::threat::report::{ReportAccess, ReportInputs};
 use headers::HeaderEdits;
@@ -26,11 +28,12 @@ use record::{AuthRecord, DenialRecord, LimitOutcome, LimitRecord, Record};
 use std::cell::RefCell;
 
 /// What one decision step may use: configuration, the proxy's shared store, this worker's
-/// reservations, and the time.
+/// reservations and abuse state, and the time.
 pub struct Env<'a> {
     pub config: &'a Config,
     pub store: &'a dyn SharedStore,
     pub reservations: &'a RefCell<Reservations>,
+    pub abuse: &'a RefCell<AbuseWorker>,
     pub now_ms: u64,
 }
 
@@ -90,6 +93,8 @@ enum State {
 pub struct Flow {
     state: State,
     record: Record,
+    /// The grade of an enforced mitigation, for the `x-warden-mitigation` response header.
+    mitigation_header: Option<&'static str>,
 }
 
 fn limited(target: &Target, decision: &Decision) -> Denial {
@@ -116,6 +121,7 @@ impl Flow {
         Self {
             state: State::Start,
             record: Record::new(now_ms, method, path),
+            mitigation_header: None,
         }
     }
 
@@ -144,6 +150,13 @@ impl Flow {
         if let Some(denial) = self.blocked(env, head) {
             return self.finish_reply(denial, env.now_ms);
         }
+        if env.config.abuse.is_some() {
+            self.record.content_hash = head
+                .headers
+                .iter()
+                .find(|(name, _)| name == "x-content-hash")
+                .map(|(_, value)| content_hash(value));
+        }
         let verdict = pipeline::on_request_headers(env.config, head, env.now_ms / 1000, env.store);
         self.record.address = head.source.peek();
         self.apply(env, verdict, head.headers)
@@ -157,6 +170,9 @@ impl Flow {
         };
         if let Some(max) = pending.max_body_bytes().filter(|max| body.len() > *max) {
             return self.body_too_large(max, env.now_ms);
+        }
+        if env.config.abuse.is_some() && self.record.content_hash.is_none() && !body.is_empty() {
+            self.record.content_hash = Some(content_hash(body));
         }
         let verdict =
             pipeline::on_request_body(env.config, pending, body, env.now_ms / 1000, env.store);
@@ -193,7 +209,7 @@ impl Flow {
 
     fn apply(&mut self, env: &Env, verdict: Verdict, incoming: &[(String, Vec<u8>)]) -> Step {
         match verdict {
-            Verdict::Allow(grant) => {
+            Verdict::Allow(mut grant) => {
                 self.note_grant(env, &grant);
                 if let Some(report) = env
                     .config
@@ -202,6 +218,9 @@ impl Flow {
                     .filter(|r| r.path == self.record.path)
                 {
                     return self.report(env, report, &grant);
+                }
+                if let Err(denial) = self.mitigate(env, &mut grant) {
+                    return self.finish_reply(denial, env.now_ms);
                 }
                 let edits = match self.plan(env, incoming, &grant) {
                     Ok(edits) => edits,
@@ -283,7 +302,18 @@ impl Flow {
         };
         let ring = env.config.events.flatten();
         let events = ring.map_or(Ok(Vec::new()), |r| r.events(env.store));
-        let (Ok(blocked_addresses), Ok(events)) = (blocked, events) else {
+        let threats: Result<Vec<_>, _> = match &env.config.abuse {
+            None => Ok(Vec::new()),
+            Some(_) => env
+                .config
+                .clients
+                .iter()
+                .filter(|c| c.access.is_active)
+                .map(|c| crate::threat::abuse::worker::standing(env.store, &c.id, now))
+                .collect(),
+        };
+        let (Ok(blocked_addresses), Ok(events), Ok(client_threats)) = (blocked, events, threats)
+        else {
             let denial = Denial::new(
                 503,
                 "report_unavailable",
@@ -302,6 +332,7 @@ impl Flow {
             blocked_addresses,
             events: &events,
             ring_size: ring.map_or(0, |r| r.slots),
+            client_threats: &client_threats,
         });
         self.state = State::Done;
         self.record.finished_ms = env.now_ms;
@@ -339,12 +370,76 @@ impl Flow {
         }
     }
 
-    /// Counts a refused credential against the caller's address; may block it.
+    /// Applies the client's abuse mitigation, if it is under one: a refusal, or reduced limits
+    /// (and the header that says so). In `monitor` mode it is only recorded.
+    fn mitigate(&mut self, env: &Env, grant: &mut Grant) -> Result<(), Denial> {
+        let (Some(abuse), Some(identity)) = (&env.config.abuse, &grant.identity) else {
+            return Ok(());
+        };
+        let Some(client_id) = env.config.client_ids.get(identity.client) else {
+            return Ok(());
+        };
+        let now = env.now_ms / 1000;
+        let found = env
+            .abuse
+            .borrow_mut()
+            .mitigation(env.store, identity.client, client_id, now);
+        let m = match found {
+            Ok(Some(m)) => m,
+            Ok(None) => return Ok(()),
+            Err(_) => {
+                return Err(Denial::new(
+                    503,
+                    "security_check_unavailable",
+                    "the abuse mitigation list cannot be read right now; retry shortly",
+                ))
+            }
+        };
+        let enforced = abuse.enforcing();
+        self.record.mitigation = Some((m.grade.as_str(), enforced));
+        if !enforced {
+            return Ok(());
+        }
+        self.mitigation_header = Some(m.grade.as_str());
+        if let Some(denial) = m.refusal(identity.method, &abuse.policy, now) {
+            return Err(denial);
+        }
+        if m.backoff > 0 {
+            match mitigation::backoff_gate(env.store, client_id, now) {
+                Ok(Gate::Pass) => {}
+                Ok(Gate::Wait(seconds)) => return Err(mitigation::backoff_denial(seconds)),
+                Err(_) => {
+                    return Err(Denial::new(
+                        503,
+                        "security_check_unavailable",
+                        "the abuse back-off cannot be checked right now; retry shortly",
+                    ))
+                }
+            }
+        }
+        if let (Some(factor), Some(target)) = (m.factor(&abuse.policy), grant.limit.as_mut()) {
+            target.limits = mitigation::scaled(&target.limits, factor);
+        }
+        Ok(())
+    }
+
+    /// Counts a refused credential against the caller's address; may block it (at once while
+    /// a credential-stuffing run is under way).
     fn count_failure(&mut self, env: &Env) {
         let (Some(table), Some(ip)) = (env.config.blocking.as_ref(), self.record.address) else {
             return;
         };
-        let recorded = table.record_failure(env.store, &address_key(ip), env.now_ms / 1000);
+        let now = env.now_ms / 1000;
+        let stuffing = env
+            .config
+            .abuse
+            .as_ref()
+            .is_some_and(|a| a.enforcing() && env.abuse.borrow().stuffing(now));
+        let recorded = if stuffing {
+            table.block_on_failure(env.store, &address_key(ip), now)
+        } else {
+            table.record_failure(env.store, &address_key(ip), now)
+        };
         if let Ok(Recorded::Blocked { until }) = recorded {
             self.record.blocked_until = Some(until);
         }
@@ -359,6 +454,7 @@ impl Flow {
                     success: true,
                 });
                 self.record.credential_warning = identity.warning.clone();
+                self.record.client_index = Some(identity.client);
                 self.record.client = env
                     .config
                     .clients
@@ -419,9 +515,12 @@ impl Flow {
     fn forward(
         &mut self,
         edits: HeaderEdits,
-        response_fields: Vec<(String, String)>,
+        mut response_fields: Vec<(String, String)>,
         now_ms: u64,
     ) -> Step {
+        if let Some(grade) = self.mitigation_header {
+            response_fields.push((mitigation::HEADER.to_string(), grade.to_string()));
+        }
         self.state = State::Done;
         self.record.finished_ms = now_ms;
         Step::Forward {
@@ -430,7 +529,18 @@ impl Flow {
         }
     }
 
-    fn finish_reply(&mut self, denial: Denial, now_ms: u64) -> Step {
+    fn finish_reply(&mut self, mut denial: Denial, now_ms: u64) -> Step {
+        if let Some(grade) = self.mitigation_header {
+            if !denial
+                .headers
+                .iter()
+                .any(|(name, _)| name == mitigation::HEADER)
+            {
+                denial
+                    .headers
+                    .push((mitigation::HEADER.to_string(), grade.to_string()));
+            }
+        }
         self.state = State::Done;
         self.record.finished_ms = now_ms;
         self.record.denial = Some(DenialRecord {

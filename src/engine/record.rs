@@ -46,6 +46,8 @@ pub struct Record {
     pub address: Option<IpAddr>,
     pub auth: Option<AuthRecord>,
     pub client: Option<String>,
+    /// The client's index in the configuration.
+    pub client_index: Option<usize>,
     /// Admitted on a public route, without authentication.
     pub public: bool,
     pub limit: Option<LimitRecord>,
@@ -54,6 +56,11 @@ pub struct Record {
     pub blocked_until: Option<u64>,
     /// A warning about the credential used (an API key close to expiry).
     pub credential_warning: Option<String>,
+    /// A hash of the request's content (`X-Content-Hash`, or the body when it was read).
+    pub content_hash: Option<u64>,
+    /// The abuse mitigation this request met, and whether it was enforced (`mode: monitor`
+    /// computes without enforcing).
+    pub mitigation: Option<(&'static str, bool)>,
 }
 
 /// A metric update derived from a record.
@@ -135,6 +142,10 @@ impl Record {
         }
         if self.blocked_until.is_some() {
             counter(&mut out, "security.addresses_blocked".to_string());
+        }
+        if let Some((grade, enforced)) = self.mitigation {
+            let how = if enforced { "mitigated" } else { "monitored" };
+            counter(&mut out, format!("abuse.{how}.{grade}"));
         }
         if let Some(denial) = self.denial {
             counter(&mut out, "requests.denied".to_string());

@@ -23,10 +23,12 @@ fn cfg(extra: serde_json::Value) -> Config {
 
 fn run(c: &Config, store: &MemoryStore, path: &str, headers: &[(&str, &str)]) -> (Step, Record) {
     let held = RefCell::new(Reservations::default());
+    let abuse = RefCell::new(crate::threat::abuse::worker::AbuseWorker::default());
     let env = Env {
         config: c,
         store,
         reservations: &held,
+        abuse: &abuse,
         now_ms: NOW,
     };
     let headers: Vec<(String, Vec<u8>)> = headers
@@ -49,10 +51,12 @@ fn run(c: &Config, store: &MemoryStore, path: &str, headers: &[(&str, &str)]) ->
 fn prepared(c: &Config) -> MemoryStore {
     let store = MemoryStore::new();
     let held = RefCell::new(Reservations::default());
+    let abuse = RefCell::new(crate::threat::abuse::worker::AbuseWorker::default());
     let env = Env {
         config: c,
         store: &store,
         reservations: &held,
+        abuse: &abuse,
         now_ms: NOW,
     };
     env.limiter().prepare(&["marketing"]).unwrap();
@@ -116,10 +120,12 @@ fn steps_out_of_order_end_in_an_internal_error() {
     let c = cfg(json!({}));
     let store = prepared(&c);
     let held = RefCell::new(Reservations::default());
+    let abuse = RefCell::new(crate::threat::abuse::worker::AbuseWorker::default());
     let env = Env {
         config: &c,
         store: &store,
         reservations: &held,
+        abuse: &abuse,
         now_ms: NOW,
     };
     let mut flow = Flow::new(NOW, b"GET", b"/x");
@@ -168,4 +174,134 @@ fn an_address_that_keeps_failing_is_blocked_before_any_credential_work() {
         r.blocked_until, None,
         "missing credentials are not a failed authentication"
     );
+}
+
+mod abuse {
+    use super::*;
+    use crate::threat::abuse::mitigation::{install, Grade, Mitigation};
+
+    fn under(grade: Grade, backoff: u64, mode: &str) -> (Config, MemoryStore) {
+        let c = cfg(json!({"security_monitoring": {"abuse": {"mode": mode}}}));
+        let store = prepared(&c);
+        crate::threat::abuse::worker::prepare(c.abuse.as_ref().unwrap(), &c.client_ids, &store)
+            .unwrap();
+        let m = Mitigation {
+            grade,
+            threat: 0.8,
+            patterns: vec!["api_scraping".into()],
+            since: NOW / 1000,
+            until: NOW / 1000 + 3600,
+            backoff,
+            next_allowed: NOW / 1000,
+        };
+        install(&store, "marketing", &m, NOW / 1000).unwrap();
+        (c, store)
+    }
+
+    fn header(fields: &[(String, String)]) -> Option<&str> {
+        fields
+            .iter()
+            .find(|(k, _)| k == "x-warden-mitigation")
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn a_blocked_client_is_refused_with_its_grade() {
+        let (c, store) = under(Grade::Block, 0, "enforce");
+        let (step, record) = run(&c, &store, "/api/send/x", &[("x-api-key", KEY)]);
+        let Step::Reply(d) = step else {
+            panic!("{step:?}")
+        };
+        assert_eq!((d.status, d.code), (403, "client_blocked"));
+        assert_eq!(header(&d.headers), Some("block"));
+        assert_eq!(record.mitigation, Some(("block", true)));
+        assert!(record
+            .metrics()
+            .contains(&crate::engine::record::Metric::Counter(
+                "abuse.mitigated.block".into()
+            )));
+    }
+
+    #[test]
+    fn a_severe_mitigation_wants_a_signature_and_cuts_the_limits() {
+        let (c, store) = under(Grade::Severe, 0, "enforce");
+        let (step, _) = run(&c, &store, "/api/send/x", &[("x-api-key", KEY)]);
+        let Step::Reply(d) = step else {
+            panic!("{step:?}")
+        };
+        assert_eq!(
+            (d.status, d.code),
+            (401, "stronger_authentication_required")
+        );
+        assert!(
+            d.challenge.unwrap().starts_with("Signature"),
+            "the enabled signature scheme"
+        );
+    }
+
+    #[test]
+    fn a_moderate_mitigation_halves_the_limits_and_says_so() {
+        let (c, store) = under(Grade::Moderate, 0, "enforce");
+        let (step, _) = run(&c, &store, "/api/send/x", &[("x-api-key", KEY)]);
+        let Step::Forward {
+            response_fields, ..
+        } = step
+        else {
+            panic!("{step:?}")
+        };
+        assert_eq!(header(&response_fields), Some("moderate"));
+        // The seed's 100 a minute, halved.
+        let limit = response_fields
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("ratelimit-limit"))
+            .map(|(_, v)| v.clone());
+        assert!(
+            limit.is_some_and(|l| l.starts_with("5")),
+            "{response_fields:?}"
+        );
+    }
+
+    #[test]
+    fn scraping_backs_off_progressively() {
+        let (c, store) = under(Grade::Moderate, 2, "enforce");
+        let (first, _) = run(&c, &store, "/api/send/x", &[("x-api-key", KEY)]);
+        assert!(matches!(first, Step::Forward { .. }), "{first:?}");
+        let retry_after = |step: Step| match step {
+            Step::Reply(d) => {
+                assert_eq!((d.status, d.code), (429, "backoff"));
+                d.headers
+                    .iter()
+                    .find(|(k, _)| k == "retry-after")
+                    .map(|(_, v)| v.clone())
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            retry_after(run(&c, &store, "/api/send/x", &[("x-api-key", KEY)]).0).as_deref(),
+            Some("4")
+        );
+        assert_eq!(
+            retry_after(run(&c, &store, "/api/send/x", &[("x-api-key", KEY)]).0).as_deref(),
+            Some("8")
+        );
+    }
+
+    #[test]
+    fn monitor_mode_records_but_never_enforces() {
+        let (c, store) = under(Grade::Block, 2, "monitor");
+        let (step, record) = run(&c, &store, "/api/send/x", &[("x-api-key", KEY)]);
+        let Step::Forward {
+            response_fields, ..
+        } = step
+        else {
+            panic!("{step:?}")
+        };
+        assert_eq!(header(&response_fields), None, "clients see nothing");
+        assert_eq!(record.mitigation, Some(("block", false)));
+        assert!(record
+            .metrics()
+            .contains(&crate::engine::record::Metric::Counter(
+                "abuse.monitored.block".into()
+            )));
+    }
 }

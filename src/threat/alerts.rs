@@ -113,8 +113,8 @@ pub enum Offered {
 #[derive(Debug, Default)]
 pub struct AlertQueue {
     waiting: VecDeque<String>,
-    /// (event type, address) → when last queued.
-    sent: HashMap<(&'static str, Option<std::net::IpAddr>), u64>,
+    /// (event type, address, client) → when last queued.
+    sent: HashMap<(&'static str, Option<std::net::IpAddr>, Option<String>), u64>,
     /// (minute, alerts queued in it).
     minute: (u64, u32),
 }
@@ -130,7 +130,7 @@ impl AlertQueue {
         if event.level() < ThreatLevel::High {
             return Offered::NotAlerted;
         }
-        let key = (event.kind.as_str(), event.address);
+        let key = (event.kind.as_str(), event.address, event.client_id.clone());
         if let Some(last) = self.sent.get(&key) {
             if now_secs < last.saturating_add(settings.dedup_seconds) {
                 return Offered::Duplicate;
@@ -184,11 +184,13 @@ mod tests {
     fn event(kind: EventType, last_octet: u8) -> SecurityEvent {
         SecurityEvent {
             kind,
+            level: kind.level(),
             client_id: None,
             address: Some(std::net::IpAddr::from([203, 0, 113, last_octet])),
             endpoint: "GET /x".into(),
             timestamp_ms: 0,
             code: None,
+            details: None,
         }
     }
 

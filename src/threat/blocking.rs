@@ -153,6 +153,26 @@ impl BlockTable {
         address: &[u8; 16],
         now: u64,
     ) -> Result<Recorded, StoreError> {
+        self.record(store, address, now, false)
+    }
+
+    /// Counts one failed authentication and blocks at once (during a credential-stuffing run).
+    pub fn block_on_failure<S: SharedStore + ?Sized>(
+        &self,
+        store: &S,
+        address: &[u8; 16],
+        now: u64,
+    ) -> Result<Recorded, StoreError> {
+        self.record(store, address, now, true)
+    }
+
+    fn record<S: SharedStore + ?Sized>(
+        &self,
+        store: &S,
+        address: &[u8; 16],
+        now: u64,
+        at_once: bool,
+    ) -> Result<Recorded, StoreError> {
         let threshold = self.threshold as usize;
         store::update(store, &self.keys().key_for(address), |current| {
             let mut entries = self.decode(current);
@@ -191,7 +211,8 @@ impl BlockTable {
             if entry.failures.len() > threshold {
                 entry.failures.remove(0);
             }
-            let result = if entry.failures.len() >= threshold && entry.blocked_until <= now {
+            let reached = at_once || entry.failures.len() >= threshold;
+            let result = if reached && entry.blocked_until <= now {
                 entry.blocked_until = now + self.cooldown_seconds;
                 // A block starts a new count for when it ends.
                 entry.failures.clear();
@@ -225,6 +246,21 @@ mod tests {
         a[0] = n;
         a[15] = n.wrapping_mul(7);
         a
+    }
+
+    #[test]
+    fn during_a_stuffing_run_one_failure_blocks() {
+        let store = MemoryStore::new();
+        T.prepare(&store).unwrap();
+        let a = addr(9);
+        assert_eq!(
+            T.block_on_failure(&store, &a, NOW).unwrap(),
+            Recorded::Blocked { until: NOW + 3600 }
+        );
+        assert_eq!(
+            T.blocked_until(&store, &a, NOW + 1).unwrap(),
+            Some(NOW + 3600)
+        );
     }
 
     #[test]

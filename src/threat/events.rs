@@ -44,6 +44,14 @@ pub enum EventType {
     InsufficientSecurityLevel,
     InactiveClient,
     RateLimitExceeded,
+    /// Abuse scoring put a client under a mitigation (its level follows the grade).
+    AbuseMitigation,
+    /// Failed authentications spread over many addresses.
+    CredentialStuffing,
+    /// One request signature from many clients and addresses.
+    DistributedAttack,
+    /// Several clients mitigated for the same pattern (the 5-minute global analysis).
+    CoordinatedAttack,
 }
 
 impl EventType {
@@ -58,6 +66,10 @@ impl EventType {
             Self::InsufficientSecurityLevel => "insufficient_security_level",
             Self::InactiveClient => "inactive_client",
             Self::RateLimitExceeded => "rate_limit_exceeded",
+            Self::AbuseMitigation => "abuse_mitigation",
+            Self::CredentialStuffing => "credential_stuffing",
+            Self::DistributedAttack => "distributed_attack",
+            Self::CoordinatedAttack => "coordinated_attack",
         }
     }
 
@@ -65,9 +77,13 @@ impl EventType {
     /// failed authentication low (its repetition is what blocks an address).
     pub fn level(self) -> ThreatLevel {
         match self {
-            Self::BlockedIpAttempt | Self::IpTemporarilyBlocked | Self::SignatureReplayed => {
-                ThreatLevel::High
-            }
+            Self::BlockedIpAttempt
+            | Self::IpTemporarilyBlocked
+            | Self::SignatureReplayed
+            | Self::AbuseMitigation
+            | Self::DistributedAttack
+            | Self::CoordinatedAttack => ThreatLevel::High,
+            Self::CredentialStuffing => ThreatLevel::Critical,
             Self::IpAccessDenied
             | Self::EndpointAccessDenied
             | Self::InsufficientSecurityLevel
@@ -81,6 +97,7 @@ impl EventType {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecurityEvent {
     pub kind: EventType,
+    pub level: ThreatLevel,
     pub client_id: Option<String>,
     pub address: Option<IpAddr>,
     /// Method and path, without the query.
@@ -88,6 +105,8 @@ pub struct SecurityEvent {
     pub timestamp_ms: u64,
     /// The refusal's code, when the event is a refusal.
     pub code: Option<&'static str>,
+    /// What else the event knows (scores, patterns), merged into `details`.
+    pub details: Option<serde_json::Value>,
 }
 
 /// The events a finished request raised: none for an admitted one.
@@ -115,18 +134,20 @@ pub fn from_record(record: &Record) -> Vec<SecurityEvent> {
         .into_iter()
         .map(|kind| SecurityEvent {
             kind,
+            level: kind.level(),
             client_id: record.client.clone(),
             address: record.address,
             endpoint: format!("{} {}", record.http_method, record.path),
             timestamp_ms: record.finished_ms,
             code,
+            details: None,
         })
         .collect()
 }
 
 impl SecurityEvent {
     pub fn level(&self) -> ThreatLevel {
-        self.kind.level()
+        self.level
     }
 
     /// One JSON object with the seed's fields, at most [`MAX_EVENT_BYTES`]; `event_id` is
@@ -158,6 +179,12 @@ impl SecurityEvent {
             )
             .as_bytes(),
         );
+        let mut details = serde_json::json!({"code": self.code});
+        if let (Some(serde_json::Value::Object(extra)), Some(map)) =
+            (&self.details, details.as_object_mut())
+        {
+            map.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
         let json = serde_json::json!({
             "event_id": hex::encode(&digest[..6]),
             "event_type": self.kind.as_str(),
@@ -166,7 +193,7 @@ impl SecurityEvent {
             "endpoint": endpoint,
             "threat_level": self.level().as_str(),
             "timestamp": iso8601(self.timestamp_ms),
-            "details": {"code": self.code},
+            "details": details,
         });
         json.to_string()
     }

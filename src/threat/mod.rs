@@ -1,7 +1,9 @@
-//! Threat protection. Today: failed-authentication tracking with temporary address blocks (the
-//! seed's `security_monitoring.failed_auth_threshold` and `ip_cooldown_minutes`), and security
-//! events (logged as JSON, kept in a bounded ring).
+//! Threat protection: failed-authentication tracking with temporary address blocks (the seed's
+//! `security_monitoring.failed_auth_threshold` and `ip_cooldown_minutes`), abuse scoring with
+//! graded mitigations (`abuse`), security events (logged as JSON, kept in a bounded ring),
+//! webhook alerts and the security report.
 
+pub mod abuse;
 pub mod alerts;
 pub mod blocking;
 pub mod events;
@@ -22,12 +24,15 @@ pub struct RawSecurityMonitoring {
     /// How long a blocked address stays blocked. Default 60.
     #[serde(default)]
     pub ip_cooldown_minutes: Option<u32>,
-    /// Abuse scoring (not enforced yet: refused when set).
+    /// Defined by the seed but never used by it: refused, pointing at `abuse`.
     #[serde(default)]
     pub suspicious_rate_threshold: Option<u32>,
-    /// Abuse scoring (not enforced yet: refused when set).
+    /// Defined by the seed but never used by it: refused, pointing at `abuse`.
     #[serde(default)]
     pub unusual_endpoint_threshold: Option<u32>,
+    /// Abuse scoring and graded mitigations (behaviour profiles, attack patterns).
+    #[serde(default)]
+    pub abuse: Option<abuse::RawAbuse>,
     /// Shared-data keys of the block table. Default 4096.
     #[serde(default)]
     pub table_slots: Option<usize>,
@@ -83,7 +88,7 @@ pub fn compile(raw: &RawSecurityMonitoring) -> Result<BlockTable, ConfigError> {
         if set {
             return Err(ConfigError::new(
                 format!("security_monitoring.{name}"),
-                "abuse scoring is not enforced yet; remove this setting rather than rely on it",
+                "not used (the seed defines it without using it); abuse scoring is configured under security_monitoring.abuse",
             ));
         }
     }

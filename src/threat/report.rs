@@ -22,7 +22,23 @@ pub struct ReportInputs<'a> {
     /// Events from the ring, JSON, oldest first.
     pub events: &'a [String],
     pub ring_size: usize,
+    /// Abuse scoring: each active client's current threat (empty without scoring).
+    pub client_threats: &'a [ClientThreat],
 }
+
+/// One client's current standing, from its behaviour profile and mitigation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientThreat {
+    pub client_id: String,
+    pub threat_level: f64,
+    pub patterns: Vec<String>,
+    pub mitigation: Option<&'static str>,
+    pub last_used_s: u64,
+    pub requests_last_hour: u64,
+}
+
+/// The clients shown: the 100 most threatening.
+const CLIENTS_SHOWN: usize = 100;
 
 const HOUR_MS: u64 = 3_600_000;
 
@@ -82,7 +98,31 @@ pub fn build(inputs: &ReportInputs) -> Value {
             "event_ring_size": inputs.ring_size,
         },
         "recent_events": recent.iter().rev().take(20).cloned().collect::<Vec<_>>(),
+        "client_threat_levels": client_threats(inputs.client_threats),
     })
+}
+
+fn client_threats(clients: &[ClientThreat]) -> Vec<Value> {
+    let mut sorted: Vec<&ClientThreat> = clients.iter().collect();
+    sorted.sort_by(|a, b| {
+        b.threat_level
+            .total_cmp(&a.threat_level)
+            .then_with(|| a.client_id.cmp(&b.client_id))
+    });
+    sorted
+        .into_iter()
+        .take(CLIENTS_SHOWN)
+        .map(|c| {
+            json!({
+                "client_id": c.client_id,
+                "threat_level": c.threat_level,
+                "detected_patterns": c.patterns,
+                "mitigation": c.mitigation,
+                "last_used": (c.last_used_s > 0).then(|| iso8601(c.last_used_s * 1000)),
+                "requests_last_hour": c.requests_last_hour,
+            })
+        })
+        .collect()
 }
 
 fn recommendations(
@@ -112,6 +152,16 @@ fn recommendations(
         out.push(
             "every event held is from the last hour: raise security_monitoring.event_ring_size for a complete hour".to_string(),
         );
+    }
+    let mitigated = inputs
+        .client_threats
+        .iter()
+        .filter(|c| c.mitigation.is_some())
+        .count();
+    if mitigated > 0 {
+        out.push(format!(
+            "{mitigated} client(s) are under an abuse mitigation: review client_threat_levels and their abuse_mitigation events; rotate the credentials of clients that look compromised"
+        ));
     }
     if out.is_empty() {
         out.push("no action needed".to_string());
@@ -167,7 +217,34 @@ mod tests {
             blocked_addresses: 1,
             events: &events,
             ring_size: 256,
+            client_threats: &[
+                ClientThreat {
+                    client_id: "calm".into(),
+                    threat_level: 0.1,
+                    patterns: vec![],
+                    mitigation: None,
+                    last_used_s: NOW / 1000,
+                    requests_last_hour: 3,
+                },
+                ClientThreat {
+                    client_id: "scanner".into(),
+                    threat_level: 1.0,
+                    patterns: vec!["data_harvesting".into()],
+                    mitigation: Some("block"),
+                    last_used_s: NOW / 1000,
+                    requests_last_hour: 200,
+                },
+            ],
         });
+        let threats = report["client_threat_levels"].as_array().unwrap();
+        assert_eq!(threats[0]["client_id"], "scanner", "most threatening first");
+        assert_eq!(threats[0]["mitigation"], "block");
+        assert_eq!(threats[1]["threat_level"], 0.1);
+        assert!(report["security_recommendations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().contains("abuse mitigation")));
         let summary = as_object(&report["summary"]);
         assert_eq!(
             summary["total_failed_auth_attempts"], 12,
@@ -196,6 +273,7 @@ mod tests {
             blocked_addresses: 0,
             events: &[],
             ring_size: 256,
+            client_threats: &[],
         });
         assert_eq!(report["security_recommendations"][0], "no action needed");
         assert_eq!(report["summary"]["recent_security_events"], 0);

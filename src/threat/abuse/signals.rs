@@ -109,6 +109,18 @@ pub fn sequential_scanning(run: u64, t: &Thresholds) -> f64 {
     score(0.6 + 0.4 * extra)
 }
 
+/// Shannon entropy (bits) of counts summing to `total`.
+fn shannon(counts: &[u64], total: u64) -> f64 {
+    counts
+        .iter()
+        .filter(|c| **c > 0)
+        .map(|c| {
+            let p = *c as f64 / total as f64;
+            -p * p.log2()
+        })
+        .sum()
+}
+
 /// Temporal pattern over the hour-of-day histogram (seed `analyzeTemporalPattern`): one minus the
 /// normalised entropy, and "automated" when 20 or more hours are active over 1000 requests with
 /// a coefficient of variation under 0.2. Returns (score, automated). Concentration only means
@@ -118,14 +130,7 @@ pub fn temporal_pattern(hours: &[u64], history_hours: u64) -> (f64, bool) {
     if total == 0 || history_hours < 24 {
         return (0.0, false);
     }
-    let entropy: f64 = hours
-        .iter()
-        .filter(|c| **c > 0)
-        .map(|c| {
-            let p = *c as f64 / total as f64;
-            -p * p.log2()
-        })
-        .sum();
+    let entropy = shannon(hours, total);
     let concentration = (1.0 - entropy / 24f64.log2()).clamp(0.0, 1.0);
     let active: Vec<f64> = hours
         .iter()
@@ -155,14 +160,7 @@ pub fn content_diversity(counts: &[u64], t: &Thresholds) -> (f64, f64) {
     if total == 0 {
         return (1.0, 0.0);
     }
-    let entropy: f64 = counts
-        .iter()
-        .filter(|c| **c > 0)
-        .map(|c| {
-            let p = *c as f64 / total as f64;
-            -p * p.log2()
-        })
-        .sum();
+    let entropy = shannon(counts, total);
     let max_entropy = (counts.iter().filter(|c| **c > 0).count() as f64).log2();
     let diversity = if max_entropy > 0.0 {
         entropy / max_entropy

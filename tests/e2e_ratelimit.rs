@@ -717,3 +717,84 @@ fn faults_a_configuration_reload_under_load_keeps_serving_and_keeps_counters() {
     assert!(served > 50);
     assert!(r.envoy.is_alive());
 }
+
+#[test]
+fn failed_authentications_blocks_and_events_are_shared_across_envoys_through_redis() {
+    let redis = RedisStack::start();
+    let mut cfg = redis_config(1000, "deny", "webdis");
+    cfg["security_monitoring"] = json!({"failed_auth_threshold": 3, "ip_cooldown_minutes": 1});
+    let clusters = [("webdis", redis.webdis_port)];
+    let a = Envoy::start_with(&cfg, 2, &clusters);
+    let b = Envoy::start_with(&cfg, 2, &clusters);
+    let guess = |port: u16, ip: &str| {
+        send(
+            port,
+            &[("X-Forwarded-For", ip), ("X-API-Key", "guess")],
+            "/api/send/x",
+        )
+        .status
+    };
+    let valid = |port: u16, ip: &str| {
+        send(
+            port,
+            &[("X-Forwarded-For", ip), ("X-API-Key", &key(0))],
+            "/api/send/x",
+        )
+        .status
+    };
+    // Two failures on one proxy and one on the other: neither reaches 3 alone; Redis does.
+    let spread = "198.51.100.31";
+    assert_eq!([guess(a.port, spread), guess(a.port, spread)], [401, 401]);
+    assert_eq!(guess(b.port, spread), 401);
+    // Three failures on one proxy: blocked there at once, and on the other after a sync.
+    let local = "198.51.100.32";
+    assert_eq!(
+        [
+            guess(a.port, local),
+            guess(a.port, local),
+            guess(a.port, local)
+        ],
+        [401, 401, 401]
+    );
+    assert_eq!(valid(a.port, local), 403);
+    wait_until(
+        "both blocks on both proxies",
+        Duration::from_secs(10),
+        || {
+            [a.port, b.port]
+                .iter()
+                .all(|p| valid(*p, spread) == 403 && valid(*p, local) == 403)
+        },
+    );
+    // Anyone else is unaffected.
+    assert_eq!(valid(b.port, "198.51.100.33"), 200);
+    assert!(
+        a.counter("wasmcustom.api_warden.security.blocks_from_redis")
+            + b.counter("wasmcustom.api_warden.security.blocks_from_redis")
+            >= 3,
+        "each proxy learnt at least the block it did not make"
+    );
+    // The seed's security_events list: the events of both proxies, newest first, capped.
+    let events_key = "{aw:threat}:security_events";
+    wait_until("events in Redis", Duration::from_secs(10), || {
+        redis
+            .cli(&["LLEN", events_key])
+            .trim()
+            .parse::<u64>()
+            .unwrap_or(0)
+            >= 6
+    });
+    let newest = redis.cli(&["LINDEX", events_key, "0"]);
+    let event: Value = serde_json::from_str(newest.trim()).unwrap();
+    assert!(
+        event["event_type"].is_string() && event["event_id"].is_string(),
+        "{event}"
+    );
+    let ttl: i64 = redis
+        .cli(&["TTL", "{aw:threat}:blocks"])
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(ttl, -1, "the block set is pruned by score, not expired");
+    assert_eq!(a.counter("wasmcustom.api_warden.security.sync_failed"), 0);
+}

@@ -19,6 +19,7 @@ use crate::store::SharedStore;
 use crate::threat::abuse::worker::AbuseWorker;
 use crate::threat::alerts::{AlertQueue, Offered};
 use crate::threat::events::{self, SecurityEvent};
+use crate::threat::redis_sync::SyncQueue;
 
 /// Security events logged per worker per second; the rest are counted (`security.events_unlogged`).
 const EVENT_LOGS_PER_SECOND: u32 = 50;
@@ -111,6 +112,8 @@ pub struct Worker {
     pub alerts: RefCell<AlertQueue>,
     /// Abuse scoring: what this worker saw since its tick, and the mitigations it enforces.
     pub abuse: RefCell<AbuseWorker>,
+    /// With Redis: failures, blocks and events for the next sync.
+    pub sync: RefCell<SyncQueue>,
     health: Health,
 }
 
@@ -121,6 +124,7 @@ impl Worker {
             reservations: RefCell::new(Reservations::default()),
             alerts: RefCell::new(AlertQueue::default()),
             abuse: RefCell::new(AbuseWorker::default()),
+            sync: RefCell::new(SyncQueue::default()),
             health: Health::default(),
         }
     }
@@ -198,6 +202,9 @@ impl Worker {
                 .borrow_mut()
                 .observe(settings, &self.config.client_ids, record);
         }
+        if self.config.threat_sync.is_some() {
+            self.queue_sync(record);
+        }
         self.raise_events(host, &events::from_record(record), record.finished_ms);
         let Some(limit) = &record.limit else {
             return;
@@ -261,6 +268,9 @@ impl Worker {
                     Offered::Queued | Offered::NotAlerted => {}
                 }
             }
+            if self.config.threat_sync.is_some() {
+                self.sync.borrow_mut().event(&json);
+            }
             if let Some(ring) = ring {
                 let checked = checked_store(&self.config, host);
                 let store: &dyn SharedStore = match &checked {
@@ -271,6 +281,24 @@ impl Worker {
                     host.increment("security.events_unstored");
                 }
             }
+        }
+    }
+
+    /// What this request tells other proxies: a failed authentication counted against its
+    /// address, and the block it caused.
+    fn queue_sync(&self, record: &Record) {
+        let Some(ip) = record.address else {
+            return;
+        };
+        let address = crate::ratelimit::address_key(ip);
+        let mut sync = self.sync.borrow_mut();
+        let failed_auth = record.denial.is_some_and(|d| d.status == 401)
+            && record.auth.is_some_and(|a| !a.success);
+        if failed_auth {
+            sync.failure(address);
+        }
+        if let Some(until) = record.blocked_until {
+            sync.block(address, until);
         }
     }
 

@@ -17,6 +17,8 @@ pub enum RootCall {
     GiveBack,
     /// A security alert POSTed to the webhook.
     Alert,
+    /// Failures, blocks and events sent to Redis; the answer is the blocks in force.
+    ThreatSync,
 }
 
 /// How often queued alerts leave (when alerts are configured and nothing ticks faster).
@@ -66,7 +68,8 @@ impl RootFilter {
             return false;
         }
         // Alerts leave, and abuse scoring folds each worker's share in, once a second.
-        let alert_tick = (worker.config.alerts.is_some() || worker.config.abuse.is_some())
+        let c = &worker.config;
+        let alert_tick = (c.alerts.is_some() || c.abuse.is_some() || c.threat_sync.is_some())
             .then_some(ALERT_TICK_MS);
         let tick = match (worker.config.rate_limiting.tick_period_ms(), alert_tick) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -156,6 +159,25 @@ impl RootFilter {
             }
             worker.raise_events(host, &flushed.events, now);
         }
+        if let Some(settings) = &worker.config.threat_sync {
+            let dropped = std::mem::take(&mut worker.sync.borrow_mut().dropped);
+            for _ in 0..dropped {
+                host.increment("security.sync_dropped");
+            }
+            let call = worker.sync.borrow_mut().call(settings, now / 1000);
+            if let Some(call) = call {
+                match host.dispatch(&call) {
+                    Ok(token) if self.calls.len() < MAX_ROOT_CALLS => {
+                        self.calls.insert(token, RootCall::ThreatSync);
+                    }
+                    Ok(_) => {}
+                    Err(_) => {
+                        let _ = worker.sync.borrow_mut().answered(None, b"");
+                        host.increment("security.sync_failed");
+                    }
+                }
+            }
+        }
         if let Some(settings) = &worker.config.alerts {
             let calls = worker.alerts.borrow_mut().drain(settings);
             for call in calls {
@@ -173,8 +195,9 @@ impl RootFilter {
     }
 
     /// An answer to one of the worker's own calls.
-    pub fn on_callout<H: Host + ?Sized>(&mut self, host: &H, token: u32) {
+    pub fn on_callout<H: Host + ?Sized>(&mut self, host: &H, token: u32, body_size: usize) {
         match self.calls.remove(&token) {
+            Some(RootCall::ThreatSync) => self.synced(host, body_size),
             Some(RootCall::GiveBack) => {
                 let status = host.callout_status().ok().flatten();
                 if status.as_deref() != Some(b"200".as_slice()) {
@@ -194,6 +217,45 @@ impl RootFilter {
                 }
             }
             None => host.increment("callouts.unexpected"),
+        }
+    }
+}
+
+impl RootFilter {
+    /// Writes the blocks Redis says are in force into this proxy's block table.
+    fn synced<H: Host + ?Sized>(&self, host: &H, body_size: usize) {
+        let Some(worker) = &self.worker else {
+            return;
+        };
+        let status = host
+            .callout_status()
+            .ok()
+            .flatten()
+            .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok());
+        let body = host
+            .callout_body(body_size.min(1 << 20))
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let answered = worker.sync.borrow_mut().answered(status, &body);
+        let Some(blocks) = answered else {
+            host.increment("security.sync_failed");
+            return;
+        };
+        let (Some(table), Ok(now)) = (&worker.config.blocking, host.now_ms()) else {
+            return;
+        };
+        let checked = super::checked_store(&worker.config, host);
+        let store: &dyn SharedStore = match &checked {
+            Some(c) => c,
+            None => host.store(),
+        };
+        for (address, until) in blocks {
+            match table.install(store, &address, until, now / 1000) {
+                Ok(true) => host.increment("security.blocks_from_redis"),
+                Ok(false) => {}
+                Err(_) => host.increment("security.sync_failed"),
+            }
         }
     }
 }

@@ -203,7 +203,7 @@ fn batched_mode_serves_reservations_and_gives_back_the_rest_on_a_tick() {
     assert!(give_back.path.starts_with("/EVAL/") && give_back.path.ends_with("/-2"));
     assert_eq!(host.counter("ratelimit.redis.batch.released"), 1);
     host.answer_with(Some(503), "");
-    root.on_callout(&host, token);
+    root.on_callout(&host, token, 0);
     assert_eq!(host.counter("ratelimit.redis.errors.release"), 1);
     root.on_tick(&host);
     assert_eq!(host.calls.borrow().len(), 2, "nothing left to give back");
@@ -731,7 +731,7 @@ fn alerts_leave_on_the_tick_never_during_a_request() {
     assert_eq!(host.counter("security.alerts_deduplicated"), 1);
     assert_eq!(host.counter("security.alerts_sent"), 2);
     host.answer_with(Some(503), "");
-    root.on_callout(&host, *token);
+    root.on_callout(&host, *token, 0);
     assert_eq!(host.counter("security.alerts_failed"), 1);
     root.on_tick(&host);
     assert_eq!(host.calls.borrow().len(), 2, "nothing queued twice");

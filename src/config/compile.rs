@@ -18,6 +18,7 @@ use crate::threat::abuse::AbuseSettings;
 use crate::threat::alerts::AlertSettings;
 use crate::threat::blocking::BlockTable;
 use crate::threat::events::EventRing;
+use crate::threat::redis_sync::SyncSettings;
 use crate::threat::report::ReportAccess;
 use crate::threat::RawReport;
 use std::collections::HashMap;
@@ -53,6 +54,8 @@ pub struct Config {
     pub alerts: Option<AlertSettings>,
     /// Abuse scoring and graded mitigations.
     pub abuse: Option<AbuseSettings>,
+    /// With Redis and `security_monitoring`: failures, blocks and events shared across proxies.
+    pub threat_sync: Option<SyncSettings>,
     /// Client ids by index (the shared-data keys of abuse scoring).
     pub client_ids: Vec<String>,
     pub forward_credentials: bool,
@@ -237,6 +240,12 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     }
 
     let client_ids = clients.iter().map(|c| c.id.clone()).collect();
+    let threat_sync = match (&rate_limiting.backend, &blocking) {
+        (ratelimit::settings::Backend::Redis(r), Some(b)) => {
+            Some(SyncSettings::new(r, b.threshold, b.cooldown_seconds))
+        }
+        _ => None,
+    };
     Ok(Config {
         host: raw.host,
         auth: AuthSettings {
@@ -260,6 +269,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         report,
         alerts,
         abuse,
+        threat_sync,
         client_ids,
         forward_credentials: raw.forward_credentials,
         rate_limiting,

@@ -36,10 +36,10 @@ impl Context for Root {
         &mut self,
         token: u32,
         _headers: usize,
-        _body: usize,
+        body: usize,
         _trailers: usize,
     ) {
-        self.filter.on_callout(&self.host, token);
+        self.filter.on_callout(&self.host, token, body);
     }
 }
 

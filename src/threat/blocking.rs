@@ -146,6 +146,46 @@ impl BlockTable {
             .map(|e| e.blocked_until))
     }
 
+    /// Writes a block made elsewhere (another proxy, through Redis): `address` is blocked until
+    /// `until` unless it already is for longer. `true` when this changed the table.
+    pub fn install<S: SharedStore + ?Sized>(
+        &self,
+        store: &S,
+        address: &[u8; 16],
+        until: u64,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        if until <= now {
+            return Ok(false);
+        }
+        store::update(store, &self.keys().key_for(address), |current| {
+            let mut entries = self.decode(current);
+            match entries.iter_mut().find(|e| &e.address == address) {
+                Some(e) if e.blocked_until >= until => return (None, false),
+                Some(e) => e.blocked_until = until,
+                None => {
+                    entries.retain(|e| e.blocked_until > now || !e.failures.is_empty());
+                    if entries.len() >= self.per_slot {
+                        let victim = entries
+                            .iter()
+                            .enumerate()
+                            .min_by_key(|(_, e)| (e.blocked_until > now, e.last_seen()))
+                            .map(|(i, _)| i);
+                        if let Some(i) = victim {
+                            entries.swap_remove(i);
+                        }
+                    }
+                    entries.push(Entry {
+                        address: *address,
+                        blocked_until: until,
+                        failures: Vec::new(),
+                    });
+                }
+            }
+            (Some(self.encode(&entries)), true)
+        })
+    }
+
     /// Counts one failed authentication from `address`.
     pub fn record_failure<S: SharedStore + ?Sized>(
         &self,
@@ -246,6 +286,25 @@ mod tests {
         a[0] = n;
         a[15] = n.wrapping_mul(7);
         a
+    }
+
+    #[test]
+    fn a_block_made_elsewhere_is_installed_once_and_never_shortened() {
+        let store = MemoryStore::new();
+        T.prepare(&store).unwrap();
+        let a = addr(11);
+        assert!(T.install(&store, &a, NOW + 100, NOW).unwrap());
+        assert_eq!(T.blocked_until(&store, &a, NOW).unwrap(), Some(NOW + 100));
+        assert!(
+            !T.install(&store, &a, NOW + 50, NOW).unwrap(),
+            "never shortened"
+        );
+        assert!(
+            !T.install(&store, &a, NOW + 100, NOW).unwrap(),
+            "already there"
+        );
+        assert!(T.install(&store, &a, NOW + 200, NOW).unwrap());
+        assert!(!T.install(&store, &addr(12), NOW, NOW).unwrap(), "expired");
     }
 
     #[test]

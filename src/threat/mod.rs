@@ -7,6 +7,7 @@ pub mod abuse;
 pub mod alerts;
 pub mod blocking;
 pub mod events;
+pub mod redis_sync;
 pub mod report;
 
 use crate::field::{within, ConfigError};

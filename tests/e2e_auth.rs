@@ -56,6 +56,7 @@ fn test_config() -> Value {
         "kid": "es-1", "alg": "ES256", "pem": es_key().public_key().to_pem().unwrap()
     }));
     cfg["jwt"]["revoked_jti"] = json!(["revoked-token-1"]);
+    cfg["jwt"]["claim_headers"] = json!({"sub": "x-user-id", "tenant": "X-Tenant"});
     cfg["hmac"] = json!({"max_body_bytes": MAX_BODY});
     // Rate limiting and address blocking have their own tests; here they would only throttle
     // a suite that fails authentication on purpose, from one address.
@@ -504,6 +505,49 @@ fn valid_jwts_of_both_algorithms_authenticate() {
         "{}",
         resp.text()
     );
+}
+
+#[test]
+fn mapped_jwt_claims_reach_the_upstream_as_checked_headers_and_cannot_be_forged() {
+    let mut c = claims("marketing").with_subject("user-42");
+    c.custom["tenant"] = json!("acme");
+    let resp = get(
+        "/api/send/bulk",
+        &[
+            ("Authorization", &bearer(&hs_token(c))),
+            ("X-User-Id", "admin"),
+            ("x_tenant", "other"),
+        ],
+    );
+    assert!(resp.reached_upstream(), "{}", resp.text());
+    assert_eq!(
+        resp.upstream_header("x-user-id").as_deref(),
+        Some("user-42")
+    );
+    assert_eq!(resp.upstream_header("x-tenant").as_deref(), Some("acme"));
+    assert_eq!(resp.upstream_header("x_tenant"), None, "{}", resp.text());
+    // Another method, or a token without the claims: the headers are removed, never passed on.
+    let resp = get(
+        "/api/send/bulk",
+        &[
+            ("X-API-Key", MARKETING_KEY),
+            ("X-User-Id", "admin"),
+            ("X-Tenant", "acme"),
+        ],
+    );
+    assert!(resp.reached_upstream(), "{}", resp.text());
+    assert_eq!(resp.upstream_header("x-user-id"), None);
+    assert_eq!(resp.upstream_header("x-tenant"), None);
+    let resp = get("/health", &[("X-User-Id", "admin")]);
+    assert_eq!(resp.upstream_header("x-user-id"), None, "public routes too");
+    // A claim that cannot travel as a header refuses the token.
+    let mut bad = claims("marketing");
+    bad.custom["tenant"] = json!("acme\u{7f}evil");
+    let resp = get(
+        "/api/send/bulk",
+        &[("Authorization", &bearer(&hs_token(bad)))],
+    );
+    assert_denied(&resp, 401, "token_bad_claim");
 }
 
 #[test]
@@ -1213,7 +1257,38 @@ fn an_address_that_keeps_failing_is_blocked_on_every_worker() {
     };
     assert_eq!(report.status, 200, "{}", report.text());
     assert!(!report.reached_upstream());
-    let report = report.json();
+    let mut report = report.json();
+    // Authentication outcomes reach the report on each worker's tick (each worker its own): 3
+    // failures, the office's success, and the report reads' own once counted.
+    let failures = |r: &Value| {
+        let total = r["summary"]["authentications_last_hour"]
+            .as_u64()
+            .unwrap_or(0);
+        let rate = r["summary"]["authentication_success_rate"]
+            .as_f64()
+            .unwrap_or(1.0);
+        ((total as f64) * (1.0 - rate)).round() as u64
+    };
+    for _ in 0..40 {
+        if failures(&report) >= 3 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let h: Vec<(&str, &[u8])> = vec![
+            ("X-Forwarded-For", OFFICE.as_bytes()),
+            ("X-API-Key", secops_key.as_bytes()),
+        ];
+        report = http::send(envoy.port, &request("GET", b"/_warden/report", &h, b""))
+            .unwrap()
+            .json();
+    }
+    assert_eq!(failures(&report), 3, "{report}");
+    assert!(
+        report["summary"]["authentications_last_hour"]
+            .as_u64()
+            .unwrap()
+            >= 4
+    );
     assert_eq!(report["summary"]["blocked_ips"], 1, "{report}");
     assert_eq!(report["summary"]["total_failed_auth_attempts"], 3);
     assert_eq!(report["event_breakdown"]["blocked_ip_attempt"]["high"], 4);

@@ -114,6 +114,8 @@ pub struct Worker {
     pub abuse: RefCell<AbuseWorker>,
     /// With Redis: failures, blocks and events for the next sync.
     pub sync: RefCell<SyncQueue>,
+    /// With the security report: authentication outcomes since the last tick.
+    pub auth_stats: RefCell<crate::threat::auth_stats::Pending>,
     health: Health,
 }
 
@@ -125,6 +127,7 @@ impl Worker {
             alerts: RefCell::new(AlertQueue::default()),
             abuse: RefCell::new(AbuseWorker::default()),
             sync: RefCell::new(SyncQueue::default()),
+            auth_stats: RefCell::new(Default::default()),
             health: Health::default(),
         }
     }
@@ -204,6 +207,11 @@ impl Worker {
         }
         if self.config.threat_sync.is_some() {
             self.queue_sync(record);
+        }
+        if let (Some(_), Some(auth)) = (&self.config.report, record.auth) {
+            self.auth_stats
+                .borrow_mut()
+                .count(record.finished_ms / 1000, auth.success);
         }
         self.raise_events(host, &events::from_record(record), record.finished_ms);
         let Some(limit) = &record.limit else {

@@ -69,8 +69,11 @@ impl RootFilter {
         }
         // Alerts leave, and abuse scoring folds each worker's share in, once a second.
         let c = &worker.config;
-        let alert_tick = (c.alerts.is_some() || c.abuse.is_some() || c.threat_sync.is_some())
-            .then_some(ALERT_TICK_MS);
+        let ticking = c.alerts.is_some()
+            || c.abuse.is_some()
+            || c.threat_sync.is_some()
+            || c.report.is_some();
+        let alert_tick = ticking.then_some(ALERT_TICK_MS);
         let tick = match (worker.config.rate_limiting.tick_period_ms(), alert_tick) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -158,6 +161,16 @@ impl RootFilter {
                 }
             }
             worker.raise_events(host, &flushed.events, now);
+        }
+        if worker.config.report.is_some() {
+            let checked = super::checked_store(&worker.config, host);
+            let store: &dyn SharedStore = match &checked {
+                Some(c) => c,
+                None => host.store(),
+            };
+            if worker.auth_stats.borrow_mut().flush(store).is_err() {
+                host.increment("security.report_stats_failed");
+            }
         }
         if let Some(settings) = &worker.config.threat_sync {
             let dropped = std::mem::take(&mut worker.sync.borrow_mut().dropped);
@@ -297,6 +310,10 @@ fn prepare<H: Host + ?Sized>(host: &H, worker: &Worker) -> Result<(), PrepareErr
     if let Some(Some(ring)) = &c.events {
         ring.prepare(store)
             .map_err(|e| PrepareError("security event ring", e))?;
+    }
+    if c.report.is_some() {
+        crate::threat::auth_stats::prepare(store)
+            .map_err(|e| PrepareError("report statistics", e))?;
     }
     if let Some(abuse) = &c.abuse {
         crate::threat::abuse::worker::prepare(abuse, &c.client_ids, store)

@@ -93,6 +93,9 @@ pub struct Identity {
     /// Something the operator should know about the credential used (an API key close to its
     /// expiry): counted and logged once per worker, never sent to the client.
     pub warning: Option<String>,
+    /// Upstream headers the credential carries (JWT claims mapped by `jwt.claim_headers`),
+    /// names lowercase, values checked.
+    pub headers: Vec<(String, String)>,
 }
 
 /// One method's failure, kept so the first failure in configured order is reported.

@@ -58,6 +58,8 @@ pub struct Config {
     pub threat_sync: Option<SyncSettings>,
     /// Client ids by index (the shared-data keys of abuse scoring).
     pub client_ids: Vec<String>,
+    /// Headers only the filter sets upstream: the identity headers and the JWT claim headers.
+    pub identity_headers: Vec<crate::engine::headers::HeaderName>,
     pub forward_credentials: bool,
     pub rate_limiting: ratelimit::settings::Settings,
     /// Warnings to log at configuration (plaintext keys, and the like).
@@ -240,6 +242,15 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     }
 
     let client_ids = clients.iter().map(|c| c.id.clone()).collect();
+    let identity_headers = crate::pipeline::IDENTITY_HEADERS
+        .iter()
+        .map(|h| crate::engine::headers::HeaderName::Borrowed(h))
+        .chain(
+            jwt.iter()
+                .flat_map(|j| j.claim_header_names())
+                .map(|h| crate::engine::headers::HeaderName::Owned(h.to_string())),
+        )
+        .collect();
     let threat_sync = match (&rate_limiting.backend, &blocking) {
         (ratelimit::settings::Backend::Redis(r), Some(b)) => {
             Some(SyncSettings::new(r, b.threshold, b.cooldown_seconds))
@@ -271,6 +282,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         abuse,
         threat_sync,
         client_ids,
+        identity_headers,
         forward_credentials: raw.forward_credentials,
         rate_limiting,
         warnings,

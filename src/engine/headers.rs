@@ -10,6 +10,9 @@ use crate::auth::credentials::HeaderList;
 use crate::denial::Denial;
 use crate::profile::HostProfile;
 
+/// A header name: the built-in ones are static, configured ones (JWT claim headers) owned.
+pub type HeaderName = std::borrow::Cow<'static, str>;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HeaderEdits {
     /// Headers to remove, as the host spelled them.
@@ -17,7 +20,7 @@ pub struct HeaderEdits {
     /// Headers to set: replaced in place when present, else added.
     pub set: Vec<(String, String)>,
     /// Normalised names that may reach the upstream only as set here.
-    pub guarded: Vec<&'static str>,
+    pub guarded: Vec<HeaderName>,
 }
 
 /// Lowercase, `_` read as `-`.
@@ -60,9 +63,9 @@ fn identity_header_refused() -> Denial {
 pub fn plan(
     profile: HostProfile,
     incoming: &HeaderList,
-    guarded: &[&'static str],
-    identity: &[&'static str],
-    set: Vec<(&'static str, String)>,
+    guarded: &[HeaderName],
+    identity: &[HeaderName],
+    set: Vec<(HeaderName, String)>,
 ) -> Result<HeaderEdits, Denial> {
     let mut edits = HeaderEdits {
         remove: Vec::new(),
@@ -91,7 +94,7 @@ pub fn plan(
     }
     edits
         .set
-        .extend(set.into_iter().map(|(k, v)| (k.to_string(), v)));
+        .extend(set.into_iter().map(|(k, v)| (k.into_owned(), v)));
     Ok(edits)
 }
 
@@ -120,8 +123,15 @@ pub fn verify(edits: &HeaderEdits, after: &[(&[u8], &[u8])]) -> Result<(), Strin
 mod tests {
     use super::*;
 
-    const GUARDED: [&str; 3] = ["x-client-id", "x-security-level", "x-api-key"];
-    const IDENTITY: [&str; 2] = ["x-client-id", "x-security-level"];
+    const GUARDED: [HeaderName; 3] = [
+        HeaderName::Borrowed("x-client-id"),
+        HeaderName::Borrowed("x-security-level"),
+        HeaderName::Borrowed("x-api-key"),
+    ];
+    const IDENTITY: [HeaderName; 2] = [
+        HeaderName::Borrowed("x-client-id"),
+        HeaderName::Borrowed("x-security-level"),
+    ];
 
     fn h(list: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
         list.iter()
@@ -129,8 +139,8 @@ mod tests {
             .collect()
     }
 
-    fn identity() -> Vec<(&'static str, String)> {
-        vec![("x-client-id", "marketing".into())]
+    fn identity() -> Vec<(HeaderName, String)> {
+        vec![("x-client-id".into(), "marketing".into())]
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::auth::Wait;
 use crate::callout::{CalloutAnswer, CalloutSpec};
 use crate::config::Config;
 use crate::denial::Denial;
-use crate::pipeline::{self, Grant, Pending, RequestHead, Verdict, IDENTITY_HEADERS};
+use crate::pipeline::{self, Grant, Pending, RequestHead, Verdict};
 use crate::ratelimit::batch::Reservations;
 use crate::ratelimit::headers as limit_headers;
 use crate::ratelimit::limiter::{Check, Counted, Limiter, PendingCount};
@@ -312,7 +312,9 @@ impl Flow {
                 .map(|c| crate::threat::abuse::worker::standing(env.store, &c.id, now))
                 .collect(),
         };
-        let (Ok(blocked_addresses), Ok(events), Ok(client_threats)) = (blocked, events, threats)
+        let stats = crate::threat::auth_stats::read(env.store);
+        let (Ok(blocked_addresses), Ok(events), Ok(client_threats), Ok(stats)) =
+            (blocked, events, threats, stats)
         else {
             let denial = Denial::new(
                 503,
@@ -333,6 +335,7 @@ impl Flow {
             events: &events,
             ring_size: ring.map_or(0, |r| r.slots),
             client_threats: &client_threats,
+            authentications: stats.last_hour(now),
         });
         self.state = State::Done;
         self.record.finished_ms = env.now_ms;
@@ -475,7 +478,7 @@ impl Flow {
             env.config.host,
             incoming,
             &grant.remove_headers,
-            &IDENTITY_HEADERS,
+            &env.config.identity_headers,
             grant.set_headers.clone(),
         )
     }

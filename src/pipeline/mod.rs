@@ -10,6 +10,7 @@ use crate::authz::{self, levels::SecurityLevel, path};
 use crate::callout::CalloutAnswer;
 use crate::config::{Client, Config};
 use crate::denial::Denial;
+use crate::engine::headers::HeaderName;
 use crate::ratelimit::Target;
 use crate::store::SharedStore;
 use std::net::IpAddr;
@@ -77,8 +78,8 @@ pub struct Grant {
     pub identity: Option<Identity>,
     /// The route's security level.
     pub level: SecurityLevel,
-    pub remove_headers: Vec<&'static str>,
-    pub set_headers: Vec<(&'static str, String)>,
+    pub remove_headers: Vec<HeaderName>,
+    pub set_headers: Vec<(HeaderName, String)>,
     /// What to count the request against before letting it through.
     pub limit: Option<Target>,
 }
@@ -211,12 +212,12 @@ fn decide_headers(cfg: &Config, req: &RequestHead, now: u64, store: &dyn SharedS
     };
     let level = cfg.routes.level_for(&target.path);
     if level == SecurityLevel::Public {
-        let mut remove_headers = IDENTITY_HEADERS.to_vec();
+        let mut remove_headers = cfg.identity_headers.clone();
         if !cfg.forward_credentials {
             // Credentials have no business upstream of a public route either.
-            remove_headers.extend(CREDENTIAL_HEADERS);
+            remove_headers.extend(CREDENTIAL_HEADERS.map(HeaderName::Borrowed));
             if bearer_present(req.headers) {
-                remove_headers.push("authorization");
+                remove_headers.push(HeaderName::Borrowed("authorization"));
             }
         }
         return Verdict::Allow(Grant {
@@ -284,6 +285,7 @@ fn suspend(
                 method: suspension.method,
                 scopes: Directory::scopes(cfg, client).to_vec(),
                 warning: None,
+                headers: Vec::new(),
             };
             // Authorised now, but a refusal is told only once the signature verified: an
             // unverified caller learns nothing about another client's rules.
@@ -493,25 +495,32 @@ fn identity_grant(
     level: SecurityLevel,
 ) -> Result<Grant, Denial> {
     let client = cfg.clients.get(identity.client).ok_or_else(no_client)?;
-    let mut remove_headers = IDENTITY_HEADERS.to_vec();
+    let mut remove_headers = cfg.identity_headers.clone();
     if !cfg.forward_credentials {
-        remove_headers.extend(CREDENTIAL_HEADERS);
+        remove_headers.extend(CREDENTIAL_HEADERS.map(HeaderName::Borrowed));
         if creds.used_authorization {
-            remove_headers.push("authorization");
+            remove_headers.push(HeaderName::Borrowed("authorization"));
         }
     }
-    let mut set_headers = vec![
-        ("x-client-id", client.id.clone()),
-        ("x-client-name", client.name.clone()),
-        ("x-auth-method", identity.method.as_str().to_string()),
+    let mut set_headers: Vec<(HeaderName, String)> = vec![
+        ("x-client-id".into(), client.id.clone()),
+        ("x-client-name".into(), client.name.clone()),
+        ("x-auth-method".into(), identity.method.as_str().to_string()),
         (
-            "x-security-level",
+            "x-security-level".into(),
             client.access.security_level.as_str().to_string(),
         ),
     ];
     if !identity.scopes.is_empty() {
-        set_headers.push(("x-client-scopes", identity.scopes.join(" ")));
+        set_headers.push(("x-client-scopes".into(), identity.scopes.join(" ")));
     }
+    // Claims the configuration maps to headers (JWT), checked when the token was verified.
+    set_headers.extend(
+        identity
+            .headers
+            .iter()
+            .map(|(name, value)| (HeaderName::Owned(name.clone()), value.clone())),
+    );
     Ok(Grant {
         level,
         limit: client_limit(cfg, client, path),

@@ -5,6 +5,7 @@
 
 pub mod abuse;
 pub mod alerts;
+pub mod auth_stats;
 pub mod blocking;
 pub mod events;
 pub mod redis_sync;

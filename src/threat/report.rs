@@ -24,6 +24,8 @@ pub struct ReportInputs<'a> {
     pub ring_size: usize,
     /// Abuse scoring: each active client's current threat (empty without scoring).
     pub client_threats: &'a [ClientThreat],
+    /// Authentications in the last hour, all workers: (successes, failures).
+    pub authentications: (u64, u64),
 }
 
 /// One client's current standing, from its behaviour profile and mitigation.
@@ -85,6 +87,8 @@ pub fn build(inputs: &ReportInputs) -> Value {
             "total_failed_auth_attempts": failed,
             "blocked_ips": inputs.blocked_addresses,
             "recent_security_events": recent.len(),
+            "authentications_last_hour": inputs.authentications.0 + inputs.authentications.1,
+            "authentication_success_rate": success_rate(inputs.authentications),
         },
         "event_breakdown": breakdown,
         "top_threat_sources": top
@@ -100,6 +104,12 @@ pub fn build(inputs: &ReportInputs) -> Value {
         "recent_events": recent.iter().rev().take(20).cloned().collect::<Vec<_>>(),
         "client_threat_levels": client_threats(inputs.client_threats),
     })
+}
+
+/// Successes over all authentications, to three decimals; `null` when there were none.
+fn success_rate((successes, failures): (u64, u64)) -> Option<f64> {
+    let total = successes + failures;
+    (total > 0).then(|| (successes as f64 * 1000.0 / total as f64).round() / 1000.0)
 }
 
 fn client_threats(clients: &[ClientThreat]) -> Vec<Value> {
@@ -235,7 +245,10 @@ mod tests {
                     requests_last_hour: 200,
                 },
             ],
+            authentications: (90, 10),
         });
+        assert_eq!(report["summary"]["authentication_success_rate"], 0.9);
+        assert_eq!(report["summary"]["authentications_last_hour"], 100);
         let threats = report["client_threat_levels"].as_array().unwrap();
         assert_eq!(threats[0]["client_id"], "scanner", "most threatening first");
         assert_eq!(threats[0]["mitigation"], "block");
@@ -274,7 +287,12 @@ mod tests {
             events: &[],
             ring_size: 256,
             client_threats: &[],
+            authentications: (0, 0),
         });
+        assert_eq!(
+            report["summary"]["authentication_success_rate"],
+            Value::Null
+        );
         assert_eq!(report["security_recommendations"][0], "no action needed");
         assert_eq!(report["summary"]["recent_security_events"], 0);
     }

@@ -232,6 +232,7 @@ impl Method for ApiKeyMethod {
             method: AuthMethod::ApiKey,
             scopes,
             warning,
+            headers: Vec::new(),
         }))
     }
 }

@@ -373,6 +373,7 @@ fn verify_locally(
                 method: AuthMethod::Hmac,
                 scopes: ctx.directory.scopes(index).to_vec(),
                 warning: None,
+                headers: Vec::new(),
             };
             Ok((identity, expires_at))
         }

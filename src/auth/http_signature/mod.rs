@@ -368,6 +368,7 @@ fn check_headers(
             method: AuthMethod::HttpSignature,
             scopes: ctx.directory.scopes(client).to_vec(),
             warning: None,
+            headers: Vec::new(),
         },
         digest,
         fingerprint: hex::encode(&presented.signature),

@@ -268,8 +268,8 @@ fn a_signed_body_verifies_once_and_a_tampered_one_never() {
     let v = pipeline::on_request_body(&c, suspended(), body, NOW, &store);
     assert!(allowed(&v), "{v:?}");
     if let Verdict::Allow(g) = &v {
-        assert!(g.remove_headers.contains(&"signature-input"));
-        assert!(g.remove_headers.contains(&"signature"));
+        assert!(g.remove_headers.iter().any(|h| h == "signature-input"));
+        assert!(g.remove_headers.iter().any(|h| h == "signature"));
     }
     let again = pipeline::on_request_body(&c, suspended(), body, NOW, &store);
     assert_eq!(code(again), (401, "signature_replayed"));

@@ -47,6 +47,12 @@ pub struct RawJwt {
     /// Claim naming the client. Default `client_id`.
     #[serde(default)]
     pub client_id_claim: Option<String>,
+    /// Claims sent upstream as headers: claim name to header name (for example `{"sub":
+    /// "x-user-id", "tenant": "x-tenant"}`). Strings, numbers and booleans are sent as they are,
+    /// lists of strings joined with `,`; a value with a control character or over 256 bytes
+    /// refuses the token (`token_bad_claim`). Incoming headers of these names are always removed.
+    #[serde(default)]
+    pub claim_headers: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -91,6 +97,8 @@ pub struct JwtVerifier {
     max_token_length: usize,
     revoked_jti: HashSet<String>,
     client_id_claim: String,
+    /// (claim, header) pairs, headers lowercase.
+    claim_headers: Vec<(String, String)>,
     cache: std::cell::RefCell<TokenCache>,
 }
 
@@ -112,6 +120,8 @@ pub struct VerifiedToken {
     pub expires_at: Option<u64>,
     /// The later of `iat` and `nbf`: not valid before then (a clock may step back).
     pub valid_from: Option<u64>,
+    /// `claim_headers`: (header, value) for each mapped claim the token has.
+    pub headers: Vec<(String, String)>,
 }
 
 /// Tokens this worker verified, by SHA-256 of the whole token. A hit skips the signature and
@@ -142,6 +152,7 @@ pub enum JwtFailure {
     MissingClaim,
     Revoked,
     BadScope,
+    BadClaim,
 }
 
 impl JwtFailure {
@@ -162,6 +173,7 @@ impl JwtFailure {
             Self::MissingClaim => "token_missing_claim",
             Self::Revoked => "token_revoked",
             Self::BadScope => "token_bad_scope",
+            Self::BadClaim => "token_bad_claim",
         }
     }
 
@@ -184,6 +196,9 @@ impl JwtFailure {
             Self::MissingClaim => "token lacks a required claim",
             Self::Revoked => "token has been revoked",
             Self::BadScope => "token scopes must be RFC 6749 scope tokens",
+            Self::BadClaim => {
+                "a token claim sent upstream as a header has control characters or is too long"
+            }
         }
     }
 }
@@ -292,8 +307,14 @@ impl JwtVerifier {
             client_id_claim: raw
                 .client_id_claim
                 .unwrap_or_else(|| "client_id".to_string()),
+            claim_headers: compile_claim_headers(raw.claim_headers.as_ref())?,
             cache: std::cell::RefCell::new(TokenCache::default()),
         })
+    }
+
+    /// The headers `claim_headers` sets (and removes from every incoming request).
+    pub fn claim_header_names(&self) -> impl Iterator<Item = &str> {
+        self.claim_headers.iter().map(|(_, h)| h.as_str())
     }
 
     #[cfg(test)]
@@ -453,8 +474,10 @@ impl JwtVerifier {
                 .map(str::to_string),
         }
         .ok_or(JwtFailure::MissingClaim)?;
+        let headers = self.mapped_claims(&claims)?;
         Ok(VerifiedToken {
             client_id,
+            headers,
             scopes: scopes_of(&claims.custom)?,
             expires_at: claims.expires_at.map(|t| t.as_secs()),
             valid_from: [claims.issued_at, claims.invalid_before]
@@ -464,6 +487,115 @@ impl JwtVerifier {
                 .max(),
         })
     }
+}
+
+impl JwtVerifier {
+    /// The `claim_headers` values of a verified token's claims.
+    fn mapped_claims(
+        &self,
+        claims: &JWTClaims<Map<String, Value>>,
+    ) -> Result<Vec<(String, String)>, JwtFailure> {
+        let mut out = Vec::with_capacity(self.claim_headers.len());
+        for (claim, header) in &self.claim_headers {
+            let value = match claim.as_str() {
+                "sub" => claims.subject.clone(),
+                "iss" => claims.issuer.clone(),
+                "jti" => claims.jwt_id.clone(),
+                "aud" => claims.audiences.as_ref().map(|a| {
+                    let mut list: Vec<String> = a.clone().into_set().into_iter().collect();
+                    list.sort();
+                    list.join(",")
+                }),
+                other => match claims.custom.get(other) {
+                    Some(Value::String(s)) => Some(s.clone()),
+                    Some(Value::Number(n)) => Some(n.to_string()),
+                    Some(Value::Bool(b)) => Some(b.to_string()),
+                    Some(Value::Array(items)) => {
+                        let strings: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
+                        Some(strings.ok_or(JwtFailure::BadClaim)?.join(","))
+                    }
+                    Some(Value::Null) | None => None,
+                    Some(Value::Object(_)) => return Err(JwtFailure::BadClaim),
+                },
+            };
+            let Some(value) = value else {
+                continue;
+            };
+            if value.len() > MAX_CLAIM_HEADER_BYTES || value.chars().any(char::is_control) {
+                return Err(JwtFailure::BadClaim);
+            }
+            out.push((header.clone(), value));
+        }
+        Ok(out)
+    }
+}
+
+/// A claim header's longest value.
+const MAX_CLAIM_HEADER_BYTES: usize = 256;
+
+/// Headers a claim may not be mapped to: the filter's own, credentials, and what the proxy or
+/// HTTP itself owns.
+const RESERVED_HEADERS: [&str; 16] = [
+    "x-client-id",
+    "x-client-name",
+    "x-auth-method",
+    "x-security-level",
+    "x-client-scopes",
+    "x-api-key",
+    "x-signature",
+    "x-timestamp",
+    "authorization",
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "signature",
+    "signature-input",
+];
+
+fn compile_claim_headers(
+    raw: Option<&std::collections::BTreeMap<String, String>>,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    if raw.len() > 16 {
+        return Err(ConfigError::new("jwt.claim_headers", "at most 16 claims"));
+    }
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (claim, header) in raw {
+        let field = format!("jwt.claim_headers.{claim}");
+        if claim.is_empty() || claim.len() > 64 {
+            return Err(ConfigError::new(
+                field,
+                "claim names are 1 to 64 characters",
+            ));
+        }
+        let name = header.to_ascii_lowercase();
+        let token = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !token || name.starts_with("x-forwarded-") || name.starts_with("x-envoy-") {
+            return Err(ConfigError::new(
+                field,
+                "must be a header name of letters, digits and '-' (at most 64), not x-forwarded-* or x-envoy-*",
+            ));
+        }
+        if RESERVED_HEADERS.contains(&name.as_str()) || name == "content-digest" {
+            return Err(ConfigError::new(
+                field,
+                format!("{name:?} is set by the filter, a credential, or owned by HTTP"),
+            ));
+        }
+        if out.iter().any(|(_, h)| h == &name) {
+            return Err(ConfigError::new(field, format!("{name:?} is mapped twice")));
+        }
+        out.push((claim.clone(), name));
+    }
+    Ok(out)
 }
 
 fn decode_header(token: &str) -> Result<Map<String, Value>, JwtFailure> {
@@ -742,6 +874,7 @@ fn verify_token(ctx: &AuthContext, token: &[u8]) -> Result<Identity, Failure> {
         method: AuthMethod::Jwt,
         scopes: verified.scopes,
         warning: None,
+        headers: verified.headers,
     })
 }
 

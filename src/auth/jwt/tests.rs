@@ -16,6 +16,7 @@ fn raw(keys: Vec<RawJwtKey>, jwks: Option<Value>) -> RawJwt {
         max_token_length: None,
         revoked_jti: vec!["revoked-1".into()],
         client_id_claim: None,
+        claim_headers: None,
     }
 }
 
@@ -487,4 +488,83 @@ fn a_kid_that_names_two_keys_is_refused_at_configuration() {
     assert_eq!(err.field, "jwt.jwks");
     assert!(err.reason.contains("k1"));
     assert!(JwtVerifier::compile(raw(vec![with_kid("a"), with_kid("b")], None)).is_ok());
+}
+
+fn mapping(pairs: &[(&str, &str)]) -> Option<std::collections::BTreeMap<String, String>> {
+    Some(
+        pairs
+            .iter()
+            .map(|(c, h)| (c.to_string(), h.to_string()))
+            .collect(),
+    )
+}
+
+#[test]
+fn mapped_claims_become_checked_header_values() {
+    let mut r = raw(vec![hs_key()], None);
+    r.claim_headers = mapping(&[
+        ("sub", "X-User-Id"),
+        ("tenant", "x-tenant"),
+        ("roles", "x-roles"),
+        ("tier", "x-tier"),
+        ("absent", "x-absent"),
+    ]);
+    let v = JwtVerifier::compile(r).unwrap();
+    assert_eq!(
+        v.claim_header_names().collect::<Vec<_>>(),
+        ["x-absent", "x-roles", "x-user-id", "x-tenant", "x-tier"]
+    );
+    let mut c = claims("marketing").with_subject("user-42");
+    c.custom.insert("tenant".into(), json!("acme"));
+    c.custom.insert("roles".into(), json!(["admin", "billing"]));
+    c.custom.insert("tier".into(), json!(3));
+    let verified = v.verify(hs_token(c).as_bytes(), NOW).unwrap();
+    assert_eq!(
+        verified.headers,
+        [
+            ("x-roles".to_string(), "admin,billing".to_string()),
+            ("x-user-id".into(), "user-42".into()),
+            ("x-tenant".into(), "acme".into()),
+            ("x-tier".into(), "3".into()),
+        ],
+        "a claim the token lacks sets no header"
+    );
+    // Values that cannot travel as a header refuse the token.
+    for bad in [
+        json!("a\r\nx-client-id: admin"),
+        json!("x".repeat(257)),
+        json!({"k": 1}),
+        json!(["a", 1]),
+    ] {
+        let mut c = claims("marketing");
+        c.custom.insert("tenant".into(), bad.clone());
+        assert_eq!(
+            v.verify(hs_token(c).as_bytes(), NOW),
+            Err(JwtFailure::BadClaim),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn claim_headers_cannot_take_the_filters_or_https_own_names() {
+    for (header, why) in [
+        ("x-client-id", "set by the filter"),
+        ("authorization", "set by the filter"),
+        ("x-forwarded-for", "x-forwarded"),
+        ("x envoy", "letters, digits"),
+        ("", "letters, digits"),
+    ] {
+        let mut r = raw(vec![hs_key()], None);
+        r.claim_headers = mapping(&[("sub", header)]);
+        let e = JwtVerifier::compile(r).unwrap_err();
+        assert_eq!(e.field, "jwt.claim_headers.sub");
+        assert!(e.reason.contains(why), "{header}: {}", e.reason);
+    }
+    let mut r = raw(vec![hs_key()], None);
+    r.claim_headers = mapping(&[("sub", "x-user"), ("uid", "X-User")]);
+    assert!(JwtVerifier::compile(r)
+        .unwrap_err()
+        .reason
+        .contains("twice"));
 }

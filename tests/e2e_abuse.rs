@@ -349,4 +349,9 @@ fn monitor_mode_logs_the_verdict_and_enforces_nothing() {
     });
     assert_eq!(event["details"]["mode"], "monitor");
     assert!(e.counter("wasmcustom.api_warden.abuse.monitored.block") >= 1);
+    let prom = e.admin_get("/stats/prometheus").text();
+    assert!(
+        prom.contains("api_warden_abuse_monitored{grade=\"block\"}"),
+        "labelled as the README says"
+    );
 }

@@ -19,6 +19,8 @@ pub enum RootCall {
     Alert,
     /// Failures, blocks and events sent to Redis; the answer is the blocks in force.
     ThreatSync,
+    /// The remote JWK set (`jwt.jwks_uri`).
+    Jwks,
 }
 
 /// How often queued alerts leave (when alerts are configured and nothing ticks faster).
@@ -32,6 +34,8 @@ const MAX_ROOT_CALLS: usize = 4096;
 pub struct RootFilter {
     worker: Option<Rc<Worker>>,
     calls: HashMap<u32, RootCall>,
+    /// The remote JWK set's last fetch failed (logged once per failing spell).
+    jwks_failing: std::cell::Cell<bool>,
 }
 
 impl RootFilter {
@@ -69,10 +73,12 @@ impl RootFilter {
         }
         // Alerts leave, and abuse scoring folds each worker's share in, once a second.
         let c = &worker.config;
+        let remote_jwks = c.auth.jwt.as_ref().is_some_and(|j| j.fetches_keys());
         let ticking = c.alerts.is_some()
             || c.abuse.is_some()
             || c.threat_sync.is_some()
-            || c.report.is_some();
+            || c.report.is_some()
+            || remote_jwks;
         let alert_tick = ticking.then_some(ALERT_TICK_MS);
         let tick = match (worker.config.rate_limiting.tick_period_ms(), alert_tick) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -162,6 +168,21 @@ impl RootFilter {
             }
             worker.raise_events(host, &flushed.events, now);
         }
+        if let Some(call) = worker
+            .config
+            .auth
+            .jwt
+            .as_ref()
+            .and_then(|j| j.jwks_due(now / 1000))
+        {
+            match host.dispatch(&call) {
+                Ok(token) if self.calls.len() < MAX_ROOT_CALLS => {
+                    self.calls.insert(token, RootCall::Jwks);
+                }
+                Ok(_) => {}
+                Err(_) => self.jwks_fetched(host, None, &[]),
+            }
+        }
         if worker.config.report.is_some() {
             let checked = super::checked_store(&worker.config, host);
             let store: &dyn SharedStore = match &checked {
@@ -211,6 +232,16 @@ impl RootFilter {
     pub fn on_callout<H: Host + ?Sized>(&mut self, host: &H, token: u32, body_size: usize) {
         match self.calls.remove(&token) {
             Some(RootCall::ThreatSync) => self.synced(host, body_size),
+            Some(RootCall::Jwks) => {
+                let status = host
+                    .callout_status()
+                    .ok()
+                    .flatten()
+                    .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok());
+                let size = body_size.min(crate::auth::jwt::remote::MAX_BODY_BYTES + 1);
+                let body = host.callout_body(size).ok().flatten().unwrap_or_default();
+                self.jwks_fetched(host, status, &body);
+            }
             Some(RootCall::GiveBack) => {
                 let status = host.callout_status().ok().flatten();
                 if status.as_deref() != Some(b"200".as_slice()) {
@@ -235,6 +266,45 @@ impl RootFilter {
 }
 
 impl RootFilter {
+    /// Installs a fetched JWK set (or keeps the last good one), counted and logged.
+    fn jwks_fetched<H: Host + ?Sized>(&self, host: &H, status: Option<u16>, body: &[u8]) {
+        use crate::auth::jwt::remote::Fetched;
+        let Some(jwt) = self
+            .worker
+            .as_ref()
+            .and_then(|w| w.config.auth.jwt.as_ref())
+        else {
+            return;
+        };
+        match jwt.jwks_answered(status, body) {
+            Some(Fetched::Updated(n)) => {
+                self.jwks_failing.set(false);
+                host.increment("jwt.jwks.updated");
+                host.log(
+                    LogLevel::Info,
+                    &format!("api-warden: remote JWK set loaded ({n} signing keys)"),
+                );
+            }
+            Some(Fetched::Unchanged) => {
+                self.jwks_failing.set(false);
+                host.increment("jwt.jwks.unchanged");
+            }
+            Some(Fetched::Failed(why)) => {
+                host.increment("jwt.jwks.failed");
+                if self.jwks_failing.replace(true) {
+                    return;
+                }
+                host.log(
+                    LogLevel::Warn,
+                    &format!(
+                        "api-warden: remote JWK set not refreshed ({why}); the last good set stays"
+                    ),
+                );
+            }
+            None => {}
+        }
+    }
+
     /// Writes the blocks Redis says are in force into this proxy's block table.
     fn synced<H: Host + ?Sized>(&self, host: &H, body_size: usize) {
         let Some(worker) = &self.worker else {

@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod http;
+pub mod idp;
 pub mod kong;
 pub mod recorder;
 pub mod redis;

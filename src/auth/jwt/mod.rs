@@ -3,6 +3,8 @@
 //! `alg: none` and HS256-signed-with-the-RSA-public-key tokens find no key. Time claims are
 //! checked against the proxy's clock, passed in as `now`.
 
+pub mod remote;
+
 use super::credentials::Credentials;
 use super::{
     unauthorized, Attempt, AuthContext, AuthMethod, Failure, Identity, Method, RequestFacts,
@@ -53,6 +55,9 @@ pub struct RawJwt {
     /// refuses the token (`token_bad_claim`). Incoming headers of these names are always removed.
     #[serde(default)]
     pub claim_headers: Option<std::collections::BTreeMap<String, String>>,
+    /// A remote JWK set, fetched and refreshed by the filter (see `remote`).
+    #[serde(default)]
+    pub jwks_uri: Option<remote::RawJwksUri>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -99,6 +104,8 @@ pub struct JwtVerifier {
     client_id_claim: String,
     /// (claim, header) pairs, headers lowercase.
     claim_headers: Vec<(String, String)>,
+    /// Keys from `jwks_uri`, this worker's copy.
+    remote: Option<remote::RemoteKeys>,
     cache: std::cell::RefCell<TokenCache>,
 }
 
@@ -153,6 +160,8 @@ pub enum JwtFailure {
     Revoked,
     BadScope,
     BadClaim,
+    /// `jwks_uri` is configured and its first set has not arrived.
+    KeysUnavailable,
 }
 
 impl JwtFailure {
@@ -174,6 +183,7 @@ impl JwtFailure {
             Self::Revoked => "token_revoked",
             Self::BadScope => "token_bad_scope",
             Self::BadClaim => "token_bad_claim",
+            Self::KeysUnavailable => "jwks_unavailable",
         }
     }
 
@@ -198,6 +208,9 @@ impl JwtFailure {
             Self::BadScope => "token scopes must be RFC 6749 scope tokens",
             Self::BadClaim => {
                 "a token claim sent upstream as a header has control characters or is too long"
+            }
+            Self::KeysUnavailable => {
+                "the identity provider's signing keys are not available yet; retry shortly"
             }
         }
     }
@@ -248,10 +261,16 @@ impl JwtVerifier {
                 ));
             }
         }
-        if keys.is_empty() {
+        let remote = raw
+            .jwks_uri
+            .as_ref()
+            .map(remote::Source::compile)
+            .transpose()?
+            .map(remote::RemoteKeys::new);
+        if keys.is_empty() && remote.is_none() {
             return Err(ConfigError::new(
                 "jwt.keys",
-                "at least one key (or jwt.jwks) is required",
+                "at least one key (or jwt.jwks, or jwt.jwks_uri) is required",
             ));
         }
         let to_set = |v: Option<OneOrMany>, field: &str| match v.map(|v| v.into_vec()) {
@@ -308,8 +327,29 @@ impl JwtVerifier {
                 .client_id_claim
                 .unwrap_or_else(|| "client_id".to_string()),
             claim_headers: compile_claim_headers(raw.claim_headers.as_ref())?,
+            remote,
             cache: std::cell::RefCell::new(TokenCache::default()),
         })
+    }
+
+    /// Keys come (also) from `jwks_uri`, fetched on the tick.
+    pub fn fetches_keys(&self) -> bool {
+        self.remote.is_some()
+    }
+
+    /// The remote key set's fetch due at this tick, if any.
+    pub fn jwks_due(&self, now: u64) -> Option<crate::callout::CalloutSpec> {
+        self.remote.as_ref()?.due(now)
+    }
+
+    /// The answer to a remote key set fetch. A new set empties the verified-token cache, so a
+    /// token whose key was removed is verified again (and refused).
+    pub fn jwks_answered(&self, status: Option<u16>, body: &[u8]) -> Option<remote::Fetched> {
+        let fetched = self.remote.as_ref()?.answered(status, body);
+        if matches!(fetched, remote::Fetched::Updated(_)) {
+            self.cache.borrow_mut().0.clear();
+        }
+        Some(fetched)
     }
 
     /// The headers `claim_headers` sets (and removes from every incoming request).
@@ -372,17 +412,34 @@ impl JwtVerifier {
             Some(Value::String(kid)) => Some(kid.as_str()),
             Some(_) => return Err(JwtFailure::Malformed),
         };
+        // Static keys, then the remote set's (none before it first arrived).
+        let remote_keys = self.remote.as_ref().and_then(|r| r.keys());
+        let all: Vec<&ConfiguredKey> = self
+            .keys
+            .iter()
+            .chain(remote_keys.iter().flat_map(|k| k.iter()))
+            .collect();
         // A kid picks the keys carrying it (else the keys without one); no kid, every key. The
         // token's alg then only filters candidates: it never changes how a key is used.
+        let carrying = |k: &&&ConfiguredKey| kid.is_some() && k.kid.as_deref() == kid;
         let candidates: Vec<&ConfiguredKey> = match kid {
-            None => self.keys.iter().collect(),
-            Some(kid) if self.keys.iter().any(|k| k.kid.as_deref() == Some(kid)) => self
-                .keys
-                .iter()
-                .filter(|k| k.kid.as_deref() == Some(kid))
-                .collect(),
-            Some(_) => self.keys.iter().filter(|k| k.kid.is_none()).collect(),
+            None => all.clone(),
+            Some(_) if all.iter().any(|k| carrying(&k)) => {
+                all.iter().filter(carrying).copied().collect()
+            }
+            Some(_) => all.iter().filter(|k| k.kid.is_none()).copied().collect(),
         };
+        if let Some(remote) = &self.remote {
+            let named_unknown = kid.is_some() && !all.iter().any(|k| carrying(&k));
+            if remote_keys.is_none() && (candidates.is_empty() || named_unknown) {
+                // The identity provider's keys are not here yet: never a pass, never a 401 the
+                // client would take as final.
+                return Err(JwtFailure::KeysUnavailable);
+            }
+            if named_unknown {
+                remote.want_refresh();
+            }
+        }
         if candidates.is_empty() {
             return Err(JwtFailure::UnknownKeyId);
         }
@@ -859,9 +916,13 @@ fn verify_token(ctx: &AuthContext, token: &[u8]) -> Result<Identity, Failure> {
             "JWTs are not accepted here",
         ));
     };
-    let verified = verifier
-        .verify(token, ctx.now)
-        .map_err(|f| unauthorized(AuthMethod::Jwt, f.code(), f.message()))?;
+    let verified = verifier.verify(token, ctx.now).map_err(|f| match f {
+        JwtFailure::KeysUnavailable => Failure {
+            method: AuthMethod::Jwt,
+            denial: crate::denial::Denial::new(503, f.code(), f.message()),
+        },
+        other => unauthorized(AuthMethod::Jwt, other.code(), other.message()),
+    })?;
     let client = ctx.directory.find(&verified.client_id).ok_or_else(|| {
         unauthorized(
             AuthMethod::Jwt,

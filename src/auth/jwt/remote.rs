@@ -14,7 +14,7 @@ use serde_json::Value;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-/// An unknown `kid` fetches the set again at most this often.
+/// An unknown `kid` fetches the set again at most this often (or every refresh, if shorter).
 pub const MIN_REFETCH_SECONDS: u64 = 30;
 /// A retry after a failed fetch waits this long (the tick runs every second).
 const RETRY_SECONDS: u64 = 5;
@@ -34,7 +34,7 @@ pub struct RawJwksUri {
     /// The `:authority` sent (default: the cluster name).
     #[serde(default)]
     pub authority: Option<String>,
-    /// Seconds between refreshes. Default 300.
+    /// Seconds between refreshes (5 to 86400). Default 300.
     #[serde(default)]
     pub refresh_seconds: Option<u64>,
     /// Default 2000.
@@ -54,7 +54,10 @@ pub struct Source {
 impl Source {
     pub fn compile(raw: &RawJwksUri) -> Result<Source, ConfigError> {
         if raw.cluster.is_empty() {
-            return Err(ConfigError::new("jwt.jwks_uri.cluster", "must not be empty"));
+            return Err(ConfigError::new(
+                "jwt.jwks_uri.cluster",
+                "must not be empty",
+            ));
         }
         if !raw.path.starts_with('/') || raw.path.bytes().any(|b| !b.is_ascii_graphic()) {
             return Err(ConfigError::new(
@@ -70,7 +73,7 @@ impl Source {
                 "jwt.jwks_uri.refresh_seconds",
                 raw.refresh_seconds,
                 300,
-                30..=86_400,
+                5..=86_400,
             )?,
             timeout_ms: within("jwt.jwks_uri.timeout_ms", raw.timeout_ms, 2000, 1..=60_000)?,
         })
@@ -116,7 +119,7 @@ impl RemoteKeys {
     }
 
     /// The keys now: `None` before the first set arrived.
-    pub fn keys(&self) -> Option<Rc<Vec<ConfiguredKey>>> {
+    pub(super) fn keys(&self) -> Option<Rc<Vec<ConfiguredKey>>> {
         self.state.borrow().keys.clone()
     }
 
@@ -142,7 +145,8 @@ impl RemoteKeys {
         } else if s.failed {
             since >= RETRY_SECONDS
         } else {
-            since >= self.source.refresh_seconds || (s.wanted && since >= MIN_REFETCH_SECONDS)
+            let early = MIN_REFETCH_SECONDS.min(self.source.refresh_seconds);
+            since >= self.source.refresh_seconds || (s.wanted && since >= early)
         };
         if !due {
             return None;
@@ -193,7 +197,7 @@ impl RemoteKeys {
 
 /// The usable signing keys of a JWK set; keys that cannot be used are skipped, a set with none
 /// (or a `kid` twice, or a symmetric key) is refused.
-pub fn parse(body: &[u8]) -> Result<Vec<ConfiguredKey>, String> {
+pub(super) fn parse(body: &[u8]) -> Result<Vec<ConfiguredKey>, String> {
     if body.len() > MAX_BODY_BYTES {
         return Err("the JWK set is too large".to_string());
     }
@@ -204,7 +208,11 @@ pub fn parse(body: &[u8]) -> Result<Vec<ConfiguredKey>, String> {
         .ok_or_else(|| "not a JWK set ({\"keys\": [...]})".to_string())?;
     let mut keys: Vec<ConfiguredKey> = Vec::new();
     for (i, jwk) in list.iter().enumerate().take(MAX_KEYS) {
-        if jwk.get("use").and_then(Value::as_str).is_some_and(|u| u != "sig") {
+        if jwk
+            .get("use")
+            .and_then(Value::as_str)
+            .is_some_and(|u| u != "sig")
+        {
             continue;
         }
         if jwk.get("kty").and_then(Value::as_str) == Some("oct") {
@@ -222,4 +230,112 @@ pub fn parse(body: &[u8]) -> Result<Vec<ConfiguredKey>, String> {
         return Err("no usable signing key in the JWK set".to_string());
     }
     Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn source() -> Source {
+        Source::compile(&RawJwksUri {
+            cluster: "idp".into(),
+            path: "/jwks".into(),
+            authority: None,
+            refresh_seconds: Some(60),
+            timeout_ms: Some(1000),
+        })
+        .unwrap()
+    }
+
+    pub(crate) fn es_jwk(kid: &str) -> (jwt_simple::prelude::ES256KeyPair, Value) {
+        let pair = jwt_simple::prelude::ES256KeyPair::generate().with_key_id(kid);
+        let mut jwk: Value = serde_json::from_str(&pair.public_key().to_jwk()).unwrap();
+        jwk["kid"] = json!(kid);
+        jwk["use"] = json!("sig");
+        (pair, jwk)
+    }
+
+    #[test]
+    fn sets_are_read_key_by_key_and_refused_when_unsafe() {
+        let (_, a) = es_jwk("a");
+        let (_, b) = es_jwk("b");
+        let enc = json!({"kty": "RSA", "use": "enc", "n": "x", "e": "AQAB"});
+        let odd = json!({"kty": "EC", "crv": "P-521", "kid": "c", "x": "AA", "y": "AA"});
+        let set = json!({"keys": [a, enc, odd, b]});
+        let keys = parse(set.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            keys.len(),
+            2,
+            "the encryption key and the unusable one are skipped"
+        );
+        let oct = json!({"keys": [{"kty": "oct", "k": "c2VjcmV0"}]});
+        assert!(parse(oct.to_string().as_bytes()).is_err_and(|e| e.contains("symmetric")));
+        let twice = json!({"keys": [a.clone(), a]});
+        assert!(parse(twice.to_string().as_bytes()).is_err_and(|e| e.contains("more than one")));
+        assert!(parse(b"{\"keys\": []}").is_err());
+        assert!(parse(b"<html>").is_err());
+        assert!(parse(&vec![b' '; MAX_BODY_BYTES + 1]).is_err());
+    }
+
+    #[test]
+    fn fetches_follow_the_schedule_and_keep_the_last_good_set() {
+        let r = RemoteKeys::new(source());
+        let (_, a) = es_jwk("a");
+        let good = json!({"keys": [a]}).to_string();
+        // At once, then once a second while there is no set.
+        assert!(r.due(100).is_some());
+        assert!(r.due(100).is_none(), "one in flight");
+        assert_eq!(
+            r.answered(Some(503), b""),
+            Fetched::Failed("status 503".into())
+        );
+        assert!(r.keys().is_none());
+        assert!(r.due(100).is_none());
+        let call = r.due(101).unwrap();
+        assert_eq!(
+            (call.method, call.path.as_str(), call.upstream.as_str()),
+            ("GET", "/jwks", "idp")
+        );
+        assert_eq!(r.answered(Some(200), good.as_bytes()), Fetched::Updated(1));
+        // Then every refresh_seconds; an unknown kid brings it forward to 30 s.
+        assert!(r.due(150).is_none());
+        r.want_refresh();
+        assert!(r.due(130).is_none());
+        assert!(r.due(131).is_some());
+        assert_eq!(r.answered(Some(200), good.as_bytes()), Fetched::Unchanged);
+        assert!(r.due(190).is_none());
+        assert!(r.due(191).is_some());
+        // A failed refresh keeps the set and retries in 5 s.
+        assert!(matches!(
+            r.answered(Some(200), b"garbage"),
+            Fetched::Failed(_)
+        ));
+        assert!(r.keys().is_some());
+        assert!(r.due(195).is_none());
+        assert!(r.due(196).is_some());
+        // An answer the host never delivers does not stop refreshing.
+        assert!(r.due(198).is_none());
+        assert!(r.due(203).is_some());
+    }
+
+    #[test]
+    fn configuration_is_checked() {
+        let raw = |path: &str, refresh| RawJwksUri {
+            cluster: "idp".into(),
+            path: path.into(),
+            authority: None,
+            refresh_seconds: refresh,
+            timeout_ms: None,
+        };
+        assert!(Source::compile(&raw("jwks", None)).is_err());
+        assert_eq!(
+            Source::compile(&raw("/jwks", Some(1))).unwrap_err().field,
+            "jwt.jwks_uri.refresh_seconds"
+        );
+        assert_eq!(
+            Source::compile(&raw("/jwks", None)).unwrap().authority,
+            "idp"
+        );
+    }
 }

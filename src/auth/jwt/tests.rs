@@ -17,6 +17,7 @@ fn raw(keys: Vec<RawJwtKey>, jwks: Option<Value>) -> RawJwt {
         revoked_jti: vec!["revoked-1".into()],
         client_id_claim: None,
         claim_headers: None,
+        jwks_uri: None,
     }
 }
 
@@ -567,4 +568,96 @@ fn claim_headers_cannot_take_the_filters_or_https_own_names() {
         .unwrap_err()
         .reason
         .contains("twice"));
+}
+
+fn remote_jwk(kid: &str) -> (ES256KeyPair, Value) {
+    let pair = ES256KeyPair::generate().with_key_id(kid);
+    let mut jwk: Value = serde_json::from_str(&pair.public_key().to_jwk()).unwrap();
+    jwk["kid"] = json!(kid);
+    (pair, jwk)
+}
+
+fn remote_verifier() -> JwtVerifier {
+    let mut r = raw(vec![hs_key()], None);
+    r.jwks_uri = Some(remote::RawJwksUri {
+        cluster: "idp".into(),
+        path: "/jwks".into(),
+        authority: None,
+        refresh_seconds: Some(60),
+        timeout_ms: None,
+    });
+    JwtVerifier::compile(r).unwrap()
+}
+
+#[test]
+fn remote_keys_verify_once_fetched_and_never_before() {
+    let v = remote_verifier();
+    let (a, jwk_a) = remote_jwk("idp-a");
+    let token = a.sign(claims("marketing")).unwrap();
+    // Before the first set: 503, not a 401 the client takes as final, and never a pass.
+    assert_eq!(
+        v.verify(token.as_bytes(), NOW),
+        Err(JwtFailure::KeysUnavailable)
+    );
+    // Static keys still work meanwhile.
+    assert!(v
+        .verify(hs_token(claims("marketing")).as_bytes(), NOW)
+        .is_ok());
+    assert!(v.jwks_due(NOW).is_some());
+    let set = json!({"keys": [jwk_a]}).to_string();
+    assert_eq!(
+        v.jwks_answered(Some(200), set.as_bytes()),
+        Some(remote::Fetched::Updated(1))
+    );
+    assert_eq!(
+        v.verify(token.as_bytes(), NOW).unwrap().client_id,
+        "marketing"
+    );
+    // A kid the set lacks asks for an early refresh and is refused meanwhile (here only the
+    // static HS256 key, which has no kid, is left to try: wrong algorithm).
+    let (b, jwk_b) = remote_jwk("idp-b");
+    let rotated = b.sign(claims("marketing")).unwrap();
+    assert_eq!(
+        v.verify(rotated.as_bytes(), NOW),
+        Err(JwtFailure::AlgorithmNotAllowed)
+    );
+    assert!(v.jwks_due(NOW + 29).is_none());
+    assert!(
+        v.jwks_due(NOW + 30).is_some(),
+        "early, not at the 60 s refresh"
+    );
+    // The rotation removes idp-a: its token, cached as verified, is refused from now on.
+    let set = json!({"keys": [jwk_b]}).to_string();
+    assert_eq!(
+        v.jwks_answered(Some(200), set.as_bytes()),
+        Some(remote::Fetched::Updated(1))
+    );
+    assert!(v.verify(rotated.as_bytes(), NOW + 30).is_ok());
+    assert_eq!(
+        v.verify(token.as_bytes(), NOW + 30),
+        Err(JwtFailure::AlgorithmNotAllowed)
+    );
+    // A failed refresh keeps the last good set.
+    v.jwks_due(NOW + 90).unwrap();
+    assert!(matches!(
+        v.jwks_answered(Some(500), b""),
+        Some(remote::Fetched::Failed(_))
+    ));
+    assert!(v.verify(rotated.as_bytes(), NOW + 90).is_ok());
+}
+
+#[test]
+fn a_remote_set_alone_is_a_valid_configuration() {
+    let mut r = raw(vec![], None);
+    r.jwks_uri = Some(remote::RawJwksUri {
+        cluster: "idp".into(),
+        path: "/jwks".into(),
+        authority: Some("idp.example".into()),
+        refresh_seconds: None,
+        timeout_ms: None,
+    });
+    let v = JwtVerifier::compile(r).unwrap();
+    assert!(v.fetches_keys());
+    assert_eq!(v.jwks_due(1).unwrap().authority, "idp.example");
+    assert!(JwtVerifier::compile(raw(vec![], None)).is_err());
 }

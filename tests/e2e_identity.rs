@@ -1,0 +1,152 @@
+//! Identity from outside the configuration, as a user sees it: a real Envoy (2 workers) with the
+//! built filter and a small identity provider on loopback serving a JWK set it can rotate, fail,
+//! garble or hang.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code fails loudly
+
+mod support;
+
+use jwt_simple::prelude::*;
+use serde_json::{json, Value};
+use std::time::Instant;
+type StdDuration = std::time::Duration;
+use support::http::{self, request, Response};
+use support::idp::{Answer, Idp};
+use support::Envoy;
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn key(kid: &str) -> (ES256KeyPair, Value) {
+    let pair = ES256KeyPair::generate().with_key_id(kid);
+    let mut jwk: Value = serde_json::from_str(&pair.public_key().to_jwk()).unwrap();
+    jwk["kid"] = json!(kid);
+    jwk["use"] = json!("sig");
+    (pair, jwk)
+}
+
+fn token(pair: &ES256KeyPair) -> String {
+    let custom = json!({"client_id": "marketing", "scope": "send:email"});
+    let mut c =
+        Claims::with_custom_claims(custom, Duration::from_secs(600)).with_audience("email-api");
+    c.issued_at = Some(UnixTimeStamp::from_secs(now()));
+    c.expires_at = Some(UnixTimeStamp::from_secs(now() + 600));
+    pair.sign(c).unwrap()
+}
+
+fn config() -> Value {
+    json!({
+        "auth_methods": ["jwt"],
+        "jwt": {
+            "audience": "email-api",
+            "jwks_uri": {"cluster": "idp", "path": "/jwks", "refresh_seconds": 5, "timeout_ms": 500}
+        },
+        "clients": [{"client_id": "marketing", "allowed_endpoints": ["/api/send/*"]}],
+        // Rate limiting has its own tests; here it would only throttle the polling.
+        "rate_limiting": {"enabled": false}
+    })
+}
+
+fn send(envoy: &Envoy, token: &str) -> Response {
+    let bearer = format!("Bearer {token}");
+    let h: Vec<(&str, &[u8])> = vec![("Authorization", bearer.as_bytes())];
+    http::send(envoy.port, &request("GET", b"/api/send/x", &h, b"")).unwrap()
+}
+
+fn set(idp: &Idp, keys: &[&Value]) {
+    idp.set(
+        "/jwks",
+        Answer::Json(200, json!({ "keys": keys }).to_string()),
+    );
+}
+
+/// Polls (both workers must agree: several requests each time) until `ok`.
+fn eventually(what: &str, secs: u64, mut ok: impl FnMut() -> bool, detail: impl Fn() -> String) {
+    let deadline = Instant::now() + StdDuration::from_secs(secs);
+    while Instant::now() < deadline {
+        if (0..6).all(|_| ok()) {
+            return;
+        }
+        std::thread::sleep(StdDuration::from_millis(200));
+    }
+    panic!("timed out waiting for {what}: {}", detail());
+}
+
+#[test]
+fn a_remote_jwk_set_is_fetched_rotated_and_kept_through_failures() {
+    let idp = Idp::start();
+    idp.set("/jwks", Answer::Hang);
+    let envoy = Envoy::start_with(&config(), 2, &[("idp", idp.port)]);
+    let (a, jwk_a) = key("idp-a");
+    let (b, jwk_b) = key("idp-b");
+    // The identity provider does not answer yet: 503 with a clear error, never a pass.
+    let resp = send(&envoy, &token(&a));
+    assert_eq!(resp.status, 503, "{}", resp.text());
+    assert_eq!(resp.error_code(), "jwks_unavailable");
+    assert!(!resp.reached_upstream());
+    // It answers: tokens verify on every worker.
+    set(&idp, &[&jwk_a]);
+    let detail = || {
+        format!(
+            "a: {}, b: {}, fetches {}, updated {}, failed {}",
+            send(&envoy, &token(&a)).status,
+            send(&envoy, &token(&b)).status,
+            idp.hits("/jwks"),
+            envoy.counter("wasmcustom.api_warden.jwt.jwks.updated"),
+            envoy.counter("wasmcustom.api_warden.jwt.jwks.failed")
+        )
+    };
+    eventually(
+        "the first set",
+        10,
+        || send(&envoy, &token(&a)).status == 200,
+        detail,
+    );
+    let resp = send(&envoy, &token(&a));
+    assert_eq!(
+        resp.upstream_header("x-client-id").as_deref(),
+        Some("marketing")
+    );
+    // Rotation: b is published, a removed. Tokens of a are refused from then on, even ones
+    // verified (and cached) before.
+    let old = token(&a);
+    assert_eq!(send(&envoy, &old).status, 200);
+    set(&idp, &[&jwk_b]);
+    eventually(
+        "the rotation",
+        15,
+        || send(&envoy, &token(&b)).status == 200 && send(&envoy, &old).status == 401,
+        detail,
+    );
+    assert_eq!(send(&envoy, &old).error_code(), "token_unknown_kid");
+    // The provider fails, garbles or publishes a symmetric key: the last good set stays.
+    let fetched = idp.hits("/jwks");
+    for answer in [
+        Answer::Json(500, "{}".into()),
+        Answer::Json(200, "<html>".into()),
+        Answer::Json(
+            200,
+            json!({"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}).to_string(),
+        ),
+    ] {
+        idp.set("/jwks", answer);
+        let before = idp.hits("/jwks");
+        eventually("another fetch", 15, || idp.hits("/jwks") > before, detail);
+        for _ in 0..4 {
+            assert_eq!(send(&envoy, &token(&b)).status, 200);
+        }
+    }
+    assert!(idp.hits("/jwks") > fetched);
+    assert!(envoy.counter("wasmcustom.api_warden.jwt.jwks.failed") >= 3);
+    assert!(envoy.counter("wasmcustom.api_warden.jwt.jwks.updated") >= 2);
+    let log = envoy.log_text();
+    assert!(log.contains("remote JWK set not refreshed"), "{log}");
+    let prom = envoy.admin_get("/stats/prometheus").text();
+    assert!(
+        prom.contains("api_warden_jwt_jwks{fetch=\"failed\"}"),
+        "{prom}"
+    );
+}

@@ -150,3 +150,97 @@ fn a_remote_jwk_set_is_fetched_rotated_and_kept_through_failures() {
         "{prom}"
     );
 }
+
+fn introspecting(idp: &Idp) -> Envoy {
+    let cfg = json!({
+        "auth_methods": ["api_key", "oauth2"],
+        "oauth2": {"cluster": "idp", "path": "/introspect", "client_id": "api-warden",
+                   "client_secret": "introspection-secret", "timeout_ms": 500},
+        "clients": [{"client_id": "marketing", "allowed_endpoints": ["/api/send/*"]}],
+        "rate_limiting": {"enabled": false}
+    });
+    Envoy::start_with(&cfg, 2, &[("idp", idp.port)])
+}
+
+#[test]
+fn opaque_bearer_tokens_are_introspected_cached_and_fail_closed() {
+    let idp = Idp::start();
+    let envoy = introspecting(&idp);
+    let path = "/introspect";
+    idp.set(
+        path,
+        Answer::Json(
+            200,
+            json!({"active": true, "client_id": "marketing", "scope": "send",
+                   "exp": now() + 300})
+            .to_string(),
+        ),
+    );
+    let resp = send(&envoy, "opaque-token-1");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(
+        resp.upstream_header("x-client-id").as_deref(),
+        Some("marketing")
+    );
+    assert_eq!(
+        resp.upstream_header("x-auth-method").as_deref(),
+        Some("oauth2")
+    );
+    assert_eq!(
+        resp.upstream_header("x-client-scopes").as_deref(),
+        Some("send")
+    );
+    assert_eq!(
+        resp.upstream_header("authorization"),
+        None,
+        "the token stays here"
+    );
+    // The filter authenticated itself (client_secret_basic) and sent the token as a form.
+    let (head, body) = idp.last(path).unwrap();
+    let basic = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        "api-warden:introspection-secret",
+    );
+    assert!(
+        head.to_ascii_lowercase().contains(&format!(
+            "authorization: basic {}",
+            basic.to_ascii_lowercase()
+        )),
+        "{head}"
+    );
+    assert_eq!(body, b"token=opaque-token-1&token_type_hint=access_token");
+    // Cached in shared data: every worker answers without asking again.
+    let asked = idp.hits(path);
+    for _ in 0..8 {
+        assert_eq!(send(&envoy, "opaque-token-1").status, 200);
+    }
+    assert_eq!(idp.hits(path), asked);
+    // An inactive token is refused (and remembered briefly).
+    idp.set(
+        path,
+        Answer::Json(200, json!({"active": false}).to_string()),
+    );
+    let resp = send(&envoy, "opaque-token-2");
+    assert_eq!(
+        (resp.status, resp.error_code().as_str()),
+        (401, "token_inactive")
+    );
+    assert!(!resp.reached_upstream());
+    // A provider that fails, garbles or hangs: 503, never a pass.
+    for (n, answer) in [
+        Answer::Json(500, "{}".into()),
+        Answer::Json(200, "<html>".into()),
+        Answer::Hang,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        idp.set(path, answer);
+        let resp = send(&envoy, &format!("opaque-token-fail-{n}"));
+        assert_eq!(resp.status, 503, "{}", resp.text());
+        assert_eq!(resp.error_code(), "introspection_unavailable");
+        assert!(!resp.reached_upstream());
+    }
+    assert!(envoy.counter("wasmcustom.api_warden.auth.oauth2.success") >= 9);
+    assert!(envoy.counter("wasmcustom.api_warden.denied.introspection_unavailable") >= 3);
+}

@@ -535,3 +535,77 @@ fn redis_failure_modes_hold_on_nginx() {
         "{statuses:?}"
     );
 }
+
+#[test]
+fn introspection_and_a_remote_jwk_set_work_on_kong_too() {
+    if nginx_bin().is_none() {
+        eprintln!("SKIPPED: no Kong host nginx (set KONG_NGINX, or provide ../shared/kong-host/)");
+        return;
+    }
+    use support::idp::{Answer, Idp};
+    let idp = Idp::start();
+    idp.set(
+        "/introspect",
+        Answer::Json(
+            200,
+            json!({"active": true, "client_id": "marketing", "scope": "send"}).to_string(),
+        ),
+    );
+    let pair = ES256KeyPair::generate().with_key_id("kong-1");
+    let mut jwk: Value = serde_json::from_str(&pair.public_key().to_jwk()).unwrap();
+    jwk["kid"] = json!("kong-1");
+    idp.set(
+        "/jwks",
+        Answer::Json(200, json!({ "keys": [jwk] }).to_string()),
+    );
+    let upstream = format!("127.0.0.1:{}", idp.port);
+    let mut cfg = example_config();
+    cfg["auth_methods"] = json!(["jwt", "api_key", "oauth2"]);
+    cfg["oauth2"] = json!({"cluster": upstream, "path": "/introspect", "client_id": "kong",
+                           "client_secret": "kong-secret", "timeout_ms": 1000});
+    cfg["jwt"]["jwks_uri"] = json!({"cluster": upstream, "path": "/jwks", "refresh_seconds": 5});
+    cfg["rate_limiting"] = json!({"enabled": false});
+    let Some(k) = start(&cfg) else { return };
+    let resp = call(
+        &k,
+        "GET",
+        "/api/send/x",
+        "intro-1",
+        &[("Authorization", "Bearer opaque-on-kong-1")],
+        b"",
+    );
+    assert_eq!(resp.status, 200, "{}\n{}", resp.text(), k.nginx.log());
+    let got = k.upstream.find("intro-1").unwrap();
+    assert_eq!(got.values("x-client-id"), ["marketing"]);
+    assert_eq!(got.values("x-auth-method"), ["oauth2"]);
+    assert_eq!(
+        got.values("authorization"),
+        [""],
+        "blanked: nginx cannot remove it"
+    );
+    // The remote set arrives on the workers' ticks.
+    let custom = json!({"client_id": "marketing", "scope": "send:email"});
+    let mut claims =
+        Claims::with_custom_claims(custom, Duration::from_secs(600)).with_audience("email-api");
+    claims.issued_at = Some(UnixTimeStamp::from_secs(now()));
+    let token = format!("Bearer {}", pair.sign(claims).unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut status = 0;
+    for n in 0.. {
+        let id = format!("jwks-{n}");
+        status = call(
+            &k,
+            "GET",
+            "/api/send/x",
+            &id,
+            &[("Authorization", &token)],
+            b"",
+        )
+        .status;
+        if status == 200 || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(status, 200, "{}", k.nginx.log());
+}

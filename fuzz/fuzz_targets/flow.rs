@@ -41,7 +41,9 @@ fn config(mode: u8) -> String {
     };
     serde_json::json!({
         "host": if mode & 4 == 0 { "envoy" } else { "kong" },
-        "auth_methods": ["api_key", "http_signature", "hmac_signature"],
+        "auth_methods": ["api_key", "http_signature", "hmac_signature", "oauth2"],
+        "oauth2": {"cluster": "127.0.0.1:9443", "path": "/introspect", "client_id": "f",
+                   "client_secret": "s", "cache_slots": 2},
         "clients": [
             {"client_id": "marketing", "allowed_endpoints": ["/api/*"], "api_keys": [digest],
              "client_secret": "fuzz-marketing-hmac-secret-0001", "seed_signatures": true},

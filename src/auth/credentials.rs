@@ -13,6 +13,8 @@ pub struct Credentials {
     pub jwt: Option<Vec<u8>>,
     /// `X-API-Key`, else an opaque bearer token.
     pub api_key: Option<Vec<u8>>,
+    /// An `Authorization: Bearer` token that is not JWT-shaped (an API key or an OAuth2 token).
+    pub opaque_bearer: Option<Vec<u8>>,
     pub signed: Option<SignedRequest>,
     /// RFC 9421 `Signature-Input` and `Signature`, as sent.
     pub message_signature: Option<MessageSignature>,
@@ -72,6 +74,7 @@ pub fn extract(headers: &HeaderList) -> Result<Credentials, Denial> {
             } else if looks_like_jwt(&token) {
                 creds.jwt = Some(token);
             } else {
+                creds.opaque_bearer = Some(token.clone());
                 creds.api_key = Some(token);
             }
         }

@@ -12,6 +12,7 @@ pub mod credentials;
 pub mod hmac_signature;
 pub mod http_signature;
 pub mod jwt;
+pub mod oauth2;
 
 use crate::callout::{CalloutAnswer, CalloutSpec};
 use crate::denial::Denial;
@@ -28,6 +29,8 @@ pub enum AuthMethod {
     Hmac,
     /// RFC 9421 HTTP Message Signatures.
     HttpSignature,
+    /// OAuth2 bearer tokens, by RFC 7662 introspection.
+    OAuth2,
 }
 
 impl AuthMethod {
@@ -38,6 +41,7 @@ impl AuthMethod {
             Self::ApiKey => "api_key",
             Self::Hmac => "hmac_signature",
             Self::HttpSignature => "http_signature",
+            Self::OAuth2 => "oauth2",
         }
     }
 
@@ -48,6 +52,7 @@ impl AuthMethod {
             Self::ApiKey => "ApiKey",
             Self::Hmac => "HMAC-SHA256",
             Self::HttpSignature => "Signature",
+            Self::OAuth2 => "Bearer",
         };
         format!("{scheme} realm=\"api-warden\"")
     }
@@ -64,7 +69,7 @@ pub enum RawAuthMethod {
     HmacSignature,
     /// RFC 9421 HTTP Message Signatures with `hmac-sha256`.
     HttpSignature,
-    /// Not available yet: refused with a clear message.
+    /// OAuth2 bearer tokens by RFC 7662 introspection (needs the `oauth2` section).
     Oauth2,
     /// Not available yet: refused with a clear message.
     Mtls,
@@ -77,7 +82,7 @@ impl RawAuthMethod {
             Self::ApiKey => Ok(AuthMethod::ApiKey),
             Self::HmacSignature => Ok(AuthMethod::Hmac),
             Self::HttpSignature => Ok(AuthMethod::HttpSignature),
-            Self::Oauth2 => Err(ConfigError::new(field, "\"oauth2\" is not available yet")),
+            Self::Oauth2 => Ok(AuthMethod::OAuth2),
             Self::Mtls => Err(ConfigError::new(field, "\"mtls\" is not available yet")),
         }
     }
@@ -128,6 +133,7 @@ pub struct AuthSettings {
     pub jwt: Option<jwt::JwtVerifier>,
     pub hmac: hmac_signature::HmacSettings,
     pub http_signature: http_signature::HttpSignatureSettings,
+    pub oauth2: Option<oauth2::OAuth2Settings>,
 }
 
 /// What one attempt may use besides the request.
@@ -216,6 +222,7 @@ pub fn method(kind: AuthMethod) -> &'static dyn Method {
         AuthMethod::ApiKey => &api_key::ApiKeyMethod,
         AuthMethod::Hmac => &hmac_signature::HmacMethod,
         AuthMethod::HttpSignature => &http_signature::HttpSignatureMethod,
+        AuthMethod::OAuth2 => &oauth2::OAuth2Method,
     }
 }
 

@@ -141,6 +141,26 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
             methods
         }
     };
+    let oauth2 = raw
+        .oauth2
+        .as_ref()
+        .map(crate::auth::oauth2::OAuth2Settings::compile)
+        .transpose()?;
+    match (methods.contains(&AuthMethod::OAuth2), oauth2.is_some()) {
+        (true, false) => {
+            return Err(ConfigError::new(
+                "oauth2",
+                "required when auth_methods lists \"oauth2\" (the introspection endpoint)",
+            ))
+        }
+        (false, true) => {
+            return Err(ConfigError::new(
+                "auth_methods",
+                "list \"oauth2\" to use the oauth2 section",
+            ))
+        }
+        _ => {}
+    }
     if let (Some(settings), Some(raw_abuse)) = (abuse.as_mut(), raw_abuse) {
         let listed = raw_abuse.strong_methods.is_some();
         warnings.extend(settings.fit_methods(&methods, listed)?);
@@ -271,6 +291,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
             jwt,
             hmac,
             http_signature: HttpSignatureSettings::compile(&raw.http_signature)?,
+            oauth2,
         },
         clients,
         client_by_id,

@@ -36,6 +36,9 @@ pub struct RawConfig {
     /// RFC 9421 signatures (`http_signature` in `auth_methods`).
     #[serde(default)]
     pub http_signature: RawHttpSignature,
+    /// OAuth2 bearer tokens by RFC 7662 introspection (with `oauth2` in `auth_methods`).
+    #[serde(default)]
+    pub oauth2: Option<crate::auth::oauth2::RawOAuth2>,
     #[serde(default)]
     pub api_key: RawApiKeyOptions,
     #[serde(default)]

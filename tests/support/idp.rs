@@ -19,6 +19,8 @@ pub enum Answer {
 struct State {
     answers: HashMap<String, Answer>,
     hits: HashMap<String, usize>,
+    /// The last request per path: its head (lowercase names) and body.
+    last: HashMap<String, (String, Vec<u8>)>,
 }
 
 pub struct Idp {
@@ -47,6 +49,11 @@ impl Idp {
             .unwrap()
             .answers
             .insert(path.to_string(), answer);
+    }
+
+    /// The last request to `path`: its head as text and its body.
+    pub fn last(&self, path: &str) -> Option<(String, Vec<u8>)> {
+        self.state.lock().unwrap().last.get(path).cloned()
     }
 
     pub fn hits(&self, path: &str) -> usize {
@@ -101,6 +108,8 @@ fn serve(mut stream: std::net::TcpStream, state: &Mutex<State>) {
     let answer = {
         let mut s = state.lock().unwrap();
         *s.hits.entry(path.clone()).or_default() += 1;
+        let body = buf[head_end..buf.len().min(head_end + length)].to_vec();
+        s.last.insert(path.clone(), (head.clone(), body));
         s.answers
             .get(&path)
             .cloned()

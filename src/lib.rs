@@ -4,6 +4,7 @@
 //! adapter, compiled only for wasm.
 
 pub mod adapter;
+pub mod admin;
 pub mod auth;
 pub mod authz;
 pub mod callout;

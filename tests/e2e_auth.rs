@@ -1887,3 +1887,39 @@ fn the_adversarial_corpus_is_refused_and_the_vm_keeps_serving() {
     assert!(envoy().is_alive());
     println!("adversarial corpus: {} rows, all as expected", rows.len());
 }
+
+#[test]
+fn the_admin_command_signs_requests_the_filter_accepts() {
+    let dir = std::env::temp_dir().join(format!("aw-sign-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("body.json");
+    let body = br#"{"to":"someone@example.com"}"#;
+    std::fs::write(&file, body).unwrap();
+    for (scheme, method) in [("rfc9421", "http_signature"), ("seed", "hmac_signature")] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_api-warden"))
+            .args(["sign", "--client", "marketing", "--secret", HMAC_SECRET])
+            .args([
+                "--method",
+                "POST",
+                "--url",
+                "http://api.test/api/send/bulk?c=1",
+            ])
+            .args(["--body", file.to_str().unwrap(), "--scheme", scheme])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let headers: Vec<(&str, &str)> = text.lines().filter_map(|l| l.split_once(": ")).collect();
+        let resp = call("POST", "/api/send/bulk?c=1", &headers, body);
+        assert!(resp.reached_upstream(), "{scheme}: {}", resp.text());
+        assert_eq!(
+            resp.upstream_header("x-auth-method").as_deref(),
+            Some(method)
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

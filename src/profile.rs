@@ -55,6 +55,12 @@ impl HostProfile {
         matches!(self, Self::Envoy)
     }
 
+    /// Whether the host exposes the TLS peer certificate as connection properties (Envoy's
+    /// `connection.sha256_peer_certificate_digest` and friends; Kong's host has none).
+    pub fn reads_peer_certificates(self) -> bool {
+        matches!(self, Self::Envoy)
+    }
+
     /// Whether the host can carry gRPC calls (Kong's cannot: dispatching one fails the filter).
     pub fn grpc_calls(self) -> bool {
         matches!(self, Self::Envoy)

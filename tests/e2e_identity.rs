@@ -244,3 +244,204 @@ fn opaque_bearer_tokens_are_introspected_cached_and_fail_closed() {
     assert!(envoy.counter("wasmcustom.api_warden.auth.oauth2.success") >= 9);
     assert!(envoy.counter("wasmcustom.api_warden.denied.introspection_unavailable") >= 3);
 }
+
+/// A CA, a server certificate for 127.0.0.1, and client certificates, made with openssl.
+struct Pki {
+    dir: std::path::PathBuf,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = std::env::temp_dir().join(format!("aw-pki-{}-{}", std::process::id(), now()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pki = Pki { dir };
+        pki.openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=test-ca",
+        ]);
+        pki.issue("server", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1");
+        pki
+    }
+
+    fn openssl(&self, args: &[&str]) {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(&self.dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `name.pem` and `name.key`, signed by the CA.
+    fn issue(&self, name: &str, subject: &str, ext: &str) {
+        let (key, csr, pem, extf) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+            format!("{name}.ext"),
+        );
+        std::fs::write(self.dir.join(&extf), format!("{ext}\n")).unwrap();
+        self.openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            subject,
+        ]);
+        self.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-extfile",
+            &extf,
+        ]);
+    }
+
+    fn path(&self, file: &str) -> String {
+        self.dir.join(file).display().to_string()
+    }
+
+    /// The TLS listener: client certificates asked for and checked against the CA.
+    fn tls_listener(&self, yaml: String) -> String {
+        let socket = format!(
+            "    - transport_socket:\n        name: envoy.transport_sockets.tls\n        typed_config:\n          \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext\n          require_client_certificate: false\n          common_tls_context:\n            tls_certificates:\n            - certificate_chain: {{ filename: {} }}\n              private_key: {{ filename: {} }}\n            validation_context:\n              trusted_ca: {{ filename: {} }}\n      filters:\n",
+            self.path("server.pem"),
+            self.path("server.key"),
+            self.path("ca.pem")
+        );
+        yaml.replacen("    - filters:\n", &socket, 1)
+    }
+
+    /// A request over TLS with curl, with this client certificate (or none): status and body.
+    fn get(&self, port: u16, path: &str, client: Option<&str>) -> (u16, Value) {
+        let mut cmd = std::process::Command::new("curl");
+        cmd.args([
+            "-sS",
+            "--cacert",
+            &self.path("ca.pem"),
+            "-w",
+            "\n%{http_code}",
+        ]);
+        if let Some(c) = client {
+            cmd.args(["--cert", &self.path(&format!("{c}.pem"))]);
+            cmd.args(["--key", &self.path(&format!("{c}.key"))]);
+        }
+        let out = cmd
+            .arg(format!("https://127.0.0.1:{port}{path}"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (
+            status.trim().parse().unwrap_or(0),
+            serde_json::from_str(body).unwrap_or(Value::Null),
+        )
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn client_certificates_identify_clients_over_tls() {
+    let pki = Pki::new();
+    pki.issue("acme", "/CN=acme", "subjectAltName=URI:spiffe://test/acme");
+    pki.issue(
+        "lowly",
+        "/CN=lowly",
+        "subjectAltName=URI:spiffe://test/lowly",
+    );
+    pki.issue(
+        "stranger",
+        "/CN=stranger",
+        "subjectAltName=URI:spiffe://test/stranger",
+    );
+    let cfg = json!({
+        "auth_methods": ["mtls", "api_key"],
+        "clients": [
+            {"client_id": "acme", "security_level": "critical", "allowed_endpoints": ["/api/*"],
+             "certificate": {"uri_san": "spiffe://test/acme", "subject": "CN=acme"},
+             "require_mtls": true,
+             "api_keys": [hex::encode(api_warden::auth::api_key::digest(b"ak_acme_key_000000000000000000000001"))]},
+            {"client_id": "lowly", "allowed_endpoints": ["/api/*"],
+             "certificate": {"uri_san": "spiffe://test/lowly"}}
+        ],
+        "routes": [{"pattern": "/api/admin/*", "security_level": "critical"}],
+        "rate_limiting": {"enabled": false}
+    });
+    let envoy = Envoy::try_start_edited(&cfg, 2, &[], &|y| pki.tls_listener(y)).unwrap();
+    // The certificate is the credential: the client it maps to reaches the upstream.
+    let (status, body) = pki.get(envoy.port, "/api/admin/x", Some("acme"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["headers"]["x-client-id"], "acme");
+    assert_eq!(body["headers"]["x-auth-method"], "mtls");
+    // No certificate: no credential. A certificate the CA signed for no configured client: 401.
+    let (status, body) = pki.get(envoy.port, "/api/send/x", None);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("missing_credentials"))
+    );
+    let (status, body) = pki.get(envoy.port, "/api/send/x", Some("stranger"));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("unknown_certificate"))
+    );
+    // A client below the route's level is refused there, allowed elsewhere.
+    let (status, body) = pki.get(envoy.port, "/api/admin/x", Some("lowly"));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("insufficient_security_level"))
+    );
+    assert_eq!(pki.get(envoy.port, "/api/send/x", Some("lowly")).0, 200);
+    // A client that must use its certificate cannot use its API key instead.
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--cacert",
+            &pki.path("ca.pem"),
+            "-H",
+            "X-API-Key: ak_acme_key_000000000000000000000001",
+        ])
+        .arg(format!("https://127.0.0.1:{}/api/send/x", envoy.port))
+        .output()
+        .unwrap();
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["error"], "mtls_required", "{body}");
+}

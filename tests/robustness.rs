@@ -134,6 +134,7 @@ fn whole_requests_never_panic_on_hostile_bytes() {
                 "192.168.1.7".parse().ok()
             }),
             has_body: round % 2 == 0,
+            peer: None,
         };
         let verdict = pipeline::on_request_headers(&cfg, &head, 1_795_910_410, &store);
         if let pipeline::Verdict::Suspend(pending, _) = verdict {

@@ -83,12 +83,18 @@ impl RequestFilter {
                 .flatten()
                 .and_then(|raw| ip::parse_source(&raw))
         });
+        let mtls = worker
+            .config
+            .auth
+            .methods
+            .contains(&crate::auth::AuthMethod::Mtls);
         let head = RequestHead {
             method: pseudo(&headers, ":method"),
             path: pseudo(&headers, ":path"),
             headers: &headers,
             source,
             has_body: worker.config.host.has_body(end_of_stream, &headers),
+            peer: if mtls { peer_certificate(host) } else { None },
         };
         let (step, vanished) = worker.with_env(host, now, |env| flow.on_headers(env, &head));
         worker.note_vanished(host, vanished);
@@ -345,6 +351,23 @@ fn apply_edits<H: Host + ?Sized>(host: &H, edits: &HeaderEdits) -> Result<(), St
     let after = host.request_header_map().map_err(|_| unreadable())?;
     let pairs = crate::wire::pairs(&after).ok_or_else(unreadable)?;
     headers::verify(edits, &pairs)
+}
+
+/// The TLS peer certificate's properties, when the connection has one.
+fn peer_certificate<H: Host + ?Sized>(host: &H) -> Option<crate::auth::mtls::PeerCertificate> {
+    let text = |name: &str| {
+        host.property(&["connection", name])
+            .ok()
+            .flatten()
+            .and_then(|v| String::from_utf8(v).ok())
+            .filter(|v| !v.is_empty())
+    };
+    let sha256 = text("sha256_peer_certificate_digest")?.to_ascii_lowercase();
+    Some(crate::auth::mtls::PeerCertificate {
+        sha256,
+        uri_san: text("uri_san_peer_certificate"),
+        subject: text("subject_peer_certificate"),
+    })
 }
 
 /// The answer being delivered: its status and body, or no answer at all.

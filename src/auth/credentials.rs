@@ -20,6 +20,8 @@ pub struct Credentials {
     pub message_signature: Option<MessageSignature>,
     /// The `Authorization` header carried a bearer credential (so it is stripped upstream).
     pub used_authorization: bool,
+    /// The TLS peer certificate, when the proxy terminated TLS with one (and `mtls` is on).
+    pub peer: Option<super::mtls::PeerCertificate>,
 }
 
 pub const HEADER_API_KEY: &str = "x-api-key";

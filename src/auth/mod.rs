@@ -12,6 +12,7 @@ pub mod credentials;
 pub mod hmac_signature;
 pub mod http_signature;
 pub mod jwt;
+pub mod mtls;
 pub mod oauth2;
 
 use crate::callout::{CalloutAnswer, CalloutSpec};
@@ -31,6 +32,8 @@ pub enum AuthMethod {
     HttpSignature,
     /// OAuth2 bearer tokens, by RFC 7662 introspection.
     OAuth2,
+    /// The peer certificate of a TLS connection the proxy terminated.
+    Mtls,
 }
 
 impl AuthMethod {
@@ -42,6 +45,7 @@ impl AuthMethod {
             Self::Hmac => "hmac_signature",
             Self::HttpSignature => "http_signature",
             Self::OAuth2 => "oauth2",
+            Self::Mtls => "mtls",
         }
     }
 
@@ -53,6 +57,7 @@ impl AuthMethod {
             Self::Hmac => "HMAC-SHA256",
             Self::HttpSignature => "Signature",
             Self::OAuth2 => "Bearer",
+            Self::Mtls => "Mutual-TLS",
         };
         format!("{scheme} realm=\"api-warden\"")
     }
@@ -71,19 +76,19 @@ pub enum RawAuthMethod {
     HttpSignature,
     /// OAuth2 bearer tokens by RFC 7662 introspection (needs the `oauth2` section).
     Oauth2,
-    /// Not available yet: refused with a clear message.
+    /// The peer certificate (Envoy terminating TLS with client certificates).
     Mtls,
 }
 
 impl RawAuthMethod {
-    pub fn compile(self, field: &str) -> Result<AuthMethod, ConfigError> {
+    pub fn compile(self, _field: &str) -> Result<AuthMethod, ConfigError> {
         match self {
             Self::Jwt => Ok(AuthMethod::Jwt),
             Self::ApiKey => Ok(AuthMethod::ApiKey),
             Self::HmacSignature => Ok(AuthMethod::Hmac),
             Self::HttpSignature => Ok(AuthMethod::HttpSignature),
             Self::Oauth2 => Ok(AuthMethod::OAuth2),
-            Self::Mtls => Err(ConfigError::new(field, "\"mtls\" is not available yet")),
+            Self::Mtls => Ok(AuthMethod::Mtls),
         }
     }
 }
@@ -120,6 +125,10 @@ pub trait Directory {
     fn hmac_secret(&self, client: usize) -> Option<&[u8]>;
     /// Whether the client may sign with the seed's scheme (`X-Signature`).
     fn seed_signatures(&self, client: usize) -> bool;
+    /// The client whose configured certificate the peer's matches.
+    fn by_certificate(&self, _peer: &mtls::PeerCertificate) -> Option<usize> {
+        None
+    }
 }
 
 /// Every method's compiled settings.
@@ -223,6 +232,7 @@ pub fn method(kind: AuthMethod) -> &'static dyn Method {
         AuthMethod::Hmac => &hmac_signature::HmacMethod,
         AuthMethod::HttpSignature => &http_signature::HttpSignatureMethod,
         AuthMethod::OAuth2 => &oauth2::OAuth2Method,
+        AuthMethod::Mtls => &mtls::MtlsMethod,
     }
 }
 

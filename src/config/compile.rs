@@ -33,6 +33,9 @@ pub struct Client {
     pub hmac_secret: Option<Vec<u8>>,
     /// May sign with the seed's scheme.
     pub seed_signatures: bool,
+    /// Its certificate, for `mtls`.
+    pub certificate: Option<crate::auth::mtls::CertificateMatch>,
+    pub require_mtls: bool,
     pub rate_limits: Option<LimitOverride>,
 }
 
@@ -92,6 +95,12 @@ impl Directory for Config {
     fn seed_signatures(&self, client: usize) -> bool {
         self.clients.get(client).is_some_and(|c| c.seed_signatures)
     }
+
+    fn by_certificate(&self, peer: &crate::auth::mtls::PeerCertificate) -> Option<usize> {
+        self.clients
+            .iter()
+            .position(|c| c.certificate.as_ref().is_some_and(|m| m.matches(peer)))
+    }
 }
 
 /// Without `auth_methods`: JWT, API keys and RFC 9421 signatures (the seed's signing scheme
@@ -141,6 +150,12 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
             methods
         }
     };
+    if methods.contains(&AuthMethod::Mtls) && !raw.host.reads_peer_certificates() {
+        return Err(ConfigError::new(
+            "auth_methods",
+            "\"mtls\" needs the peer certificate, which this host does not expose (Kong's host has no connection properties)",
+        ));
+    }
     let oauth2 = raw
         .oauth2
         .as_ref()
@@ -419,6 +434,14 @@ fn compile_client(field: &str, rc: RawClient) -> Result<Client, ConfigError> {
         scopes: rc.scopes,
         hmac_secret,
         seed_signatures: rc.seed_signatures,
+        certificate: rc
+            .certificate
+            .as_ref()
+            .map(|c| {
+                crate::auth::mtls::CertificateMatch::compile(&format!("{field}.certificate"), c)
+            })
+            .transpose()?,
+        require_mtls: rc.require_mtls,
         rate_limits,
     })
 }

@@ -84,6 +84,12 @@ pub struct RawClient {
     /// `hmac_signature`), whose signing string has no field boundaries. Off by default.
     #[serde(default)]
     pub seed_signatures: bool,
+    /// The client's certificate, for `mtls`: any field given must match the peer's.
+    #[serde(default)]
+    pub certificate: Option<crate::auth::mtls::RawCertificate>,
+    /// Refuse this client unless it authenticated with its certificate (`mtls`).
+    #[serde(default)]
+    pub require_mtls: bool,
     #[serde(default = "default_true")]
     pub is_active: bool,
     #[serde(default)]

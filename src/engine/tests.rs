@@ -41,6 +41,7 @@ fn run(c: &Config, store: &MemoryStore, path: &str, headers: &[(&str, &str)]) ->
         headers: &headers,
         source: Source::known(Some("10.0.0.9".parse().unwrap())),
         has_body: false,
+        peer: None,
     };
     let mut flow = Flow::new(NOW, b"GET", path.as_bytes());
     let step = flow.on_headers(&env, &head);

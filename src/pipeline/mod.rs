@@ -42,6 +42,8 @@ pub struct RequestHead<'a> {
     pub source: Source<'a>,
     /// False when the headers ended the request.
     pub has_body: bool,
+    /// The TLS peer certificate (read only when `mtls` is configured).
+    pub peer: Option<crate::auth::mtls::PeerCertificate>,
 }
 
 /// The caller's address, looked up only when a decision needs it (on the host each lookup is a
@@ -228,7 +230,10 @@ fn decide_headers(cfg: &Config, req: &RequestHead, now: u64, store: &dyn SharedS
             limit: address_limit(cfg, &req.source),
         });
     }
-    let creds = match credentials::extract(req.headers) {
+    let creds = match credentials::extract(req.headers).map(|mut c| {
+        c.peer = req.peer.clone();
+        c
+    }) {
         Ok(c) => c,
         Err(d) => return deny(d),
     };
@@ -495,6 +500,13 @@ fn identity_grant(
     level: SecurityLevel,
 ) -> Result<Grant, Denial> {
     let client = cfg.clients.get(identity.client).ok_or_else(no_client)?;
+    if client.require_mtls && identity.method != AuthMethod::Mtls {
+        return Err(Denial::unauthorized(
+            "mtls_required",
+            "this client must authenticate with its TLS client certificate",
+            AuthMethod::Mtls.challenge(),
+        ));
+    }
     let mut remove_headers = cfg.identity_headers.clone();
     if !cfg.forward_credentials {
         remove_headers.extend(CREDENTIAL_HEADERS.map(HeaderName::Borrowed));

@@ -60,6 +60,7 @@ fn run(cfg: &Config, method: &str, path: &str, h: &[(&str, &str)], has_body: boo
         headers: &headers,
         source: Source::known(office()),
         has_body,
+        peer: None,
     };
     on_request_headers(cfg, &req, NOW, &store)
 }
@@ -176,6 +177,7 @@ fn address_outside_the_allowlist_is_refused() {
         headers: &h,
         source: Source::known(Some("10.9.9.9".parse().unwrap())),
         has_body: false,
+        peer: None,
     };
     let d = denial(on_request_headers(&cfg(), &req, NOW, &store));
     assert_eq!(d.code, "ip_not_allowed");
@@ -228,6 +230,7 @@ fn signed_request_waits_for_its_body_then_verifies_once() {
         headers: &h,
         source: Source::known(office()),
         has_body: true,
+        peer: None,
     };
     // Envoy holds the headers: nothing is claimed before the body verified.
     let suspended = || match on_request_headers(&c, &req, NOW, &store) {
@@ -279,6 +282,7 @@ fn where_headers_cannot_be_held_the_claim_goes_on_and_the_body_decides() {
         headers: &h,
         source: Source::known(office()),
         has_body: true,
+        peer: None,
     };
     let (pending, claimed) = match on_request_headers(&c, &req, NOW, &store) {
         Verdict::Suspend(pending, Some(claimed)) => (pending, claimed),
@@ -396,6 +400,7 @@ fn a_claimed_clients_rules_are_told_only_to_a_verified_signature() {
         headers: &h,
         source: Source::known(office()),
         has_body: true,
+        peer: None,
     };
     let pending = || match on_request_headers(&c, &req, NOW, &store) {
         Verdict::Suspend(pending, _) => pending,
@@ -471,6 +476,7 @@ fn the_address_is_looked_up_only_when_a_decision_needs_it() {
             office()
         }),
         has_body: false,
+        peer: None,
     };
     // ops has no address allowlist and rate limiting is off: no lookup.
     let _ = on_request_headers(&c, &req, NOW, &store);
@@ -621,6 +627,7 @@ fn callers_without_a_known_address_share_one_bucket() {
         headers: &headers,
         source: Source::known(None),
         has_body: false,
+        peer: None,
     };
     let g = grant(on_request_headers(&c, &req, NOW, &store));
     assert_eq!(

@@ -231,6 +231,7 @@ impl Req {
             headers: &self.headers,
             source: Source::known(None),
             has_body,
+            peer: None,
         }
     }
 }
@@ -401,6 +402,7 @@ fn the_seed_scheme_needs_the_client_to_opt_in() {
             headers: &headers,
             source: Source::known(None),
             has_body: false,
+            peer: None,
         };
         pipeline::on_request_headers(&c, &head, NOW, &store)
     };

@@ -215,7 +215,7 @@ impl Runs {
     pub fn longest(&self) -> u64 {
         self.runs
             .iter()
-            .map(|&(_, lo, hi, _)| (hi - lo).saturating_add(1))
+            .map(|&(_, lo, hi, _)| hi.saturating_sub(lo).saturating_add(1))
             .max()
             .unwrap_or(0)
     }
@@ -281,6 +281,11 @@ mod tests {
         assert_eq!(r.longest(), 7);
         r.add(1, u64::MAX, u64::MAX, 0, 8);
         assert_eq!(r.runs.len(), 3);
+        // Runs read back from shared data are not trusted to be ordered.
+        let odd = Runs {
+            runs: vec![(1, 9, 3, 0)],
+        };
+        assert_eq!(odd.longest(), 1);
     }
 
     #[test]

@@ -160,30 +160,45 @@ impl BlockTable {
         }
         store::update(store, &self.keys().key_for(address), |current| {
             let mut entries = self.decode(current);
-            match entries.iter_mut().find(|e| &e.address == address) {
-                Some(e) if e.blocked_until >= until => return (None, false),
-                Some(e) => e.blocked_until = until,
-                None => {
-                    entries.retain(|e| e.blocked_until > now || !e.failures.is_empty());
-                    if entries.len() >= self.per_slot {
-                        let victim = entries
-                            .iter()
-                            .enumerate()
-                            .min_by_key(|(_, e)| (e.blocked_until > now, e.last_seen()))
-                            .map(|(i, _)| i);
-                        if let Some(i) = victim {
-                            entries.swap_remove(i);
-                        }
-                    }
-                    entries.push(Entry {
-                        address: *address,
-                        blocked_until: until,
-                        failures: Vec::new(),
-                    });
-                }
+            if entries
+                .iter()
+                .any(|e| &e.address == address && e.blocked_until >= until)
+            {
+                return (None, false);
+            }
+            entries.retain(|e| {
+                e.blocked_until > now || !e.failures.is_empty() || &e.address == address
+            });
+            let index = self.entry_for(&mut entries, address, now);
+            if let Some(e) = entries.get_mut(index) {
+                e.blocked_until = until;
             }
             (Some(self.encode(&entries)), true)
         })
+    }
+
+    /// The index of `address`'s entry, made (evicting the entry idle the longest, blocked ones
+    /// last, when the slot is full) if it has none.
+    fn entry_for(&self, entries: &mut Vec<Entry>, address: &[u8; 16], now: u64) -> usize {
+        if let Some(i) = entries.iter().position(|e| &e.address == address) {
+            return i;
+        }
+        if entries.len() >= self.per_slot {
+            let victim = entries
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, e)| (e.blocked_until > now, e.last_seen()))
+                .map(|(i, _)| i);
+            if let Some(i) = victim {
+                entries.swap_remove(i);
+            }
+        }
+        entries.push(Entry {
+            address: *address,
+            blocked_until: 0,
+            failures: Vec::new(),
+        });
+        entries.len() - 1
     }
 
     /// Counts one failed authentication from `address`.
@@ -223,27 +238,7 @@ impl BlockTable {
             entries.retain(|e| {
                 e.blocked_until > now || !e.failures.is_empty() || &e.address == address
             });
-            let index = match entries.iter().position(|e| &e.address == address) {
-                Some(i) => i,
-                None => {
-                    if entries.len() >= self.per_slot {
-                        let victim = entries
-                            .iter()
-                            .enumerate()
-                            .min_by_key(|(_, e)| (e.blocked_until > now, e.last_seen()))
-                            .map(|(i, _)| i);
-                        if let Some(i) = victim {
-                            entries.swap_remove(i);
-                        }
-                    }
-                    entries.push(Entry {
-                        address: *address,
-                        blocked_until: 0,
-                        failures: Vec::new(),
-                    });
-                    entries.len() - 1
-                }
-            };
+            let index = self.entry_for(&mut entries, address, now);
             let Some(entry) = entries.get_mut(index) else {
                 return (None, Recorded::Counted(0));
             };

@@ -22,17 +22,20 @@ pub struct Thresholds {
     pub distributed_addresses: u64,
 }
 
+/// The seed's numbers (and this filter's where the seed has none).
+pub const SEED: Thresholds = Thresholds {
+    min_volume: 100,
+    validation_min_requests: 1000,
+    avoidance_min_requests: 500,
+    template_min_requests: 100,
+    scan_run: 10,
+    failure_min_requests: 20,
+    distributed_addresses: 10,
+};
+
 impl Default for Thresholds {
     fn default() -> Self {
-        Self {
-            min_volume: 100,
-            validation_min_requests: 1000,
-            avoidance_min_requests: 500,
-            template_min_requests: 100,
-            scan_run: 10,
-            failure_min_requests: 20,
-            distributed_addresses: 10,
-        }
+        SEED
     }
 }
 
@@ -209,15 +212,7 @@ pub fn distributed_pattern(clients: usize, addresses: usize, requests: u64) -> b
 mod tests {
     use super::*;
 
-    const T: Thresholds = Thresholds {
-        min_volume: 100,
-        validation_min_requests: 1000,
-        avoidance_min_requests: 500,
-        template_min_requests: 100,
-        scan_run: 10,
-        failure_min_requests: 20,
-        distributed_addresses: 10,
-    };
+    const T: Thresholds = SEED;
 
     #[test]
     fn frequency_is_measured_against_the_clients_own_history() {

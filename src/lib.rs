@@ -8,6 +8,7 @@ pub mod admin;
 pub mod auth;
 pub mod authz;
 pub mod callout;
+pub mod clients;
 pub mod config;
 pub mod denial;
 pub mod engine;

@@ -609,3 +609,65 @@ fn introspection_and_a_remote_jwk_set_work_on_kong_too() {
     }
     assert_eq!(status, 200, "{}", k.nginx.log());
 }
+
+#[test]
+fn registry_clients_are_read_from_redis_on_kong_too() {
+    if nginx_bin().is_none() {
+        eprintln!("SKIPPED: no Kong host nginx (set KONG_NGINX, or provide ../shared/kong-host/)");
+        return;
+    }
+    let redis = support::redis::RedisStack::start();
+    let mut cfg = example_config();
+    cfg["rate_limiting"] = json!({"enabled": false});
+    cfg["registry"] = json!({
+        "cluster": format!("127.0.0.1:{}", redis.webdis_port), "timeout_ms": 1000,
+        "cache_seconds": 1, "negative_cache_seconds": 1
+    });
+    let key = "ak_registry_client_on_kong_0000000001";
+    let writes = api_warden::admin::registry::create_client(
+        "",
+        "acme",
+        &["/api/send/*".into()],
+        "standard",
+        &["send".into()],
+        key,
+        None,
+    )
+    .unwrap();
+    for w in &writes {
+        let args: Vec<&str> = w.iter().map(String::as_str).collect();
+        redis.cli(&args);
+    }
+    let Some(k) = start(&cfg) else { return };
+    let resp = call(
+        &k,
+        "GET",
+        "/api/send/x",
+        "reg-1",
+        &[("X-API-Key", key)],
+        b"",
+    );
+    assert_eq!(resp.status, 200, "{}\n{}", resp.text(), k.nginx.log());
+    let got = k.upstream.find("reg-1").unwrap();
+    assert_eq!(got.values("x-client-id"), ["acme"]);
+    assert_eq!(got.values("x-client-scopes"), ["send"]);
+    let resp = call(
+        &k,
+        "GET",
+        "/api/send/x",
+        "reg-2",
+        &[("X-API-Key", "ak_not_in_the_registry_00000000000001")],
+        b"",
+    );
+    assert_refused(&k, &resp, "reg-2", 401, "invalid_api_key");
+    // Configured clients are not looked up.
+    let resp = call(
+        &k,
+        "GET",
+        "/api/send/x",
+        "reg-3",
+        &[("X-API-Key", KEY)],
+        b"",
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+}

@@ -201,9 +201,7 @@ impl Worker {
             );
         }
         if let Some(settings) = &self.config.abuse {
-            self.abuse
-                .borrow_mut()
-                .observe(settings, &self.config.client_ids, record);
+            self.abuse.borrow_mut().observe(settings, record);
         }
         if self.config.threat_sync.is_some() {
             self.queue_sync(record);

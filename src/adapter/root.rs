@@ -385,6 +385,11 @@ fn prepare<H: Host + ?Sized>(host: &H, worker: &Worker) -> Result<(), PrepareErr
         crate::threat::auth_stats::prepare(store)
             .map_err(|e| PrepareError("report statistics", e))?;
     }
+    if let Some(registry) = &c.registry {
+        registry
+            .prepare(store)
+            .map_err(|e| PrepareError("registry cache", e))?;
+    }
     if let Some(abuse) = &c.abuse {
         crate::threat::abuse::worker::prepare(abuse, &c.client_ids, store)
             .map_err(|e| PrepareError("abuse-scoring tables", e))?;

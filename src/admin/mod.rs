@@ -2,6 +2,8 @@
 //! same key digests, JWT rules and signing schemes), so the binary only parses arguments and
 //! prints. Randomness comes from the caller (the binary reads the OS's), keeping this testable.
 
+pub mod registry;
+
 use crate::auth::api_key;
 use crate::auth::hmac_signature;
 use crate::auth::http_signature::{self, base::SignedParts, digest};

@@ -149,6 +149,8 @@ pub struct AuthSettings {
 pub struct AuthContext<'a> {
     pub settings: &'a AuthSettings,
     pub directory: &'a dyn Directory,
+    /// Clients, keys and revocations the configuration does not hold (`registry`).
+    pub registry: Option<&'a crate::clients::registry::Registry>,
     pub store: &'a dyn SharedStore,
     /// Seconds since the Unix epoch, by the proxy's clock.
     pub now: u64,

@@ -2,7 +2,7 @@
 //! filter's own code. Run `api-warden help` for the subcommands.
 #![allow(clippy::print_stdout)]
 
-use api_warden::admin;
+use api_warden::admin::{self, registry};
 use std::io::Read;
 use std::process::ExitCode;
 
@@ -19,6 +19,19 @@ api-warden: administration for the api-warden filter
         an HS256 token for a client (the seed's generate_jwt_token), with a random jti
   api-warden revoke-token <jti>
         the configuration change that refuses a token from now on
+
+With --redis URL (redis://host:port), the client registry in Redis is written instead
+(the filter's \"registry\" section reads it; --prefix P matches its key_prefix):
+  api-warden create-client <client-id> --redis URL [--endpoint P]... [--level L] [--scope S]...
+                           [--expires-at UNIX]
+        its api_clients entry and an API key (shown once; stored as its SHA-256)
+  api-warden rotate-key <client-id> --redis URL [--expires-at UNIX]
+        one more key for the client (revoke the old one once its callers moved)
+  api-warden revoke-key <api-key|sha256> --redis URL
+  api-warden deactivate-client <client-id> --redis URL   (activate-client to undo)
+  api-warden revoke-token <jti> --redis URL [--ttl SECONDS]
+        refused with token_revoked for SECONDS (default 86400: use at least its remaining life)
+
   api-warden sign --client ID --secret SECRET --method METHOD --url URL [--body FILE]
                   [--scheme rfc9421|seed] [--curl]
         the signature headers for a request (or the curl command that sends it)
@@ -100,11 +113,129 @@ fn pretty(v: &serde_json::Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default()
 }
 
+/// Sends registry writes to Redis, in order.
+fn write_registry(url: &str, commands: &[registry::Command]) -> Result<(), String> {
+    let client = redis::Client::open(url).map_err(|e| format!("--redis {url}: {e}"))?;
+    let mut con = client
+        .get_connection()
+        .map_err(|e| format!("cannot reach Redis at {url}: {e}"))?;
+    for c in commands {
+        let Some((name, args)) = c.split_first() else {
+            continue;
+        };
+        redis::cmd(name)
+            .arg(args)
+            .query::<redis::Value>(&mut con)
+            .map_err(|e| format!("Redis refused {name}: {e}"))?;
+    }
+    Ok(())
+}
+
+fn read_registry(url: &str, command: &registry::Command) -> Result<Option<String>, String> {
+    let client = redis::Client::open(url).map_err(|e| format!("--redis {url}: {e}"))?;
+    let mut con = client
+        .get_connection()
+        .map_err(|e| format!("cannot reach Redis at {url}: {e}"))?;
+    let Some((name, args)) = command.split_first() else {
+        return Ok(None);
+    };
+    redis::cmd(name)
+        .arg(args)
+        .query::<Option<String>>(&mut con)
+        .map_err(|e| format!("Redis refused {name}: {e}"))
+}
+
+fn unix(args: &Args, name: &str) -> Result<Option<u64>, String> {
+    args.one(name)
+        .map(|t| {
+            t.parse::<u64>()
+                .map_err(|_| format!("--{name}: Unix seconds"))
+        })
+        .transpose()
+}
+
+/// The subcommands that write the registry (with `--redis`).
+fn registry_command(command: &str, args: &Args, url: &str) -> Result<String, String> {
+    let prefix = args.one("prefix").unwrap_or("");
+    match command {
+        "create-client" => {
+            let id = args.first("<client-id>")?;
+            let mut endpoints = args.all("endpoint");
+            if endpoints.is_empty() {
+                endpoints.push("/api/*".into());
+            }
+            let key = admin::api_key_from(&random()?);
+            let writes = registry::create_client(
+                prefix,
+                id,
+                &endpoints,
+                args.one("level").unwrap_or("standard"),
+                &args.all("scope"),
+                &key,
+                unix(args, "expires-at")?,
+            )?;
+            write_registry(url, &writes)?;
+            Ok(format!(
+                "API key (shown once): {key}\nClient {id} and its key are in the registry ({url}).\n"
+            ))
+        }
+        "rotate-key" => {
+            let id = args.first("<client-id>")?;
+            if read_registry(url, &registry::read_client(prefix, id))?.is_none() {
+                return Err(format!("no client {id:?} in the registry"));
+            }
+            let key = admin::api_key_from(&random()?);
+            let key_id = format!("{id}-{}", now());
+            let write = registry::add_key(prefix, id, &key_id, &key, unix(args, "expires-at")?)?;
+            write_registry(url, &[write])?;
+            Ok(format!(
+                "New API key (shown once): {key}\nThe old key works until `api-warden revoke-key`.\n"
+            ))
+        }
+        "revoke-key" => {
+            write_registry(
+                url,
+                &[registry::revoke_key(prefix, args.first("<api-key>")?)],
+            )?;
+            Ok(
+                "The key is revoked (proxies stop accepting it within registry.cache_seconds).\n"
+                    .into(),
+            )
+        }
+        "deactivate-client" | "activate-client" => {
+            let id = args.first("<client-id>")?;
+            let current = read_registry(url, &registry::read_client(prefix, id))?
+                .ok_or(format!("no client {id:?} in the registry"))?;
+            let active = command == "activate-client";
+            write_registry(url, &[registry::set_active(prefix, id, &current, active)?])?;
+            Ok(format!(
+                "Client {id} is now {}.\n",
+                if active { "active" } else { "inactive" }
+            ))
+        }
+        "revoke-token" => {
+            let ttl = match args.one("ttl") {
+                Some(t) => t.parse::<u64>().map_err(|_| "--ttl: seconds")?,
+                None => 86_400,
+            };
+            write_registry(
+                url,
+                &[registry::revoke_token(prefix, args.first("<jti>")?, ttl)?],
+            )?;
+            Ok(format!("The token is revoked for {ttl} s.\n"))
+        }
+        other => Err(format!("{other} does not take --redis\n\n{USAGE}")),
+    }
+}
+
 fn run(raw: &[String]) -> Result<String, String> {
     let Some((command, rest)) = raw.split_first() else {
         return Ok(USAGE.to_string());
     };
     let args = Args::parse(rest, &["curl"])?;
+    if let Some(url) = args.one("redis") {
+        return registry_command(command, &args, url);
+    }
     match command.as_str() {
         "help" | "--help" | "-h" => Ok(USAGE.to_string()),
         "create-client" => {

@@ -1,6 +1,6 @@
 //! Assembles the ready-to-use [`Config`] from each capability's own compile step.
 
-use super::raw::{RawClient, RawConfig};
+use super::raw::RawConfig;
 use super::{within, ConfigError};
 use crate::auth::api_key::{self, KeyTable, DEFAULT_MAX_KEY_LENGTH};
 use crate::auth::hmac_signature::shared_replay::SharedReplay;
@@ -8,12 +8,11 @@ use crate::auth::hmac_signature::HmacSettings;
 use crate::auth::http_signature::HttpSignatureSettings;
 use crate::auth::jwt::JwtVerifier;
 use crate::auth::{AuthMethod, AuthSettings, Directory};
-use crate::authz::endpoints::EndpointPattern;
-use crate::authz::ip;
 use crate::authz::levels::{RouteTable, SecurityLevel};
-use crate::authz::Access;
+use crate::clients::registry::{Registry, RegistrySettings};
+use crate::clients::{self, Client, ClientRef};
 use crate::profile::HostProfile;
-use crate::ratelimit::{self, LimitOverride};
+use crate::ratelimit;
 use crate::threat::abuse::AbuseSettings;
 use crate::threat::alerts::AlertSettings;
 use crate::threat::blocking::BlockTable;
@@ -22,22 +21,6 @@ use crate::threat::redis_sync::SyncSettings;
 use crate::threat::report::ReportAccess;
 use crate::threat::RawReport;
 use std::collections::HashMap;
-
-#[derive(Debug, Clone)]
-pub struct Client {
-    pub id: String,
-    pub name: String,
-    /// What the client may call, from where, at which level.
-    pub access: Access,
-    pub scopes: Vec<String>,
-    pub hmac_secret: Option<Vec<u8>>,
-    /// May sign with the seed's scheme.
-    pub seed_signatures: bool,
-    /// Its certificate, for `mtls`.
-    pub certificate: Option<crate::auth::mtls::CertificateMatch>,
-    pub require_mtls: bool,
-    pub rate_limits: Option<LimitOverride>,
-}
 
 #[derive(Debug)]
 pub struct Config {
@@ -65,8 +48,25 @@ pub struct Config {
     pub identity_headers: Vec<crate::engine::headers::HeaderName>,
     pub forward_credentials: bool,
     pub rate_limiting: ratelimit::settings::Settings,
+    /// This worker's view of the live client registry, when configured.
+    pub registry: Option<Registry>,
     /// Warnings to log at configuration (plaintext keys, and the like).
     pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// The client at a directory index: a configured one, or one this worker holds from the
+    /// registry.
+    pub fn client(&self, index: usize) -> Option<ClientRef<'_>> {
+        match self.clients.get(index) {
+            Some(c) => Some(ClientRef::Configured(c)),
+            None => self
+                .registry
+                .as_ref()?
+                .client(index)
+                .map(ClientRef::Registered),
+        }
+    }
 }
 
 impl Directory for Config {
@@ -217,7 +217,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
             &mut api_keys,
             &mut warnings,
         )?;
-        let client = compile_client(&field, rc)?;
+        let client = clients::compile(&field, rc)?;
         client_by_id.insert(client.id.clone(), i);
         clients.push(client);
     }
@@ -250,19 +250,32 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     let report = report_raw
         .map(|r| compile_report(r, &clients, &client_by_id))
         .transpose()?;
-    if clients.is_empty() && !routes.has_public() {
+    if clients.is_empty() && !routes.has_public() && raw.registry.is_none() {
         return Err(ConfigError::new(
             "clients",
             "no clients and no public routes: every request would be refused",
         ));
     }
 
-    let rate_limiting = ratelimit::settings::compile(
+    let mut rate_limiting = ratelimit::settings::compile(
         raw.host,
         &raw.rate_limiting,
         rate_limit_rules,
         default_limits,
     )?;
+    let registry = raw
+        .registry
+        .as_ref()
+        .map(|r| RegistrySettings::compile(raw.host, r))
+        .transpose()?
+        .map(|settings| {
+            rate_limiting.registered_clients = Some(ratelimit::local::CounterTable {
+                prefix: "aw:rlr",
+                slots: settings.counter_slots,
+                per_slot: 8,
+            });
+            Registry::new(settings, clients.len())
+        });
     let mut hmac = HmacSettings::compile(&raw.hmac)?;
     // With Redis, replay protection spans every proxy, through the same webdis.
     if let ratelimit::settings::Backend::Redis(r) = &rate_limiting.backend {
@@ -321,6 +334,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         identity_headers,
         forward_credentials: raw.forward_credentials,
         rate_limiting,
+        registry,
         warnings,
     })
 }
@@ -376,73 +390,6 @@ fn compile_report(
     Ok(ReportAccess {
         path: raw.path.clone(),
         clients: indices,
-    })
-}
-
-fn compile_client(field: &str, rc: RawClient) -> Result<Client, ConfigError> {
-    if rc.client_id.is_empty()
-        || rc.client_id.len() > 128
-        || !rc.client_id.bytes().all(|b| b.is_ascii_graphic())
-    {
-        return Err(ConfigError::new(
-            format!("{field}.client_id"),
-            "must be 1 to 128 printable ASCII characters without spaces",
-        ));
-    }
-    let allowed_endpoints = rc
-        .allowed_endpoints
-        .iter()
-        .enumerate()
-        .map(|(j, p)| EndpointPattern::parse(&format!("{field}.allowed_endpoints[{j}]"), p))
-        .collect::<Result<Vec<_>, _>>()?;
-    let allowed_ips = rc
-        .allowed_ips
-        .iter()
-        .enumerate()
-        .map(|(j, e)| ip::parse_allowed(&format!("{field}.allowed_ips[{j}]"), e))
-        .collect::<Result<Vec<_>, _>>()?;
-    let hmac_secret = match rc.client_secret {
-        Some(s) if s.len() < 16 => {
-            return Err(ConfigError::new(
-                format!("{field}.client_secret"),
-                "must be at least 16 bytes",
-            ))
-        }
-        other => other.map(String::into_bytes),
-    };
-    let rate_limits = rc
-        .rate_limits
-        .as_ref()
-        .map(|l| ratelimit::parse_override(&format!("{field}.rate_limits"), l))
-        .transpose()?;
-    let name = rc.name.unwrap_or_else(|| rc.client_id.clone());
-    if name.bytes().any(|b| b.is_ascii_control()) {
-        return Err(ConfigError::new(
-            format!("{field}.name"),
-            "must not contain control characters",
-        ));
-    }
-    Ok(Client {
-        id: rc.client_id,
-        name,
-        access: Access {
-            is_active: rc.is_active,
-            allowed_ips,
-            allowed_endpoints,
-            security_level: rc.security_level.unwrap_or(SecurityLevel::Standard),
-        },
-        scopes: rc.scopes,
-        hmac_secret,
-        seed_signatures: rc.seed_signatures,
-        certificate: rc
-            .certificate
-            .as_ref()
-            .map(|c| {
-                crate::auth::mtls::CertificateMatch::compile(&format!("{field}.certificate"), c)
-            })
-            .transpose()?,
-        require_mtls: rc.require_mtls,
-        rate_limits,
     })
 }
 

@@ -7,8 +7,9 @@ mod compile;
 pub mod raw;
 pub mod schema;
 
+pub use crate::clients::Client;
 pub use crate::field::{within, ConfigError};
-pub use compile::{Client, Config};
+pub use compile::Config;
 
 /// Parses and validates the plugin configuration. An empty configuration is refused: a filter
 /// with no clients and no public routes would deny everything, which is never what was meant.

@@ -2,7 +2,7 @@
 //! design. Each section's type belongs to the capability that uses it; this file holds the
 //! document and the client entries, which span capabilities.
 
-use crate::auth::api_key::{RawApiKey, RawApiKeyOptions};
+use crate::auth::api_key::RawApiKeyOptions;
 use crate::auth::hmac_signature::RawHmac;
 use crate::auth::http_signature::RawHttpSignature;
 use crate::auth::jwt::RawJwt;
@@ -14,8 +14,8 @@ use crate::ratelimit::{RawRateLimitRule, RawRateLimits};
 use crate::threat::RawSecurityMonitoring;
 use schemars::JsonSchema;
 use serde::Deserialize;
-use std::collections::BTreeMap;
 
+pub use crate::clients::RawClient;
 pub use crate::field::OneOrMany;
 
 #[derive(Debug, Deserialize, Default, JsonSchema)]
@@ -59,45 +59,7 @@ pub struct RawConfig {
     pub rate_limit_rules: Vec<RawRateLimitRule>,
     #[serde(default)]
     pub rate_limiting: RawRateLimiting,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawClient {
-    pub client_id: String,
+    /// Clients, API keys and token revocations kept in Redis (through webdis).
     #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub allowed_endpoints: Vec<String>,
-    #[serde(default)]
-    pub allowed_ips: Vec<String>,
-    #[serde(default)]
-    pub rate_limits: Option<RawRateLimits>,
-    #[serde(default)]
-    pub security_level: Option<SecurityLevel>,
-    #[serde(default)]
-    pub api_keys: Vec<RawApiKey>,
-    /// Shared secret for HMAC request signatures (RFC 9421 `hmac-sha256`, and the seed's).
-    #[serde(default)]
-    pub client_secret: Option<String>,
-    /// Whether this client may also sign with the seed's scheme (`X-Signature`, method
-    /// `hmac_signature`), whose signing string has no field boundaries. Off by default.
-    #[serde(default)]
-    pub seed_signatures: bool,
-    /// The client's certificate, for `mtls`: any field given must match the peer's.
-    #[serde(default)]
-    pub certificate: Option<crate::auth::mtls::RawCertificate>,
-    /// Refuse this client unless it authenticated with its certificate (`mtls`).
-    #[serde(default)]
-    pub require_mtls: bool,
-    #[serde(default = "default_true")]
-    pub is_active: bool,
-    #[serde(default)]
-    pub scopes: Vec<String>,
-    #[serde(default)]
-    pub metadata: BTreeMap<String, serde_json::Value>,
-}
-
-fn default_true() -> bool {
-    true
+    pub registry: Option<crate::clients::registry::RawRegistry>,
 }

@@ -379,14 +379,12 @@ impl Flow {
         let (Some(abuse), Some(identity)) = (&env.config.abuse, &grant.identity) else {
             return Ok(());
         };
-        let Some(client_id) = env.config.client_ids.get(identity.client) else {
+        let Some(client) = env.config.client(identity.client) else {
             return Ok(());
         };
+        let client_id = &client.id;
         let now = env.now_ms / 1000;
-        let found = env
-            .abuse
-            .borrow_mut()
-            .mitigation(env.store, identity.client, client_id, now);
+        let found = env.abuse.borrow_mut().mitigation(env.store, client_id, now);
         let m = match found {
             Ok(Some(m)) => m,
             Ok(None) => return Ok(()),
@@ -457,12 +455,7 @@ impl Flow {
                     success: true,
                 });
                 self.record.credential_warning = identity.warning.clone();
-                self.record.client_index = Some(identity.client);
-                self.record.client = env
-                    .config
-                    .clients
-                    .get(identity.client)
-                    .map(|c| c.id.clone());
+                self.record.client = env.config.client(identity.client).map(|c| c.id.clone());
             }
             None => self.record.public = true,
         }

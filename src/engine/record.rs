@@ -46,8 +46,6 @@ pub struct Record {
     pub address: Option<IpAddr>,
     pub auth: Option<AuthRecord>,
     pub client: Option<String>,
-    /// The client's index in the configuration.
-    pub client_index: Option<usize>,
     /// Admitted on a public route, without authentication.
     pub public: bool,
     pub limit: Option<LimitRecord>,

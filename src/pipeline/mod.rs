@@ -183,8 +183,12 @@ fn address_limit(cfg: &Config, source: &Source) -> Option<Target> {
 fn client_limit(cfg: &Config, client: &Client, path: &str) -> Option<Target> {
     let rl = &cfg.rate_limiting;
     rl.enabled.then(|| {
-        rl.rules
-            .for_client(&client.id, client.rate_limits.as_ref(), path)
+        rl.rules.for_client(
+            &client.id,
+            client.registered,
+            client.rate_limits.as_ref(),
+            path,
+        )
     })
 }
 
@@ -259,6 +263,7 @@ fn auth_context<'a>(cfg: &'a Config, store: &'a dyn SharedStore, now: u64) -> Au
     AuthContext {
         settings: &cfg.auth,
         directory: cfg,
+        registry: cfg.registry.as_ref(),
         store,
         now,
     }
@@ -378,9 +383,8 @@ fn resumed(cfg: &Config, attempt: Attempt, rest: PendingRequest) -> Verdict {
             Verdict::Allow(Grant {
                 level: rest.level,
                 limit: cfg
-                    .clients
-                    .get(identity.client)
-                    .and_then(|c| client_limit(cfg, c, &rest.target.path)),
+                    .client(identity.client)
+                    .and_then(|c| client_limit(cfg, &c, &rest.target.path)),
                 identity: Some(identity),
                 remove_headers: Vec::new(),
                 set_headers: Vec::new(),
@@ -483,7 +487,7 @@ fn authorise(
     source: &Source,
     level: SecurityLevel,
 ) -> Result<(), Denial> {
-    let client = cfg.clients.get(identity.client).ok_or_else(no_client)?;
+    let client = cfg.client(identity.client).ok_or_else(no_client)?;
     authz::authorise(&client.access, path, || source.get(), level)
 }
 
@@ -499,7 +503,7 @@ fn identity_grant(
     path: &str,
     level: SecurityLevel,
 ) -> Result<Grant, Denial> {
-    let client = cfg.clients.get(identity.client).ok_or_else(no_client)?;
+    let client = cfg.client(identity.client).ok_or_else(no_client)?;
     if client.require_mtls && identity.method != AuthMethod::Mtls {
         return Err(Denial::unauthorized(
             "mtls_required",
@@ -535,7 +539,7 @@ fn identity_grant(
     );
     Ok(Grant {
         level,
-        limit: client_limit(cfg, client, path),
+        limit: client_limit(cfg, &client, path),
         identity: Some(identity),
         remove_headers,
         set_headers,

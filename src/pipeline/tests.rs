@@ -427,7 +427,8 @@ fn admitted_requests_carry_their_rate_limit_target() {
     assert_eq!(
         t.subject,
         crate::ratelimit::Subject::Client {
-            key: "marketing:api_send".into()
+            key: "marketing:api_send".into(),
+            registered: false,
         }
     );
     let public = grant(run(&c, "GET", "/health", &[], false)).limit.unwrap();

@@ -118,7 +118,7 @@ impl Limiter<'_> {
 
     /// Counts one request against `target`.
     pub fn check(&self, target: Target, now_ms: u64) -> Check {
-        let (Some(settings), Subject::Client { key }) = (self.redis(), &target.subject) else {
+        let (Some(settings), Subject::Client { key, .. }) = (self.redis(), &target.subject) else {
             let trace = Trace {
                 via: Some(Via::Local),
                 ..Trace::default()
@@ -155,7 +155,8 @@ impl Limiter<'_> {
     pub fn resume(&self, pending: PendingCount, answer: &CalloutAnswer, now_ms: u64) -> Check {
         let mut p = pending;
         p.trace.callout_ms = Some(now_ms.saturating_sub(p.sent_ms));
-        let (Some(settings), Subject::Client { key }) = (self.redis(), &p.target.subject) else {
+        let (Some(settings), Subject::Client { key, .. }) = (self.redis(), &p.target.subject)
+        else {
             // Only Redis-mode client counts ever wait for a call.
             return Check::Done(Counted {
                 decision: None,
@@ -218,7 +219,23 @@ impl Limiter<'_> {
 
     fn local(&self, target: &Target, now_ms: u64, mut trace: Trace) -> Counted {
         let result = match &target.subject {
-            Subject::Client { key } => local::check_client(self.store, key, &target.limits, now_ms),
+            Subject::Client {
+                key,
+                registered: false,
+            } => local::check_client(self.store, key, &target.limits, now_ms),
+            Subject::Client {
+                key,
+                registered: true,
+            } => {
+                use sha2::Digest;
+                let digest = sha2::Sha256::digest(key.as_bytes());
+                let mut id = [0u8; 16];
+                id.copy_from_slice(&digest[..16]);
+                match &self.settings.registered_clients {
+                    Some(table) => table.check(self.store, &id, &target.limits, now_ms),
+                    None => Err(StoreError::Unavailable),
+                }
+            }
             Subject::Address(address) => {
                 self.settings
                     .addresses
@@ -270,6 +287,9 @@ impl Limiter<'_> {
     pub fn prepare(&self, client_ids: &[&str]) -> Result<(), StoreError> {
         for key in self.settings.rules.client_keys(client_ids.iter().copied()) {
             store::ensure_exists(self.store, &local::client_key(&key), b"")?;
+        }
+        if let Some(table) = &self.settings.registered_clients {
+            table.prepare(self.store)?;
         }
         self.settings.addresses.prepare(self.store)
     }

@@ -46,7 +46,7 @@ fn local_counting_is_exact_and_addresses_never_go_to_redis() {
         reservations: &held,
     };
     l.prepare(&["m"]).unwrap();
-    let target = s.rules.for_client("m", None, "/api/x");
+    let target = s.rules.for_client("m", false, None, "/api/x");
     let allowed = (0..5)
         .filter(|_| done(l.check(target.clone(), NOW)).decision.unwrap().allowed)
         .count();
@@ -72,7 +72,7 @@ fn noscript_is_retried_once_with_the_script_then_is_an_error() {
         store: &store,
         reservations: &held,
     };
-    let target = s.rules.for_client("m", None, "/api/x");
+    let target = s.rules.for_client("m", false, None, "/api/x");
     let (pending, first) = call(l.check(target, NOW));
     assert!(first.path.starts_with("/EVALSHA/"));
     let noscript = CalloutAnswer::Response {
@@ -104,7 +104,7 @@ fn allow_mode_counts_locally_when_redis_cannot_answer() {
         reservations: &held,
     };
     l.prepare(&["m"]).unwrap();
-    let target = s.rules.for_client("m", None, "/api/x");
+    let target = s.rules.for_client("m", false, None, "/api/x");
     let mut admitted = 0;
     for _ in 0..5 {
         let (pending, _) = call(l.check(target.clone(), NOW));
@@ -127,7 +127,7 @@ fn webdis_credentials_travel_with_every_call_and_are_checked() {
         store: &store,
         reservations: &held,
     };
-    let (_, spec) = call(l.check(s.rules.for_client("m", None, "/api/x"), NOW));
+    let (_, spec) = call(l.check(s.rules.for_client("m", false, None, "/api/x"), NOW));
     assert_eq!(
         spec.headers,
         [(

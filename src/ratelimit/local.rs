@@ -34,16 +34,20 @@ pub fn check_client<S: SharedStore + ?Sized>(
     })
 }
 
+/// Counters in a fixed table of slot keys, by a 16-byte id: caller addresses (`aw:rla`), and
+/// the clients of the registry (`aw:rlr`, by a hash of `<client>:<rule>`), whose keys were not
+/// known at configuration.
 #[derive(Debug, Clone, Copy)]
-pub struct AddressTable {
+pub struct CounterTable {
+    pub prefix: &'static str,
     pub slots: usize,
     pub per_slot: usize,
 }
 
-impl AddressTable {
+impl CounterTable {
     pub fn keys(&self) -> SlotKeys {
         SlotKeys {
-            prefix: "aw:rla",
+            prefix: self.prefix,
             slots: self.slots,
         }
     }
@@ -130,7 +134,8 @@ mod tests {
     #[test]
     fn addresses_are_counted_apart_and_the_table_stays_bounded() {
         let store = MemoryStore::new();
-        let table = AddressTable {
+        let table = CounterTable {
+            prefix: "aw:rla",
             slots: 2,
             per_slot: 4,
         };
@@ -160,7 +165,8 @@ mod tests {
     #[test]
     fn eviction_takes_the_longest_idle_entry() {
         let store = MemoryStore::new();
-        let table = AddressTable {
+        let table = CounterTable {
+            prefix: "aw:rla",
             slots: 1,
             per_slot: 2,
         };

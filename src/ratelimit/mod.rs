@@ -95,8 +95,10 @@ pub struct Rule {
 /// What one request is counted against.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Subject {
-    /// An authenticated client under one rule: `key` is `<client_id>:<rule>`.
-    Client { key: String },
+    /// An authenticated client under one rule: `key` is `<client_id>:<rule>`. A client from
+    /// the registry (`registered`) has no counter keys made at configuration: its local counts
+    /// live in the fixed table of registry counters.
+    Client { key: String, registered: bool },
     /// An unauthenticated caller or a public route, by address (IPv6 by /64); callers whose
     /// address is unknown share [`UNKNOWN_ADDRESS`].
     Address([u8; 16]),
@@ -229,7 +231,13 @@ impl RuleSet {
 
     /// The first rule whose pattern matches (configuration order, ASCII case ignored as for
     /// route levels, so `/api/SEND/x` counts as `/api/send/x`), else the default.
-    pub fn for_client(&self, client_id: &str, over: Option<&LimitOverride>, path: &str) -> Target {
+    pub fn for_client(
+        &self,
+        client_id: &str,
+        registered: bool,
+        over: Option<&LimitOverride>,
+        path: &str,
+    ) -> Target {
         let (rule, base) = self
             .rules
             .iter()
@@ -240,6 +248,7 @@ impl RuleSet {
         Target {
             subject: Subject::Client {
                 key: format!("{client_id}:{rule}"),
+                registered,
             },
             rule: rule.to_string(),
             limits: over.map_or(base, |o| o.apply(base)),
@@ -325,22 +334,29 @@ mod tests {
             SEED_DEFAULTS,
         )
         .unwrap();
-        let t = set.for_client("m", None, "/api/send/bulk");
+        let t = set.for_client("m", false, None, "/api/send/bulk");
         assert_eq!((t.rule.as_str(), t.limits.per_minute), ("api_send", 50));
         assert_eq!(
             t.subject,
             Subject::Client {
-                key: "m:api_send".into()
+                key: "m:api_send".into(),
+                registered: false,
             }
         );
-        assert_eq!(set.for_client("m", None, "/api/other").rule, "api");
-        assert_eq!(set.for_client("m", None, "/api/SEND/bulk").rule, "api_send");
-        assert_eq!(set.for_client("m", None, "/elsewhere").rule, "default");
+        assert_eq!(set.for_client("m", false, None, "/api/other").rule, "api");
+        assert_eq!(
+            set.for_client("m", false, None, "/api/SEND/bulk").rule,
+            "api_send"
+        );
+        assert_eq!(
+            set.for_client("m", false, None, "/elsewhere").rule,
+            "default"
+        );
         let over = LimitOverride {
             per_minute: Some(200),
             ..Default::default()
         };
-        let t = set.for_client("m", Some(&over), "/api/send/bulk");
+        let t = set.for_client("m", false, Some(&over), "/api/send/bulk");
         assert_eq!((t.limits.per_minute, t.limits.burst), (200, 10));
         let keys: Vec<String> = set.client_keys(["m"].into_iter()).collect();
         assert_eq!(keys, ["m:api_send", "m:api", "m:default"]);

@@ -1,6 +1,6 @@
 //! Where counters live and what happens when that place fails.
 
-use super::local::AddressTable;
+use super::local::CounterTable;
 use super::RawRateLimits;
 use super::{limits_over, Limits, RuleSet};
 use crate::field::{within, ConfigError};
@@ -103,15 +103,16 @@ pub struct Settings {
     pub enabled: bool,
     pub rules: RuleSet,
     pub backend: Backend,
-    pub addresses: AddressTable,
+    pub addresses: CounterTable,
+    /// Local counters of registry clients (set when the registry is configured).
+    pub registered_clients: Option<CounterTable>,
 }
 
 pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 100;
 
 /// `user:password` as an HTTP Basic `Authorization` value.
-fn basic_authorization(credentials: &str) -> Result<String, ConfigError> {
+pub(crate) fn basic_authorization(field: &str, credentials: &str) -> Result<String, ConfigError> {
     use base64::Engine;
-    let field = "rate_limiting.redis.http_basic_auth";
     let valid = credentials
         .split_once(':')
         .is_some_and(|(user, password)| !user.is_empty() && password.len() >= 12)
@@ -175,7 +176,7 @@ pub fn compile(
             let authorization = r
                 .http_basic_auth
                 .as_deref()
-                .map(basic_authorization)
+                .map(|c| basic_authorization("rate_limiting.redis.http_basic_auth", c))
                 .transpose()?;
             Backend::Redis(RedisSettings {
                 authorization,
@@ -199,7 +200,8 @@ pub fn compile(
         enabled: raw.enabled.unwrap_or(true),
         rules: RuleSet::new(rules, default_limits, address_limits)?,
         backend,
-        addresses: AddressTable {
+        addresses: CounterTable {
+            prefix: "aw:rla",
             slots: within(
                 "rate_limiting.address_table_slots",
                 raw.address_table_slots,
@@ -213,5 +215,6 @@ pub fn compile(
                 1..=256,
             )?,
         },
+        registered_clients: None,
     })
 }

@@ -5,6 +5,7 @@
 //! semantics, including the quirk that a compare-and-swap on an absent key always succeeds.
 
 pub mod checked;
+pub mod expiring;
 
 use sha2::Digest;
 use std::cell::RefCell;

@@ -3,6 +3,7 @@
 
 use super::credentials::Credentials;
 use super::{unauthorized, Attempt, AuthContext, AuthMethod, Identity, Method, RequestFacts};
+use crate::clients::registry::{self, Lookup, Partial};
 use crate::field::ConfigError;
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -179,6 +180,15 @@ impl KeyTable {
     }
 }
 
+/// Whether an unknown key is looked up in the registry: always from `X-API-Key`; from a bearer
+/// token only when OAuth2 is not configured, since an opaque bearer is then introspected.
+fn registry_may_know(ctx: &AuthContext, creds: &Credentials) -> bool {
+    ctx.registry.is_some()
+        && !(ctx.settings.oauth2.is_some()
+            && creds.opaque_bearer.is_some()
+            && creds.opaque_bearer == creds.api_key)
+}
+
 /// The API-key method: `X-API-Key`, or an opaque bearer token.
 pub struct ApiKeyMethod;
 
@@ -192,6 +202,18 @@ impl Method for ApiKeyMethod {
         let key = creds.api_key.as_deref()?;
         let entry = match ctx.settings.api_keys.find(key) {
             Ok(entry) => entry,
+            Err(KeyFailure::Unknown) if registry_may_know(ctx, creds) => {
+                let lookup = Lookup {
+                    key: Some(Sha256::digest(key).into()),
+                    ..Lookup::default()
+                };
+                let partial = Partial {
+                    method: AuthMethod::ApiKey,
+                    scopes: None,
+                    headers: Vec::new(),
+                };
+                return Some(registry::resolve(ctx, lookup, partial, None));
+            }
             Err(f) => {
                 let message = match f {
                     KeyFailure::TooLong => "API key is too long",

@@ -9,6 +9,7 @@ use super::credentials::Credentials;
 use super::{
     unauthorized, Attempt, AuthContext, AuthMethod, Failure, Identity, Method, RequestFacts,
 };
+use crate::clients::registry::{self, Lookup, Partial};
 use crate::field::{within, ConfigError, OneOrMany};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -129,6 +130,8 @@ pub struct VerifiedToken {
     pub valid_from: Option<u64>,
     /// `claim_headers`: (header, value) for each mapped claim the token has.
     pub headers: Vec<(String, String)>,
+    /// Its `jti`, for the registry's revocations.
+    pub jti: Option<String>,
 }
 
 /// Tokens this worker verified, by SHA-256 of the whole token. A hit skips the signature and
@@ -535,6 +538,7 @@ impl JwtVerifier {
         Ok(VerifiedToken {
             client_id,
             headers,
+            jti: claims.jwt_id.clone(),
             scopes: scopes_of(&claims.custom)?,
             expires_at: claims.expires_at.map(|t| t.as_secs()),
             valid_from: [claims.issued_at, claims.invalid_before]
@@ -901,14 +905,11 @@ impl Method for JwtMethod {
         _facts: &RequestFacts,
     ) -> Option<Attempt> {
         let token = creds.jwt.as_deref()?;
-        Some(match verify_token(ctx, token) {
-            Ok(identity) => Attempt::Verified(identity),
-            Err(failure) => Attempt::Failed(failure),
-        })
+        Some(verify_token(ctx, token).unwrap_or_else(Attempt::Failed))
     }
 }
 
-fn verify_token(ctx: &AuthContext, token: &[u8]) -> Result<Identity, Failure> {
+fn verify_token(ctx: &AuthContext, token: &[u8]) -> Result<Attempt, Failure> {
     let Some(verifier) = &ctx.settings.jwt else {
         return Err(unauthorized(
             AuthMethod::Jwt,
@@ -923,6 +924,20 @@ fn verify_token(ctx: &AuthContext, token: &[u8]) -> Result<Identity, Failure> {
         },
         other => unauthorized(AuthMethod::Jwt, other.code(), other.message()),
     })?;
+    // With the registry, it knows clients the configuration does not, and revoked tokens.
+    if ctx.registry.is_some() {
+        let lookup = Lookup {
+            key: None,
+            client: Some(verified.client_id),
+            jti: verified.jti,
+        };
+        let partial = Partial {
+            method: AuthMethod::Jwt,
+            scopes: Some(verified.scopes),
+            headers: verified.headers,
+        };
+        return Ok(registry::resolve(ctx, lookup, partial, None));
+    }
     let client = ctx.directory.find(&verified.client_id).ok_or_else(|| {
         unauthorized(
             AuthMethod::Jwt,
@@ -930,13 +945,13 @@ fn verify_token(ctx: &AuthContext, token: &[u8]) -> Result<Identity, Failure> {
             "token names an unknown client",
         )
     })?;
-    Ok(Identity {
+    Ok(Attempt::Verified(Identity {
         client,
         method: AuthMethod::Jwt,
         scopes: verified.scopes,
         warning: None,
         headers: verified.headers,
-    })
+    }))
 }
 
 #[cfg(test)]

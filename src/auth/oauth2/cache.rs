@@ -5,7 +5,7 @@
 //! `slots x PER_SLOT x ~200` bytes (1024 slots: about 1.6 MiB at most), and no token is ever
 //! stored, only its hash.
 
-use crate::store::{self, SharedStore, SlotKeys, StoreError};
+use crate::store::expiring::{Expires, ExpiringCache};
 use serde::{Deserialize, Serialize};
 
 pub const PER_SLOT: usize = 8;
@@ -25,7 +25,7 @@ pub enum Cached {
     },
 }
 
-impl Cached {
+impl Expires for Cached {
     fn until(&self) -> u64 {
         match self {
             Self::Active { until, .. } | Self::Inactive { until } => *until,
@@ -33,86 +33,21 @@ impl Cached {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Entry {
-    /// The first 16 bytes of the token's SHA-256, hex.
-    token: String,
-    answer: Cached,
+/// The introspection cache with `slots` shared-data keys.
+pub fn cache(slots: usize) -> ExpiringCache {
+    ExpiringCache {
+        prefix: "aw:intro",
+        slots,
+        per_slot: PER_SLOT,
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IntrospectionCache {
-    pub slots: usize,
-}
-
-fn id(digest: &[u8; 32]) -> String {
-    hex::encode(&digest[..16])
-}
-
-impl IntrospectionCache {
-    fn keys(&self) -> SlotKeys {
-        SlotKeys {
-            prefix: "aw:intro",
-            slots: self.slots,
-        }
+/// Scopes beyond [`MAX_SCOPES`] are not kept (an answer that long is cached cut short).
+pub fn trimmed(mut answer: Cached) -> Cached {
+    if let Cached::Active { scopes, .. } = &mut answer {
+        scopes.truncate(MAX_SCOPES);
     }
-
-    pub fn prepare<S: SharedStore + ?Sized>(&self, store: &S) -> Result<(), StoreError> {
-        self.keys().prepare(store)
-    }
-
-    fn decode(bytes: &[u8]) -> Vec<Entry> {
-        let mut entries: Vec<Entry> = serde_json::from_slice(bytes).unwrap_or_default();
-        entries.truncate(PER_SLOT);
-        entries
-    }
-
-    pub fn get<S: SharedStore + ?Sized>(
-        &self,
-        store: &S,
-        digest: &[u8; 32],
-        now: u64,
-    ) -> Result<Option<Cached>, StoreError> {
-        let token = id(digest);
-        let Some((bytes, _)) = store.get(&self.keys().key_for(digest))? else {
-            return Ok(None);
-        };
-        Ok(Self::decode(&bytes)
-            .into_iter()
-            .find(|e| e.token == token && e.answer.until() > now)
-            .map(|e| e.answer))
-    }
-
-    pub fn put<S: SharedStore + ?Sized>(
-        &self,
-        store: &S,
-        digest: &[u8; 32],
-        answer: &Cached,
-        now: u64,
-    ) -> Result<(), StoreError> {
-        if answer.until() <= now {
-            return Ok(());
-        }
-        let mut answer = answer.clone();
-        if let Cached::Active { scopes, .. } = &mut answer {
-            scopes.truncate(MAX_SCOPES);
-        }
-        let token = id(digest);
-        store::update(store, &self.keys().key_for(digest), |current| {
-            let mut entries = Self::decode(current);
-            entries.retain(|e| e.token != token && e.answer.until() > now);
-            if entries.len() >= PER_SLOT {
-                if let Some(i) = (0..entries.len()).min_by_key(|i| entries[*i].answer.until()) {
-                    entries.swap_remove(i);
-                }
-            }
-            entries.push(Entry {
-                token: token.clone(),
-                answer: answer.clone(),
-            });
-            (serde_json::to_vec(&entries).ok(), ())
-        })
-    }
+    answer
 }
 
 #[cfg(test)]
@@ -128,7 +63,7 @@ mod tests {
     #[test]
     fn answers_are_kept_until_they_expire() {
         let store = MemoryStore::new();
-        let cache = IntrospectionCache { slots: 4 };
+        let cache = cache(4);
         cache.prepare(&store).unwrap();
         let active = Cached::Active {
             client: "marketing".into(),
@@ -139,19 +74,29 @@ mod tests {
         cache
             .put(&store, &digest(2), &Cached::Inactive { until: 130 }, 100)
             .unwrap();
-        assert_eq!(cache.get(&store, &digest(1), 150).unwrap(), Some(active));
         assert_eq!(
-            cache.get(&store, &digest(2), 120).unwrap(),
+            cache.get::<_, Cached>(&store, &digest(1), 150).unwrap(),
+            Some(active)
+        );
+        assert_eq!(
+            cache.get::<_, Cached>(&store, &digest(2), 120).unwrap(),
             Some(Cached::Inactive { until: 130 })
         );
-        assert_eq!(cache.get(&store, &digest(2), 130).unwrap(), None, "expired");
-        assert_eq!(cache.get(&store, &digest(3), 100).unwrap(), None);
+        assert_eq!(
+            cache.get::<_, Cached>(&store, &digest(2), 130).unwrap(),
+            None,
+            "expired"
+        );
+        assert_eq!(
+            cache.get::<_, Cached>(&store, &digest(3), 100).unwrap(),
+            None
+        );
     }
 
     #[test]
     fn a_token_spray_stays_in_the_fixed_keys() {
         let store = MemoryStore::new();
-        let cache = IntrospectionCache { slots: 8 };
+        let cache = cache(8);
         cache.prepare(&store).unwrap();
         for n in 0..10_000 {
             cache
@@ -172,6 +117,9 @@ mod tests {
             store.total_bytes()
         );
         // The latest entries are the ones kept.
-        assert!(cache.get(&store, &digest(9_999), 2).unwrap().is_some());
+        assert!(cache
+            .get::<_, Cached>(&store, &digest(9_999), 2)
+            .unwrap()
+            .is_some());
     }
 }

@@ -14,12 +14,14 @@ use super::{
 use crate::auth::credentials::Credentials;
 use crate::auth::{AuthSettings, Directory};
 use crate::callout::{CalloutAnswer, CalloutSpec};
+use crate::clients::registry::{self, Lookup, Partial};
 use crate::denial::Denial;
 use crate::field::{within, ConfigError};
+use crate::store::expiring::ExpiringCache;
 use crate::store::{SharedStore, StoreError};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use cache::{Cached, IntrospectionCache};
+use cache::Cached;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
@@ -72,7 +74,7 @@ pub struct OAuth2Settings {
     pub timeout_ms: u64,
     pub cache_seconds: u64,
     pub negative_cache_seconds: u64,
-    pub cache: IntrospectionCache,
+    pub cache: ExpiringCache,
     pub client_id_field: String,
 }
 
@@ -126,9 +128,12 @@ impl OAuth2Settings {
                 30,
                 0..=3600,
             )?,
-            cache: IntrospectionCache {
-                slots: within("oauth2.cache_slots", raw.cache_slots, 1024, 1..=65_536)?,
-            },
+            cache: cache::cache(within(
+                "oauth2.cache_slots",
+                raw.cache_slots,
+                1024,
+                1..=65_536,
+            )?),
             client_id_field: raw
                 .client_id_field
                 .clone()
@@ -195,13 +200,12 @@ fn scopes(answer: &Value) -> Option<Vec<String>> {
     }
 }
 
-/// The identity an active answer names, and until when it may be cached.
-fn identity_of(
+/// The client and scopes an active answer names, and until when it may be cached.
+fn active_answer(
     settings: &OAuth2Settings,
-    directory: &dyn Directory,
     answer: &Value,
     now: u64,
-) -> Result<(Identity, u64), Failure> {
+) -> Result<(String, Vec<String>, u64), Failure> {
     let client_id = answer
         .get(&settings.client_id_field)
         .and_then(Value::as_str)
@@ -212,13 +216,6 @@ fn identity_of(
                 "the token names no client",
             )
         })?;
-    let client = directory.find(client_id).ok_or_else(|| {
-        unauthorized(
-            AuthMethod::OAuth2,
-            "unknown_client",
-            "the token names an unknown client",
-        )
-    })?;
     let scopes = scopes(answer).ok_or_else(|| unavailable("malformed scope in the answer"))?;
     let mut until = now + settings.cache_seconds;
     if let Some(exp) = answer.get("exp") {
@@ -230,74 +227,84 @@ fn identity_of(
         }
         until = until.min(exp);
     }
-    Ok((
-        Identity {
+    Ok((client_id.to_string(), scopes, until))
+}
+
+/// The identity of an active token's client: a configured one, or (with the registry) one the
+/// registry knows.
+fn identity_of(ctx: &AuthContext, client_id: String, scopes: Vec<String>) -> Attempt {
+    if ctx.registry.is_some() {
+        let lookup = Lookup {
+            client: Some(client_id),
+            ..Lookup::default()
+        };
+        let partial = Partial {
+            method: AuthMethod::OAuth2,
+            scopes: Some(scopes),
+            headers: Vec::new(),
+        };
+        return registry::resolve(ctx, lookup, partial, None);
+    }
+    match ctx.directory.find(&client_id) {
+        Some(client) => Attempt::Verified(Identity {
             client,
             method: AuthMethod::OAuth2,
             scopes,
             warning: None,
             headers: Vec::new(),
-        },
-        until,
-    ))
+        }),
+        None => Attempt::Failed(unauthorized(
+            AuthMethod::OAuth2,
+            "unknown_client",
+            "the token names an unknown client",
+        )),
+    }
 }
 
-/// What an introspection answer decides; the cache entry to write with it.
+/// An active token's client id and scopes.
+type ActiveToken = (String, Vec<String>);
+
+/// What an introspection answer says (an active token's client and scopes); the cache entry
+/// to write with it.
 fn decide(
     settings: &OAuth2Settings,
-    directory: &dyn Directory,
     answer: &CalloutAnswer,
     now: u64,
-) -> (Attempt, Option<Cached>) {
+) -> (Result<ActiveToken, Failure>, Option<Cached>) {
     let body = match answer {
         CalloutAnswer::Response { status: 200, body } => body,
         CalloutAnswer::Response { status, .. } => {
             return (
-                Attempt::Failed(unavailable(&format!("the provider answered {status}"))),
+                Err(unavailable(&format!("the provider answered {status}"))),
                 None,
             )
         }
-        CalloutAnswer::NoResponse => {
-            return (Attempt::Failed(unavailable("no answer in time")), None)
-        }
+        CalloutAnswer::NoResponse => return (Err(unavailable("no answer in time")), None),
         CalloutAnswer::DispatchFailed => {
-            return (
-                Attempt::Failed(unavailable("the call could not be made")),
-                None,
-            )
+            return (Err(unavailable("the call could not be made")), None)
         }
     };
     let Ok(value) = serde_json::from_slice::<Value>(body) else {
-        return (Attempt::Failed(unavailable("the answer is not JSON")), None);
+        return (Err(unavailable("the answer is not JSON")), None);
+    };
+    let negative = Cached::Inactive {
+        until: now + settings.negative_cache_seconds,
     };
     match value.get("active") {
-        Some(Value::Bool(true)) => match identity_of(settings, directory, &value, now) {
-            Ok((identity, until)) => {
+        Some(Value::Bool(true)) => match active_answer(settings, &value, now) {
+            Ok((client, scopes, until)) => {
                 let cached = Cached::Active {
-                    client: directory.id(identity.client).to_string(),
-                    scopes: identity.scopes.clone(),
+                    client: client.clone(),
+                    scopes: scopes.clone(),
                     until,
                 };
-                (Attempt::Verified(identity), Some(cached))
+                (Ok((client, scopes)), Some(cached))
             }
-            Err(f) if f.denial.status == 401 => (
-                Attempt::Failed(f),
-                Some(Cached::Inactive {
-                    until: now + settings.negative_cache_seconds,
-                }),
-            ),
-            Err(f) => (Attempt::Failed(f), None),
+            Err(f) if f.denial.status == 401 => (Err(f), Some(negative)),
+            Err(f) => (Err(f), None),
         },
-        Some(Value::Bool(false)) => (
-            Attempt::Failed(inactive()),
-            Some(Cached::Inactive {
-                until: now + settings.negative_cache_seconds,
-            }),
-        ),
-        _ => (
-            Attempt::Failed(unavailable("the answer has no boolean `active`")),
-            None,
-        ),
+        Some(Value::Bool(false)) => (Err(inactive()), Some(negative)),
+        _ => (Err(unavailable("the answer has no boolean `active`")), None),
     }
 }
 
@@ -315,12 +322,17 @@ impl Resume for AwaitIntrospection {
         let Some(settings) = &ctx.settings.oauth2 else {
             return Attempt::Failed(unavailable("not configured"));
         };
-        let (attempt, cached) = decide(settings, ctx.directory, answer, ctx.now);
+        let (said, cached) = decide(settings, answer, ctx.now);
         if let Some(entry) = cached {
             // A cache that cannot be written only costs another call next time.
-            let _ = settings.cache.put(ctx.store, &self.digest, &entry, ctx.now);
+            let _ = settings
+                .cache
+                .put(ctx.store, &self.digest, &cache::trimmed(entry), ctx.now);
         }
-        attempt
+        match said {
+            Ok((client, scopes)) => identity_of(ctx, client, scopes),
+            Err(f) => Attempt::Failed(f),
+        }
     }
 }
 
@@ -351,18 +363,9 @@ impl Method for OAuth2Method {
         }
         use sha2::Digest;
         let digest: [u8; 32] = sha2::Sha256::digest(token).into();
-        match settings.cache.get(ctx.store, &digest, ctx.now) {
+        match settings.cache.get::<_, Cached>(ctx.store, &digest, ctx.now) {
             Ok(Some(Cached::Active { client, scopes, .. })) => {
-                return Some(match ctx.directory.find(&client) {
-                    Some(client) => Attempt::Verified(Identity {
-                        client,
-                        method: AuthMethod::OAuth2,
-                        scopes,
-                        warning: None,
-                        headers: Vec::new(),
-                    }),
-                    None => Attempt::Failed(inactive()),
-                })
+                return Some(identity_of(ctx, client, scopes))
             }
             Ok(Some(Cached::Inactive { .. })) => return Some(Attempt::Failed(inactive())),
             // A miss, or a cache that cannot be read: ask the provider.

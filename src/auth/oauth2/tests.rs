@@ -31,6 +31,7 @@ fn attempt(c: &Config, store: &MemoryStore, token: &str, now: u64) -> Option<Att
     let ctx = AuthContext {
         settings: &c.auth,
         directory: c,
+        registry: None,
         store,
         now,
     };
@@ -52,6 +53,7 @@ fn answer(c: &Config, store: &MemoryStore, pending: Attempt, body: &CalloutAnswe
     let ctx = AuthContext {
         settings: &c.auth,
         directory: c,
+        registry: None,
         store,
         now: NOW,
     };
@@ -128,11 +130,6 @@ fn inactive_and_unknown_answers_are_refused_and_remembered_briefly() {
     for (token, body, code) in [
         ("t-off", json!({"active": false}), "token_inactive"),
         (
-            "t-who",
-            json!({"active": true, "client_id": "nobody"}),
-            "unknown_client",
-        ),
-        (
             "t-exp",
             json!({"active": true, "client_id": "marketing", "exp": NOW}),
             "token_inactive",
@@ -152,6 +149,18 @@ fn inactive_and_unknown_answers_are_refused_and_remembered_briefly() {
             Some(Attempt::Suspended(_))
         ));
     }
+    // An active token of a client nobody configured: the provider's answer is kept as it
+    // came, and the client refused each time (it may be configured later).
+    let pending = attempt(&c, &store, "t-who", NOW).unwrap();
+    let who = json!({"active": true, "client_id": "nobody"});
+    let Attempt::Failed(f) = answer(&c, &store, pending, &json_answer(who)) else {
+        panic!()
+    };
+    assert_eq!((f.denial.status, f.denial.code), (401, "unknown_client"));
+    let Some(Attempt::Failed(f)) = attempt(&c, &store, "t-who", NOW + 60) else {
+        panic!("remembered")
+    };
+    assert_eq!(f.denial.code, "unknown_client");
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! One worker's share of abuse scoring: what it saw since its last tick (per client, per
 //! signature, authentication attempts), the mitigations it enforces (read from shared data at
 //! most once a second per client), and the tick that folds its share into shared data, scores
-//! the clients it saw and installs mitigations. Bounded: profiles by the configured clients,
-//! signatures by [`MAX_SIGHTINGS`] per tick.
+//! the clients it saw and installs mitigations. Clients are kept by id, so those of the registry
+//! are scored like configured ones. Bounded: profiles by the clients seen in a tick (configured
+//! or held from the registry), signatures by [`MAX_SIGHTINGS`] per tick.
 
 use super::assess::{assess, signals};
 use super::distributed::{self, Sighting};
@@ -24,6 +25,8 @@ const GLOBAL_KEY: &str = "aw:abuse:global";
 const GLOBAL_PERIOD_SECONDS: u64 = 300;
 /// Clients mitigated for one pattern in a period that make a coordinated attack.
 const COORDINATED_CLIENTS: usize = 3;
+/// Registry clients one worker remembers having prepared (and includes in global analysis).
+const MAX_PREPARED: usize = 100_000;
 
 pub fn profile_key(client_id: &str) -> String {
     format!("aw:bp:{client_id}")
@@ -54,8 +57,8 @@ pub fn content_hash(bytes: &[u8]) -> u64 {
 #[derive(Debug, Default)]
 struct Signed {
     seen: Sighting,
-    /// This worker's clients that sent it (indices).
-    clients: Vec<usize>,
+    /// This worker's clients that sent it.
+    clients: Vec<String>,
 }
 
 /// What a tick did, for the adapter to log and count.
@@ -67,27 +70,27 @@ pub struct Flushed {
 
 #[derive(Debug, Default)]
 pub struct AbuseWorker {
-    profiles: HashMap<usize, Profile>,
+    profiles: HashMap<String, Profile>,
+    /// Registry clients whose shared keys this worker made (configured ones are made at
+    /// configuration), to make them once.
+    prepared: std::collections::HashSet<String>,
     signed: HashMap<u64, Signed>,
     pub dropped_signatures: u64,
     auth: AuthView,
-    /// Client index to (second read, mitigation).
-    mitigations: HashMap<usize, (u64, Option<Mitigation>)>,
+    /// Client id to (second read, mitigation).
+    mitigations: HashMap<String, (u64, Option<Mitigation>)>,
     stuffing_until: u64,
     global_period: u64,
 }
 
 impl AbuseWorker {
     /// Adds a finished request to this worker's share.
-    pub fn observe(&mut self, settings: &AbuseSettings, client_ids: &[String], record: &Record) {
+    pub fn observe(&mut self, settings: &AbuseSettings, record: &Record) {
         let now = record.finished_ms / 1000;
         if let (Some(auth), Some(address)) = (record.auth, record.address) {
             self.auth.attempt(now, !auth.success, address_hash(address));
         }
-        let Some(client) = record.client_index else {
-            return;
-        };
-        let Some(client_id) = client_ids.get(client) else {
+        let Some(client_id) = &record.client else {
             return;
         };
         let failed = record
@@ -101,10 +104,14 @@ impl AbuseWorker {
             failed,
             content: record.content_hash,
         };
-        self.profiles
-            .entry(client)
-            .or_default()
-            .observe(&observation, &settings.classes);
+        match self.profiles.get_mut(client_id) {
+            Some(p) => p.observe(&observation, &settings.classes),
+            None => {
+                let mut p = Profile::default();
+                p.observe(&observation, &settings.classes);
+                self.profiles.insert(client_id.clone(), p);
+            }
+        }
         let Some(content) = record.content_hash else {
             return;
         };
@@ -119,8 +126,8 @@ impl AbuseWorker {
             hash32(client_id.as_bytes()),
             record.address.map(address_hash),
         );
-        if !signed.clients.contains(&client) {
-            signed.clients.push(client);
+        if !signed.clients.contains(client_id) {
+            signed.clients.push(client_id.clone());
         }
     }
 
@@ -128,17 +135,17 @@ impl AbuseWorker {
     pub fn mitigation<S: SharedStore + ?Sized>(
         &mut self,
         store: &S,
-        client: usize,
         client_id: &str,
         now: u64,
     ) -> Result<Option<Mitigation>, StoreError> {
-        if let Some((at, m)) = self.mitigations.get(&client) {
+        if let Some((at, m)) = self.mitigations.get(client_id) {
             if *at == now {
                 return Ok(m.clone().filter(|m| m.active(now)));
             }
         }
         let m = mitigation::read(store, client_id)?;
-        self.mitigations.insert(client, (now, m.clone()));
+        self.mitigations
+            .insert(client_id.to_string(), (now, m.clone()));
         Ok(m.filter(|m| m.active(now)))
     }
 
@@ -165,19 +172,17 @@ impl AbuseWorker {
                     // Every client that sent it, on any worker (by the hashes the table holds).
                     let members = client_ids
                         .iter()
-                        .enumerate()
-                        .filter(|(_, id)| m.members.contains(&hash32(id.as_bytes())))
-                        .map(|(i, _)| i);
-                    for client in members.chain(signed.clients.iter().copied()) {
+                        .chain(self.prepared.iter())
+                        .filter(|id| m.members.contains(&hash32(id.as_bytes())))
+                        .cloned()
+                        .collect::<Vec<_>>();
+                    for client in members.into_iter().chain(signed.clients.iter().cloned()) {
                         self.profiles.entry(client).or_default().distributed_until =
                             now + distributed::WINDOW_SECONDS;
                     }
                     if m.newly {
-                        let clients: Vec<&str> = signed
-                            .clients
-                            .iter()
-                            .filter_map(|c| client_ids.get(*c).map(String::as_str))
-                            .collect();
+                        let clients: Vec<&str> =
+                            signed.clients.iter().map(String::as_str).collect();
                         out.events.push(event(
                             EventType::DistributedAttack,
                             ThreatLevel::High,
@@ -198,11 +203,18 @@ impl AbuseWorker {
             }
         }
         self.flush_auth(settings, store, now, &mut out);
-        for (client, delta) in std::mem::take(&mut self.profiles) {
-            let Some(client_id) = client_ids.get(client) else {
-                continue;
-            };
-            match self.score(settings, store, client, client_id, &delta, now) {
+        for (client_id, delta) in std::mem::take(&mut self.profiles) {
+            if !client_ids.contains(&client_id) && !self.prepared.contains(&client_id) {
+                // A registry client: its keys are made by the first worker to score it.
+                if prepare_client(store, &client_id).is_err() {
+                    out.store_errors += 1;
+                    continue;
+                }
+                if self.prepared.len() < MAX_PREPARED {
+                    self.prepared.insert(client_id.clone());
+                }
+            }
+            match self.score(settings, store, &client_id, &delta, now) {
                 Ok(Some(event)) => out.events.push(event),
                 Ok(None) => {}
                 Err(_) => out.store_errors += 1,
@@ -210,7 +222,9 @@ impl AbuseWorker {
         }
         if now / GLOBAL_PERIOD_SECONDS != self.global_period {
             self.global_period = now / GLOBAL_PERIOD_SECONDS;
-            match global_analysis(store, client_ids, now) {
+            let mut everyone: Vec<String> = client_ids.to_vec();
+            everyone.extend(self.prepared.iter().cloned());
+            match global_analysis(store, &everyone, now) {
                 Ok(events) => out.events.extend(events),
                 Err(_) => out.store_errors += 1,
             }
@@ -269,7 +283,6 @@ impl AbuseWorker {
         &mut self,
         settings: &AbuseSettings,
         store: &S,
-        client: usize,
         client_id: &str,
         delta: &Profile,
         now: u64,
@@ -288,7 +301,8 @@ impl AbuseWorker {
         let installed = mitigation::install(store, client_id, &new, now)?;
         // The next request here sees it at once.
         let current = mitigation::read(store, client_id)?;
-        self.mitigations.insert(client, (now, current));
+        self.mitigations
+            .insert(client_id.to_string(), (now, current));
         if !installed {
             return Ok(None);
         }
@@ -431,11 +445,15 @@ pub fn prepare<S: SharedStore + ?Sized>(
     settings.signatures.prepare(store)?;
     store::ensure_exists(store, stuffing::KEY, b"")?;
     store::ensure_exists(store, GLOBAL_KEY, b"")?;
-    for id in client_ids {
-        store::ensure_exists(store, &profile_key(id), b"")?;
-        store::ensure_exists(store, &mitigation::key(id), b"")?;
-    }
-    Ok(())
+    client_ids
+        .iter()
+        .try_for_each(|id| prepare_client(store, id))
+}
+
+/// Makes one client's profile and mitigation keys.
+fn prepare_client<S: SharedStore + ?Sized>(store: &S, client_id: &str) -> Result<(), StoreError> {
+    store::ensure_exists(store, &profile_key(client_id), b"")?;
+    store::ensure_exists(store, &mitigation::key(client_id), b"")
 }
 
 #[cfg(test)]

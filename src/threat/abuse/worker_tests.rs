@@ -19,7 +19,7 @@ fn setup() -> (AbuseSettings, MemoryStore) {
 fn request(now_s: u64, client: Option<usize>, path: &str, address: [u8; 4]) -> Record {
     let mut r = Record::new(now_s * 1000, b"POST", path.as_bytes());
     r.finished_ms = now_s * 1000;
-    r.client_index = client;
+    r.client = client.and_then(|i| ids().get(i).cloned());
     r.address = Some(IpAddr::from(address));
     r.auth = Some(AuthRecord {
         method: crate::auth::AuthMethod::ApiKey,
@@ -35,7 +35,7 @@ fn two_workers_scans_add_up_and_both_enforce_the_block() {
     for id in 1..=30u64 {
         let worker = if id % 2 == 0 { &mut a } else { &mut b };
         let r = request(T0, Some(2), &format!("/api/contacts/{id}"), [10, 0, 0, 1]);
-        worker.observe(&s, &ids(), &r);
+        worker.observe(&s, &r);
     }
     // Neither worker saw a run of ten; together they saw thirty.
     let first = a.flush(&s, &ids(), &store, T0);
@@ -55,15 +55,9 @@ fn two_workers_scans_add_up_and_both_enforce_the_block() {
     assert_eq!(details["mitigation"], "severe");
     assert_eq!(mitigation.level, ThreatLevel::High);
     // Worker a learns of it on the client's next request (next second).
-    let m = a
-        .mitigation(&store, 2, "client-2", T0 + 1)
-        .unwrap()
-        .unwrap();
+    let m = a.mitigation(&store, "client-2", T0 + 1).unwrap().unwrap();
     assert_eq!(m.grade, mitigation::Grade::Severe);
-    assert!(a
-        .mitigation(&store, 3, "client-3", T0 + 1)
-        .unwrap()
-        .is_none());
+    assert!(a.mitigation(&store, "client-3", T0 + 1).unwrap().is_none());
     // The profile remembers the assessment for the report.
     let (bytes, _) = store.get(&profile_key("client-2")).unwrap().unwrap();
     let p = Profile::decode(&bytes).unwrap();
@@ -81,7 +75,7 @@ fn a_shared_template_across_clients_is_a_distributed_attack() {
         let mut r = request(T0, Some(client), "/api/send", [10, 0, 0, n % 3]);
         r.content_hash = Some(77);
         let w = if client < 3 { &mut a } else { &mut b };
-        w.observe(&s, &ids(), &r);
+        w.observe(&s, &r);
     }
     let first = a.flush(&s, &ids(), &store, T0);
     assert!(first.events.is_empty(), "{:?}", first.events);
@@ -122,7 +116,7 @@ fn stuffing_is_seen_across_workers_and_ticks() {
             status: 401,
             code: "invalid_api_key",
         });
-        a.observe(&s, &ids(), &r);
+        a.observe(&s, &r);
     }
     let out = a.flush(&s, &ids(), &store, T0);
     assert!(out
@@ -189,7 +183,7 @@ fn a_legitimate_mixed_workload_is_never_mitigated() {
             };
             let mut r = request(T0 + second, Some(client), &path, [10, 0, 1, client as u8]);
             r.content_hash = Some(second * 10 + client as u64);
-            w.observe(&s, &ids(), &r);
+            w.observe(&s, &r);
         }
         let out = w.flush(&s, &ids(), &store, T0 + second);
         assert!(
@@ -210,7 +204,7 @@ fn signatures_between_ticks_are_bounded() {
     for n in 0..1000u64 {
         let mut r = request(T0, Some(1), "/api/send", [10, 0, 0, 1]);
         r.content_hash = Some(n);
-        w.observe(&s, &ids(), &r);
+        w.observe(&s, &r);
     }
     assert_eq!(w.dropped_signatures, 1000 - MAX_SIGHTINGS as u64);
 }

@@ -15,6 +15,8 @@
 #   warden_redis    api-warden with an API key, counting in Redis through webdis (one callout
 #                   per request; Redis and webdis on loopback, started here)
 #   warden_batch    the same in batched mode (each worker reserves 20 admissions per callout)
+#   warden_registry warden_api_key with the key and its client in the Redis client registry
+#                   instead of the configuration (answers cached: no callout once warm)
 #   baseline_api_key  with BASELINE_WASM=path: warden_api_key on another build, in the same
 #                   interleaved rounds (to compare a change with what it replaces)
 # ONLY="none empty_wasm warden_api_key" runs a subset.
@@ -229,9 +231,14 @@ printf '{"redis_host":"127.0.0.1","redis_port":%s,"http_host":"127.0.0.1","http_
 sleep 0.3
 webdis "$work/webdis.json" > "$work/webdis.out" 2>&1 &
 for _ in $(seq 50); do curl -sf "127.0.0.1:$WEBDIS_PORT/PING" >/dev/null 2>&1 && break; sleep 0.1; done
+# The registry variant's client and key, as `api-warden create-client --redis` stores them.
+REG_KEY=ak_bench_registry_key_000000000000001
+REG_SHA=$(printf %s "$REG_KEY" | sha256sum | cut -d' ' -f1)
+redis-cli -p "$REDIS_PORT" HSET api_clients registered '{"client_id": "registered", "allowed_endpoints": ["/api/send/*"], "rate_limits": {"requests_per_minute": 1000000000, "requests_per_hour": 1000000000, "requests_per_day": 1000000000, "burst_limit": 1000000000}}' >/dev/null
+redis-cli -p "$REDIS_PORT" SET "api_key:$REG_SHA" registered >/dev/null
 
 ROUNDS=${ROUNDS:-3}
-ALL=(none empty_wasm native_api_key warden_api_key warden_threat native_jwt warden_jwt warden_redis warden_batch)
+ALL=(none empty_wasm native_api_key warden_api_key warden_threat native_jwt warden_jwt warden_redis warden_batch warden_registry)
 [[ -n ${BASELINE_WASM:-} ]] && ALL+=(baseline_api_key)
 VARIANTS=()
 for v in "${ALL[@]}"; do [[ -z ${ONLY:-} || " $ONLY " == *" $v "* ]] && VARIANTS+=("$v"); done
@@ -246,6 +253,7 @@ want native_jwt && start_variant native_jwt "$filters_native_jwt" "Authorization
 want warden_jwt && start_variant warden_jwt "$(filters_warden "$(warden_config "\"jwt\": {\"audience\": \"email-api\", \"keys\": [{\"alg\": \"HS256\", \"secret\": \"$JWT_SECRET\"}]}")")" "Authorization: Bearer $JWT"
 want warden_redis && start_variant warden_redis "$(filters_warden "$(warden_config '"auth_methods": ["api_key"], "rate_limiting": {"mode": "redis", "redis": {"cluster": "webdis", "timeout_ms": 1000}}')")" "X-API-Key: $KEY"
 want warden_batch && start_variant warden_batch "$(filters_warden "$(warden_config '"auth_methods": ["api_key"], "rate_limiting": {"mode": "redis", "redis": {"cluster": "webdis", "timeout_ms": 1000, "batch_size": 20}}')")" "X-API-Key: $KEY"
+want warden_registry && start_variant warden_registry "$(filters_warden "$(warden_config '"auth_methods": ["api_key"], "registry": {"cluster": "webdis", "timeout_ms": 1000}')")" "X-API-Key: $REG_KEY"
 want baseline_api_key && start_variant baseline_api_key "$(filters_warden "$(warden_config '"auth_methods": ["api_key"]')" "$BASELINE_WASM")" "X-API-Key: $KEY"
 for round in $(seq "$ROUNDS"); do
   for v in "${VARIANTS[@]}"; do measure "$v"; done
@@ -261,7 +269,7 @@ for v in "${VARIANTS[@]}"; do
 done
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 if want empty_wasm; then
-  for v in warden_api_key warden_threat warden_jwt baseline_api_key; do
+  for v in warden_api_key warden_threat warden_registry warden_jwt baseline_api_key; do
     want "$v" && printf 'Throughput %s / empty_wasm: %s\n' "$v" "$(ratio "${MED[$v]}" "${MED[empty_wasm]}")"
   done
 fi
@@ -269,6 +277,11 @@ if want warden_threat && want warden_api_key; then
   printf 'Threat protection on an admitted request: throughput %s of warden_api_key, %+.1f us CPU\n' \
     "$(ratio "${MED[warden_threat]}" "${MED[warden_api_key]}")" \
     "$(python3 -c "print(${MEDCPU[warden_threat]} - ${MEDCPU[warden_api_key]})")"
+fi
+if want warden_registry && want warden_api_key; then
+  printf 'A registry key instead of a configured one: throughput %s of warden_api_key, %+.1f us CPU\n' \
+    "$(ratio "${MED[warden_registry]}" "${MED[warden_api_key]}")" \
+    "$(python3 -c "print(${MEDCPU[warden_registry]} - ${MEDCPU[warden_api_key]})")"
 fi
 want native_api_key && want native_jwt && want warden_api_key && want warden_jwt || exit 0
 printf '\nEnvoy CPU per request, api-warden / native: api key + rate limit %s, jwt + rate limit %s\n' \

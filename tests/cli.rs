@@ -44,6 +44,29 @@ fn help_and_unknown_commands() {
 }
 
 #[test]
+fn registry_writes_fail_clearly_when_redis_cannot_take_them() {
+    // Nothing listens on port 1: the command says so and exits non-zero, printing no key.
+    let (ok, out, err) = cli(&["create-client", "acme", "--redis", "redis://127.0.0.1:1/"]);
+    assert!(!ok && err.contains("cannot reach Redis"), "{err}");
+    assert!(!out.contains("shown once"), "{out}");
+    let (ok, _, err) = cli(&["create-client", "bad id", "--redis", "redis://127.0.0.1:1/"]);
+    assert!(!ok && err.contains("not valid"), "{err}");
+    let (ok, _, err) = cli(&[
+        "revoke-token",
+        "j1",
+        "--redis",
+        "redis://127.0.0.1:1/",
+        "--ttl",
+        "0",
+    ]);
+    assert!(!ok && err.contains("--ttl"), "{err}");
+    let (ok, _, err) = cli(&["hash-key", "k", "--redis", "redis://127.0.0.1:1/"]);
+    assert!(!ok && err.contains("does not take --redis"), "{err}");
+    let (ok, _, err) = cli(&["create-client", "acme", "--redis", "not-a-url"]);
+    assert!(!ok && err.contains("--redis"), "{err}");
+}
+
+#[test]
 fn a_created_client_authenticates_with_its_key_and_nothing_stores_the_key() {
     let (ok, out, err) = cli(&[
         "create-client",

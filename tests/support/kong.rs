@@ -1,7 +1,7 @@
 //! Kong's proxy-wasm host (nginx with ngx_wasm_module) running the built filter, configured
 //! from `examples/nginx/nginx.conf` with its ports, module path and plugin configuration moved.
 
-use super::{free_port_for_tests, http, kill, repo_root, spawn_kept, wasm_path, TempDir};
+use super::{free_port_for_tests, http, kill, repo_root, spawn_kept_with, wasm_path, TempDir};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -60,7 +60,7 @@ impl Nginx {
             "-c".to_string(),
             conf_path.display().to_string(),
         ];
-        let pid = spawn_kept(bin, &args, &dir.0.join("logs/stdout.log"));
+        let pid = spawn_kept_with(bin, &args, &dir.0.join("logs/stdout.log"), libc::SIGTERM);
         let nginx = Nginx { port, pid, dir };
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {

@@ -287,6 +287,13 @@ fn alive(pid: i32) -> bool {
 /// Spawns a process from a thread that lives as long as the test process, with a parent-death
 /// signal, so nothing outlives the tests even when a test panics or the run is interrupted.
 pub fn spawn_kept(program: &Path, args: &[String], log: &Path) -> i32 {
+    spawn_kept_with(program, args, log, libc::SIGKILL)
+}
+
+/// As [`spawn_kept`], with the signal the process gets when the test process ends: nginx needs
+/// SIGTERM, since its master takes its workers down only when it can run (a SIGKILLed master
+/// leaves them serving).
+pub fn spawn_kept_with(program: &Path, args: &[String], log: &Path, on_exit: i32) -> i32 {
     let (tx, rx) = mpsc::channel();
     let (program, args, log) = (program.to_path_buf(), args.to_vec(), log.to_path_buf());
     std::thread::spawn(move || {
@@ -301,8 +308,8 @@ pub fn spawn_kept(program: &Path, args: &[String], log: &Path) -> i32 {
             .stdout(log_file.try_clone().unwrap())
             .stderr(log_file);
         unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            cmd.pre_exec(move || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, on_exit);
                 Ok(())
             });
         }

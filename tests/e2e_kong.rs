@@ -671,3 +671,36 @@ fn registry_clients_are_read_from_redis_on_kong_too() {
     );
     assert_eq!(resp.status, 200, "{}", resp.text());
 }
+
+#[test]
+fn a_registry_that_does_not_answer_is_a_503_on_kong() {
+    if nginx_bin().is_none() {
+        eprintln!("SKIPPED: no Kong host nginx (set KONG_NGINX, or provide ../shared/kong-host/)");
+        return;
+    }
+    // Accepts and never answers: the call times out after it was sent. (Kong's host writes an
+    // empty response when a call carrying a body fails that way; the lookup has none.)
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().collect();
+        drop(held);
+    });
+    let mut cfg = example_config();
+    cfg["rate_limiting"] = json!({"enabled": false});
+    cfg["registry"] = json!({"cluster": format!("127.0.0.1:{port}"), "timeout_ms": 300});
+    let Some(k) = start(&cfg) else { return };
+    let unknown = [("X-API-Key", "ak_not_configured_0000000000000000001")];
+    let resp = call(&k, "GET", "/api/send/x", "hang-1", &unknown, b"");
+    assert_refused(&k, &resp, "hang-1", 503, "registry_unavailable");
+    // Configured clients do not wait for it.
+    let resp = call(
+        &k,
+        "GET",
+        "/api/send/x",
+        "hang-2",
+        &[("X-API-Key", KEY)],
+        b"",
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+}

@@ -458,21 +458,26 @@ impl Registry {
         if let Some(jti) = &lookup.jti {
             arg.insert("jti".into(), json!(jti));
         }
-        let mut headers: Vec<(String, String)> = self
+        let headers: Vec<(String, String)> = self
             .settings
             .authorization
             .iter()
             .map(|v| ("authorization".to_string(), v.clone()))
             .collect();
-        headers.push(("content-type".to_string(), "application/json".to_string()));
+        // A GET with every argument in the path: Kong's host mishandles the request's reply
+        // when a call that carried a body times out (nginx writes an empty response).
+        let encode = crate::ratelimit::redis::encode;
         CalloutSpec {
             upstream: self.settings.cluster.clone(),
             authority: self.settings.authority.clone(),
-            // webdis appends a PUT body as the command's last argument.
-            method: "PUT",
-            path: format!("/EVAL/{}/0", crate::ratelimit::redis::encode(SCRIPT)),
+            method: "GET",
+            path: format!(
+                "/EVAL/{}/0/{}",
+                encode(SCRIPT),
+                encode(&Value::Object(arg).to_string())
+            ),
             headers,
-            body: Value::Object(arg).to_string().into_bytes(),
+            body: Vec::new(),
             timeout_ms: self.settings.timeout_ms,
         }
     }

@@ -61,12 +61,12 @@ impl FakeRedis {
     /// What the script returns for a call.
     fn answer(&self, spec: &CalloutSpec) -> CalloutAnswer {
         self.calls.set(self.calls.get() + 1);
-        assert_eq!((spec.method, spec.upstream.as_str()), ("PUT", "webdis"));
+        assert_eq!((spec.method, spec.upstream.as_str()), ("GET", "webdis"));
         assert!(spec.path.starts_with("/EVAL/"), "{}", spec.path);
         if self.down {
             return CalloutAnswer::NoResponse;
         }
-        let a: Value = serde_json::from_slice(&spec.body).unwrap();
+        let a = argument(spec);
         let mut out = [String::new(), String::new(), String::new()];
         let mut id = a["client"].as_str().map(String::from);
         if let Some(key) = a["key"].as_str() {
@@ -93,6 +93,22 @@ impl FakeRedis {
             body: json!({ "EVAL": out }).to_string().into_bytes(),
         }
     }
+}
+
+/// The script's argument: the last path segment, percent-decoded.
+fn argument(spec: &CalloutSpec) -> Value {
+    let last = spec.path.rsplit('/').next().unwrap();
+    let mut bytes = Vec::new();
+    let mut it = last.bytes();
+    while let Some(b) = it.next() {
+        if b == b'%' {
+            let hex = [it.next().unwrap(), it.next().unwrap()];
+            bytes.push(u8::from_str_radix(std::str::from_utf8(&hex).unwrap(), 16).unwrap());
+        } else {
+            bytes.push(b);
+        }
+    }
+    serde_json::from_slice(&bytes).unwrap()
 }
 
 /// One worker: its configuration (with its registry table) and reservations.
@@ -472,11 +488,10 @@ fn the_call_is_one_eval_with_the_lookup_as_its_argument() {
         client: Some("acme".into()),
         jti: Some("j1".into()),
     });
-    assert_eq!(
-        spec.path,
-        format!("/EVAL/{}/0", crate::ratelimit::redis::encode(SCRIPT))
-    );
-    let arg: Value = serde_json::from_slice(&spec.body).unwrap();
+    let encoded_script = crate::ratelimit::redis::encode(SCRIPT);
+    assert!(spec.path.starts_with(&format!("/EVAL/{encoded_script}/0/")));
+    assert!(spec.body.is_empty(), "no body: see Registry::call");
+    let arg = argument(&spec);
     assert_eq!(
         arg,
         json!({"prefix": "tenant1:", "client": "acme", "jti": "j1"})

@@ -9,13 +9,15 @@ ENVOY         := $(VENV)/bin/envoy
 WASM_TARGET   := wasm32-wasip1
 WASM          := target/$(WASM_TARGET)/release/api_warden.wasm
 # command:Debian package, for what the tests run (signing recipe, Redis behind webdis).
-SYSTEM_TOOLS  := curl:curl openssl:openssl redis-server:redis-server redis-cli:redis-tools webdis:webdis wrk:wrk
+# ring's C (the JWT signature checks) is compiled for wasm by clang and archived by llvm-ar.
+WASM_CC_TOOLS := clang:clang llvm-ar:llvm
+SYSTEM_TOOLS  := $(WASM_CC_TOOLS) curl:curl openssl:openssl redis-server:redis-server redis-cli:redis-tools webdis:webdis wrk:wrk
 
 export ENVOY_BIN := $(abspath $(ENVOY))
 
-.PHONY: build run test unit e2e lint fmt deps wasm-target system-deps bench clean schema fuzz fuzz-smoke soak faults
+.PHONY: build run test unit e2e lint fmt deps wasm-target wasm-cc system-deps bench clean schema fuzz fuzz-smoke soak faults
 
-build: wasm-target
+build: wasm-target wasm-cc
 	cargo build --release --target $(WASM_TARGET) --lib
 
 wasm-target:
@@ -33,14 +35,22 @@ $(HMS_STAMP): $(ENVOY)
 	$(VENV)/bin/pip install --quiet http-message-signatures==$(HMS_VERSION) requests
 	@touch $@
 
-# Tools the tests call; each test starts its own Redis and webdis on free loopback ports.
-system-deps:
-	@missing=""; for t in $(SYSTEM_TOOLS); do \
+# Installs the Debian packages of TOOLS (command:package) whose command is missing.
+define install_missing
+	@missing=""; for t in $(1); do \
 	  command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
+endef
+
+wasm-cc:
+	$(call install_missing,$(WASM_CC_TOOLS))
+
+# Tools the tests call; each test starts its own Redis and webdis on free loopback ports.
+system-deps:
+	$(call install_missing,$(SYSTEM_TOOLS))
 
 deps: wasm-target $(ENVOY) $(HMS_STAMP) system-deps
 

@@ -17,6 +17,12 @@
 #   warden_batch    the same in batched mode (each worker reserves 20 admissions per callout)
 #   warden_registry warden_api_key with the key and its client in the Redis client registry
 #                   instead of the configuration (answers cached: no callout once warm)
+#   warden_es256    api-warden with one ES256 token, sent again and again (its verified-token
+#                   cache answers); native_es256: jwt_authn on the same token with its cache
+#   warden_es256_distinct, warden_rs256_distinct, warden_eddsa_distinct
+#                   api-warden with distinct tokens (minted here, more than any cache holds, each
+#                   run from a random line): every request verifies a signature;
+#                   native_es256_distinct, native_rs256_distinct: jwt_authn without a cache
 #   baseline_api_key  with BASELINE_WASM=path: warden_api_key on another build, in the same
 #                   interleaved rounds (to compare a change with what it replaces)
 # ONLY="none empty_wasm warden_api_key" runs a subset.
@@ -187,7 +193,7 @@ $4
 YAML
 }
 
-declare -A PORT HEADER PID RPS P99 CPU
+declare -A PORT HEADER PID RPS P99 CPU TOKEN_FILE
 start_variant() { # $1: name, $2: filters YAML, $3: request header
   local p a u; p=$(port); a=$(port); u=$(port)
   render "$p" "$a" "$u" "$2" > "$work/$1.yaml"
@@ -208,9 +214,12 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 measure() { # $1: name; appends requests/s, p99 and Envoy CPU microseconds per request
   local p=${PORT[$1]} h=${HEADER[$1]}
-  wrk -t1 -c"$CONNECTIONS" -d1s -H "$h" "http://127.0.0.1:$p/api/send/bulk" >/dev/null
+  # Distinct-token variants take each request's token from their file instead of one header.
+  local load=(-H "$h") args=()
+  [[ -n ${TOKEN_FILE[$1]:-} ]] && load=(-s bench/tokens.lua) && args=(-- "${TOKEN_FILE[$1]}")
+  wrk -t1 -c"$CONNECTIONS" -d1s "${load[@]}" "http://127.0.0.1:$p/api/send/bulk" "${args[@]}" >/dev/null
   local before; before=$(cpu_ticks "${PID[$1]}")
-  local out; out=$(wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "$h" "http://127.0.0.1:$p/api/send/bulk")
+  local out; out=$(wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "${load[@]}" "http://127.0.0.1:$p/api/send/bulk" "${args[@]}")
   local after; after=$(cpu_ticks "${PID[$1]}")
   local requests; requests=$(awk '/requests in/ {print $1}' <<<"$out")
   CPU[$1]+="$(python3 -c "print(f'{($after - $before) * 1e6 / $(getconf CLK_TCK) / $requests:.1f}')") "
@@ -237,8 +246,40 @@ REG_SHA=$(printf %s "$REG_KEY" | sha256sum | cut -d' ' -f1)
 redis-cli -p "$REDIS_PORT" HSET api_clients registered '{"client_id": "registered", "allowed_endpoints": ["/api/send/*"], "rate_limits": {"requests_per_minute": 1000000000, "requests_per_hour": 1000000000, "requests_per_day": 1000000000, "burst_limit": 1000000000}}' >/dev/null
 redis-cli -p "$REDIS_PORT" SET "api_key:$REG_SHA" registered >/dev/null
 
+# Asymmetric tokens: more than the filter's verified-token cache holds (4096), cycled from a
+# random line by bench/tokens.lua, so no request of a distinct variant is a cache hit.
+TOKENS=${TOKENS:-20000}
+for alg in ES256 RS256 EdDSA; do
+  .venv/bin/python bench/mint_tokens.py "$alg" "$TOKENS" "$work/$alg"
+done
+first_token() { head -n1 "$work/$1.tokens"; }
+warden_asym() { # $1: alg
+  warden_config "\"auth_methods\": [\"jwt\"], \"jwt\": {\"audience\": \"email-api\", \"jwks\": $(cat "$work/$1.jwks")}"
+}
+native_asym() { # $1: alg, $2: cache (yes/no)
+  local cache=""
+  [[ $2 == yes ]] && cache="jwt_cache_config: { jwt_cache_size: 1000 }"
+  cat <<YAML
+          - name: envoy.filters.http.jwt_authn
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
+              providers:
+                demo:
+                  audiences: [email-api]
+                  local_jwks:
+                    inline_string: '$(cat "$work/$1.jwks")'
+                  $cache
+              rules:
+              - match: { prefix: "/" }
+                requires: { provider_name: demo }
+$native_ratelimit
+YAML
+}
+
 ROUNDS=${ROUNDS:-3}
-ALL=(none empty_wasm native_api_key warden_api_key warden_threat native_jwt warden_jwt warden_redis warden_batch warden_registry)
+ALL=(none empty_wasm native_api_key warden_api_key warden_threat native_jwt warden_jwt warden_redis warden_batch warden_registry
+     warden_es256 native_es256 warden_es256_distinct native_es256_distinct warden_rs256_distinct native_rs256_distinct
+     warden_eddsa_distinct)
 [[ -n ${BASELINE_WASM:-} ]] && ALL+=(baseline_api_key)
 VARIANTS=()
 for v in "${ALL[@]}"; do [[ -z ${ONLY:-} || " $ONLY " == *" $v "* ]] && VARIANTS+=("$v"); done
@@ -254,6 +295,14 @@ want warden_jwt && start_variant warden_jwt "$(filters_warden "$(warden_config "
 want warden_redis && start_variant warden_redis "$(filters_warden "$(warden_config '"auth_methods": ["api_key"], "rate_limiting": {"mode": "redis", "redis": {"cluster": "webdis", "timeout_ms": 1000}}')")" "X-API-Key: $KEY"
 want warden_batch && start_variant warden_batch "$(filters_warden "$(warden_config '"auth_methods": ["api_key"], "rate_limiting": {"mode": "redis", "redis": {"cluster": "webdis", "timeout_ms": 1000, "batch_size": 20}}')")" "X-API-Key: $KEY"
 want warden_registry && start_variant warden_registry "$(filters_warden "$(warden_config '"auth_methods": ["api_key"], "registry": {"cluster": "webdis", "timeout_ms": 1000}')")" "X-API-Key: $REG_KEY"
+want warden_es256 && start_variant warden_es256 "$(filters_warden "$(warden_asym ES256)")" "Authorization: Bearer $(first_token ES256)"
+want native_es256 && start_variant native_es256 "$(native_asym ES256 yes)" "Authorization: Bearer $(first_token ES256)"
+for alg in ES256 RS256 EdDSA; do
+  lower=$(tr 'A-Z' 'a-z' <<<"$alg")
+  want "warden_${lower}_distinct" && start_variant "warden_${lower}_distinct" "$(filters_warden "$(warden_asym "$alg")")" "Authorization: Bearer $(first_token "$alg")" && TOKEN_FILE[warden_${lower}_distinct]=$work/$alg.tokens
+  [[ $alg == EdDSA ]] && continue
+  want "native_${lower}_distinct" && start_variant "native_${lower}_distinct" "$(native_asym "$alg" no)" "Authorization: Bearer $(first_token "$alg")" && TOKEN_FILE[native_${lower}_distinct]=$work/$alg.tokens
+done
 want baseline_api_key && start_variant baseline_api_key "$(filters_warden "$(warden_config '"auth_methods": ["api_key"]')" "$BASELINE_WASM")" "X-API-Key: $KEY"
 for round in $(seq "$ROUNDS"); do
   for v in "${VARIANTS[@]}"; do measure "$v"; done
@@ -283,6 +332,15 @@ if want warden_registry && want warden_api_key; then
     "$(ratio "${MED[warden_registry]}" "${MED[warden_api_key]}")" \
     "$(python3 -c "print(${MEDCPU[warden_registry]} - ${MEDCPU[warden_api_key]})")"
 fi
+target() { # $1: label, $2: ratio, $3: target
+  printf '%s: %s (target %s: %s)\n' "$1" "$2" "$3" "$(python3 -c "print('met' if $2 >= $3 else 'not met')")"
+}
+want warden_es256_distinct && want native_es256_distinct &&
+  target "Distinct ES256 tokens, api-warden / native jwt_authn uncached" "$(ratio "${MED[warden_es256_distinct]}" "${MED[native_es256_distinct]}")" 0.25
+want warden_rs256_distinct && want native_rs256_distinct &&
+  target "Distinct RS256 tokens, api-warden / native jwt_authn uncached" "$(ratio "${MED[warden_rs256_distinct]}" "${MED[native_rs256_distinct]}")" 0.20
+want warden_es256 && want empty_wasm &&
+  target "One ES256 token (verified-token cache), api-warden / empty_wasm" "$(ratio "${MED[warden_es256]}" "${MED[empty_wasm]}")" 0.80
 want native_api_key && want native_jwt && want warden_api_key && want warden_jwt || exit 0
 printf '\nEnvoy CPU per request, api-warden / native: api key + rate limit %s, jwt + rate limit %s\n' \
   "$(ratio "${MEDCPU[warden_api_key]}" "${MEDCPU[native_api_key]}")" "$(ratio "${MEDCPU[warden_jwt]}" "${MEDCPU[native_jwt]}")"

@@ -4,6 +4,7 @@
 //! checked against the proxy's clock, passed in as `now`.
 
 pub mod remote;
+pub mod signature;
 
 use super::credentials::Credentials;
 use super::{
@@ -92,6 +93,20 @@ struct ConfiguredKey {
     kid: Option<String>,
     alg: &'static str,
     key: Key,
+    /// The same public key for ring, which checks its signatures (see `signature`).
+    fast: Option<signature::RingKey>,
+}
+
+impl ConfiguredKey {
+    fn new(kid: Option<String>, alg: &'static str, key: Key) -> Self {
+        let fast = signature::RingKey::for_key(&key);
+        ConfiguredKey {
+            kid,
+            alg,
+            key,
+            fast,
+        }
+    }
 }
 
 pub struct JwtVerifier {
@@ -240,11 +255,11 @@ impl JwtVerifier {
         let mut keys = Vec::new();
         for (i, k) in raw.keys.iter().enumerate() {
             let field = format!("jwt.keys[{i}]");
-            keys.push(ConfiguredKey {
-                kid: k.kid.clone(),
-                alg: canonical_alg(&format!("{field}.alg"), &k.alg)?,
-                key: key_from_inline(&field, &k.alg, k.secret.as_deref(), k.pem.as_deref())?,
-            });
+            keys.push(ConfiguredKey::new(
+                k.kid.clone(),
+                canonical_alg(&format!("{field}.alg"), &k.alg)?,
+                key_from_inline(&field, &k.alg, k.secret.as_deref(), k.pem.as_deref())?,
+            ));
         }
         if let Some(jwks) = &raw.jwks {
             keys.extend(keys_from_jwks("jwt.jwks", jwks)?);
@@ -483,6 +498,9 @@ impl JwtVerifier {
         token: &str,
         now: u64,
     ) -> Result<JWTClaims<Map<String, Value>>, JwtFailure> {
+        if let Some(fast) = &key.fast {
+            return signature::verify(fast, key.alg, token, &self.options(now));
+        }
         let o = Some(self.options(now));
         let result = match &key.key {
             Key::HS256(k) => k.verify_token(token, o),
@@ -887,11 +905,11 @@ fn key_from_jwk(field: &str, jwk: &Value) -> Result<ConfiguredKey, ConfigError> 
             ))
         }
     };
-    Ok(ConfiguredKey {
-        kid: text("kid").map(str::to_string),
+    Ok(ConfiguredKey::new(
+        text("kid").map(str::to_string),
         alg,
         key,
-    })
+    ))
 }
 
 /// The JWT method: a JWT-shaped bearer token.

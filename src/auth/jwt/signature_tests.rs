@@ -1,0 +1,317 @@
+//! ring behind [`RingKey`] against the Wycheproof vectors, and the ring path of [`verify`]
+//! against jwt-simple's own `verify_token` on the same tokens: same claims, same refusals.
+
+use super::*;
+use crate::auth::jwt::{classify, Key};
+use std::collections::HashSet;
+use wycheproof::TestResult;
+
+/// Runs a Wycheproof set: valid signatures pass, invalid ones fail ("acceptable" ones may do
+/// either). Returns how many vectors were checked.
+fn run_vectors(
+    name: &str,
+    tests: impl Iterator<Item = (RingKey, Vec<u8>, Vec<u8>, TestResult, usize)>,
+) -> usize {
+    let mut checked = 0;
+    for (key, msg, sig, result, id) in tests {
+        let ok = key.check(&msg, &sig);
+        match result {
+            TestResult::Valid => assert!(ok, "{name} #{id}: a valid signature was refused"),
+            TestResult::Invalid => assert!(!ok, "{name} #{id}: an invalid signature passed"),
+            TestResult::Acceptable => {}
+        }
+        checked += 1;
+    }
+    assert!(checked > 50, "{name}: only {checked} vectors");
+    checked
+}
+
+fn without_leading_zeros(bytes: &[u8]) -> Vec<u8> {
+    let first = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+    bytes[first..].to_vec()
+}
+
+#[test]
+fn ecdsa_and_ed25519_pass_wycheproof() {
+    use wycheproof::ecdsa::{TestName, TestSet};
+    for (name, algorithm) in [
+        (
+            TestName::EcdsaSecp256r1Sha256P1363,
+            &sig::ECDSA_P256_SHA256_FIXED as &'static dyn sig::VerificationAlgorithm,
+        ),
+        (
+            TestName::EcdsaSecp384r1Sha384P1363,
+            &sig::ECDSA_P384_SHA384_FIXED,
+        ),
+    ] {
+        let set = TestSet::load(name).unwrap();
+        let vectors = set.test_groups.into_iter().flat_map(move |g| {
+            let public = g.key.key.to_vec();
+            g.tests.into_iter().map(move |t| {
+                let key = RingKey::Raw {
+                    algorithm,
+                    public: public.clone(),
+                };
+                (key, t.msg.to_vec(), t.sig.to_vec(), t.result, t.tc_id)
+            })
+        });
+        run_vectors(&format!("{name:?}"), vectors);
+    }
+    let set = wycheproof::eddsa::TestSet::load(wycheproof::eddsa::TestName::Ed25519).unwrap();
+    let vectors = set.test_groups.into_iter().flat_map(|g| {
+        let public = g.key.pk.to_vec();
+        g.tests.into_iter().map(move |t| {
+            let key = RingKey::Raw {
+                algorithm: &sig::ED25519,
+                public: public.clone(),
+            };
+            (key, t.msg.to_vec(), t.sig.to_vec(), t.result, t.tc_id)
+        })
+    });
+    run_vectors("Ed25519", vectors);
+}
+
+#[test]
+fn rsa_pkcs1_and_pss_pass_wycheproof() {
+    use wycheproof::rsa_pkcs1_verify::{TestName, TestSet};
+    for (name, params) in [
+        (TestName::Rsa2048Sha256, &sig::RSA_PKCS1_2048_8192_SHA256),
+        (TestName::Rsa3072Sha384, &sig::RSA_PKCS1_2048_8192_SHA384),
+        (TestName::Rsa4096Sha512, &sig::RSA_PKCS1_2048_8192_SHA512),
+    ] {
+        let set = TestSet::load(name).unwrap();
+        let vectors = set.test_groups.into_iter().flat_map(move |g| {
+            let (n, e) = (
+                without_leading_zeros(&g.key.n),
+                without_leading_zeros(&g.key.e),
+            );
+            g.tests.into_iter().map(move |t| {
+                let key = RingKey::Rsa {
+                    n: n.clone(),
+                    e: e.clone(),
+                    params,
+                };
+                (key, t.msg.to_vec(), t.sig.to_vec(), t.result, t.tc_id)
+            })
+        });
+        run_vectors(&format!("{name:?}"), vectors);
+    }
+    use wycheproof::rsa_pss_verify::{TestName as Pss, TestSet as PssSet};
+    let set = PssSet::load(Pss::RsaPss2048Sha256Mgf1SaltLen32).unwrap();
+    let vectors = set.test_groups.into_iter().flat_map(|g| {
+        let (n, e) = (
+            without_leading_zeros(&g.key.n),
+            without_leading_zeros(&g.key.e),
+        );
+        g.tests.into_iter().map(move |t| {
+            let key = RingKey::Rsa {
+                n: n.clone(),
+                e: e.clone(),
+                params: &sig::RSA_PSS_2048_8192_SHA256,
+            };
+            (key, t.msg.to_vec(), t.sig.to_vec(), t.result, t.tc_id)
+        })
+    });
+    run_vectors("RsaPss2048Sha256Mgf1SaltLen32", vectors);
+}
+
+const NOW: u64 = 1_800_000_000;
+
+fn options() -> VerificationOptions {
+    VerificationOptions {
+        allowed_audiences: Some(HashSet::from(["email-api".to_string()])),
+        allowed_issuers: Some(HashSet::from(["https://idp".to_string()])),
+        time_tolerance: Some(Duration::from_secs(60)),
+        max_token_length: Some(2048),
+        artificial_time: Some(UnixTimeStamp::from_secs(NOW)),
+        ..Default::default()
+    }
+}
+
+fn claims(edit: impl Fn(&mut JWTClaims<Map<String, Value>>)) -> JWTClaims<Map<String, Value>> {
+    let mut custom = Map::new();
+    custom.insert("client_id".into(), json_str("marketing"));
+    let mut c = Claims::with_custom_claims(custom, Duration::from_secs(600))
+        .with_audience("email-api")
+        .with_issuer("https://idp");
+    c.issued_at = Some(UnixTimeStamp::from_secs(NOW - 10));
+    c.expires_at = Some(UnixTimeStamp::from_secs(NOW + 600));
+    c.invalid_before = None;
+    edit(&mut c);
+    c
+}
+
+fn json_str(s: &str) -> Value {
+    Value::String(s.to_string())
+}
+
+/// Tokens that exercise every rule: good ones, times at and past the tolerance, audiences,
+/// issuers, tampering, headers.
+fn corpus(sign: &dyn Fn(JWTClaims<Map<String, Value>>) -> String) -> Vec<(String, String)> {
+    let at = |s: u64| Some(UnixTimeStamp::from_secs(s));
+    let mut out = vec![
+        ("good".to_string(), sign(claims(|_| {}))),
+        (
+            "expired".into(),
+            sign(claims(|c| c.expires_at = at(NOW - 61))),
+        ),
+        (
+            "expired within tolerance".into(),
+            sign(claims(|c| c.expires_at = at(NOW - 60))),
+        ),
+        (
+            "not yet valid".into(),
+            sign(claims(|c| c.invalid_before = at(NOW + 61))),
+        ),
+        (
+            "valid within tolerance".into(),
+            sign(claims(|c| c.invalid_before = at(NOW + 60))),
+        ),
+        (
+            "issued in the future".into(),
+            sign(claims(|c| c.issued_at = at(NOW + 61))),
+        ),
+        ("no exp".into(), sign(claims(|c| c.expires_at = None))),
+        (
+            "wrong audience".into(),
+            sign(claims(|c| {
+                c.audiences = Some(Audiences::AsString("x".into()))
+            })),
+        ),
+        ("no audience".into(), sign(claims(|c| c.audiences = None))),
+        (
+            "audience set".into(),
+            sign(claims(|c| {
+                c.audiences = Some(Audiences::AsSet(HashSet::from([
+                    "a".into(),
+                    "email-api".into(),
+                ])))
+            })),
+        ),
+        (
+            "wrong issuer".into(),
+            sign(claims(|c| c.issuer = Some("https://evil".into()))),
+        ),
+        ("no issuer".into(), sign(claims(|c| c.issuer = None))),
+    ];
+    let good = sign(claims(|_| {}));
+    let parts: Vec<&str> = good.split('.').collect();
+    let other = sign(claims(|c| c.subject = Some("other".into())));
+    let other_payload = other.split('.').nth(1).unwrap_or_default();
+    let b64 = |v: &str| URL_SAFE_NO_PAD.encode(v);
+    out.extend([
+        (
+            "payload swapped".into(),
+            format!("{}.{}.{}", parts[0], other_payload, parts[2]),
+        ),
+        (
+            "signature cut".into(),
+            format!(
+                "{}.{}.{}",
+                parts[0],
+                parts[1],
+                &parts[2][..parts[2].len() / 2]
+            ),
+        ),
+        (
+            "signature empty".into(),
+            format!("{}.{}.", parts[0], parts[1]),
+        ),
+        (
+            "signature not base64".into(),
+            format!("{}.{}.***", parts[0], parts[1]),
+        ),
+        ("four parts".into(), format!("{good}.x")),
+        ("two parts".into(), format!("{}.{}", parts[0], parts[1])),
+        (
+            "too long".into(),
+            format!("{}.{}{}.{}", parts[0], parts[1], "A".repeat(2048), parts[2]),
+        ),
+        (
+            "typ not JWT".into(),
+            format!(
+                "{}.{}.{}",
+                b64(r#"{"alg":"ES256","typ":"foo"}"#),
+                parts[1],
+                parts[2]
+            ),
+        ),
+        (
+            "alg none".into(),
+            format!("{}.{}.", b64(r#"{"alg":"none"}"#), parts[1]),
+        ),
+    ]);
+    out
+}
+
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    Claims(Option<String>, Option<u64>),
+    Refused(JwtFailure),
+}
+
+fn outcome(r: Result<JWTClaims<Map<String, Value>>, JwtFailure>) -> Outcome {
+    match r {
+        Ok(c) => Outcome::Claims(c.subject, c.expires_at.map(|t| t.as_secs())),
+        Err(f) => Outcome::Refused(f),
+    }
+}
+
+/// Every token decides the same through ring and through jwt-simple.
+fn agree(alg: &'static str, key: &Key, sign: &dyn Fn(JWTClaims<Map<String, Value>>) -> String) {
+    let ring = RingKey::for_key(key).unwrap();
+    for (what, token) in corpus(sign) {
+        let theirs = match key {
+            Key::RS256(k) => k.verify_token(&token, Some(options())),
+            Key::PS256(k) => k.verify_token(&token, Some(options())),
+            Key::ES256(k) => k.verify_token(&token, Some(options())),
+            Key::ES384(k) => k.verify_token(&token, Some(options())),
+            Key::EdDSA(k) => k.verify_token(&token, Some(options())),
+            _ => unreachable!(),
+        }
+        .map_err(classify);
+        let ours = verify(&ring, alg, &token, &options());
+        assert_eq!(outcome(ours), outcome(theirs), "{alg}: {what}");
+    }
+}
+
+#[test]
+fn the_ring_path_decides_every_token_as_jwt_simple_does() {
+    let es = ES256KeyPair::generate();
+    agree("ES256", &Key::ES256(es.public_key()), &|c| {
+        es.sign(c).unwrap()
+    });
+    let es384 = ES384KeyPair::generate();
+    agree("ES384", &Key::ES384(es384.public_key()), &|c| {
+        es384.sign(c).unwrap()
+    });
+    let ed = Ed25519KeyPair::generate();
+    agree("EdDSA", &Key::EdDSA(ed.public_key()), &|c| {
+        ed.sign(c).unwrap()
+    });
+    let rs = RS256KeyPair::generate(2048).unwrap();
+    agree("RS256", &Key::RS256(rs.public_key()), &|c| {
+        rs.sign(c).unwrap()
+    });
+    let ps = PS256KeyPair::generate(2048).unwrap();
+    agree("PS256", &Key::PS256(ps.public_key()), &|c| {
+        ps.sign(c).unwrap()
+    });
+}
+
+#[test]
+fn keys_ring_does_not_take_stay_with_jwt_simple() {
+    assert!(RingKey::for_key(&Key::HS256(HS256Key::generate())).is_none());
+    // jwt-simple refuses RSA moduli under 2048 bits itself, so every RSA key it loads is one
+    // ring takes.
+    assert!(RS256KeyPair::generate(1024).is_err());
+    // And a key from another pair never verifies.
+    let a = ES256KeyPair::generate();
+    let b = ES256KeyPair::generate();
+    let ring = RingKey::for_key(&Key::ES256(b.public_key())).unwrap();
+    let token = a.sign(claims(|_| {})).unwrap();
+    assert_eq!(
+        verify(&ring, "ES256", &token, &options()).err(),
+        Some(JwtFailure::BadSignature)
+    );
+}

@@ -193,7 +193,7 @@ $4
 YAML
 }
 
-declare -A PORT HEADER PID RPS P99 CPU TOKEN_FILE
+declare -A PORT ADMIN HEADER PID RPS P99 CPU TOKEN_FILE
 start_variant() { # $1: name, $2: filters YAML, $3: request header
   local p a u; p=$(port); a=$(port); u=$(port)
   render "$p" "$a" "$u" "$2" > "$work/$1.yaml"
@@ -206,6 +206,7 @@ start_variant() { # $1: name, $2: filters YAML, $3: request header
   local code; code=$(curl -s -o /dev/null -w '%{http_code}' -H "$3" "127.0.0.1:$p/api/send/bulk")
   [[ $code == 200 ]] || { echo "variant $1 answers $code, not 200" >&2; cat "$work/$1.log" >&2; exit 1; }
   PORT[$1]=$p
+  ADMIN[$1]=$a
   HEADER[$1]=$3
 }
 
@@ -316,6 +317,51 @@ for v in "${VARIANTS[@]}"; do
     "$(python3 -c "print(f'{${MED[$v]}/${MED[none]}:.2f}')")" "${MEDCPU[$v]}" \
     "$(python3 -c "print(f'{${MEDCPU[$v]} - ${MEDCPU[none]}:+.1f}')")" "${RPS[$v]}"
 done
+# VM memory per worker (the filter's gauge, sampled every 256 requests) with one client and
+# with MEMORY_CLIENTS (default 10000) configured clients, each with its own key and limits.
+vm_memory() { # $1: variant; sends enough requests for a sample, prints the gauge in bytes
+  wrk -t1 -c4 -d1s -H "${HEADER[$1]}" "http://127.0.0.1:${PORT[$1]}/api/send/bulk" >/dev/null
+  curl -s "127.0.0.1:${ADMIN[$1]}/stats?filter=vm.memory_bytes" | awk -F': ' '{print $2; exit}'
+}
+MEMORY_CLIENTS=${MEMORY_CLIENTS:-10000}
+if [[ $MEMORY_CLIENTS -gt 0 ]] && want warden_api_key; then
+  many=$(python3 - "$MEMORY_CLIENTS" "$KEY_SHA" <<'PY'
+import hashlib, json, sys
+n, first = int(sys.argv[1]), sys.argv[2]
+limits = {"requests_per_minute": 1000000000, "requests_per_hour": 1000000000,
+          "requests_per_day": 1000000000, "burst_limit": 1000000000}
+clients = [{"client_id": "marketing", "allowed_endpoints": ["/api/send/*"], "api_keys": [first],
+            "rate_limits": limits}]
+for i in range(1, n):
+    key = hashlib.sha256(f"bench-client-{i}".encode()).hexdigest()
+    clients.append({"client_id": f"client-{i}", "allowed_endpoints": ["/api/send/*"],
+                    "api_keys": [key], "rate_limits": limits})
+print(json.dumps({"auth_methods": ["api_key"], "clients": clients}))
+PY
+)
+  start_variant "memory_$MEMORY_CLIENTS" "$(filters_warden "$many")" "X-API-Key: $KEY"
+  one=$(vm_memory warden_api_key); lots=$(vm_memory "memory_$MEMORY_CLIENTS")
+  printf 'VM memory per worker: %s MiB with 1 client, %s MiB with %s clients\n' \
+    "$(python3 -c "print(f'{${one:-0}/1048576:.1f}')")" "$(python3 -c "print(f'{${lots:-0}/1048576:.1f}')")" "$MEMORY_CLIENTS"
+fi
+
+# The table as JSON too (BENCH_JSON, default target/bench.json), for tools and trends.
+BENCH_JSON=${BENCH_JSON:-target/bench.json}
+{
+  printf '{"envoy": "%s", "concurrency": %s, "connections": %s, "duration_s": %s, "rounds": %s, "cores": %s, "variants": {' \
+    "$("$ENVOY" --version 2>/dev/null | grep -o '[0-9]*\.[0-9]*\.[0-9]*' | head -1)" "$CONCURRENCY" "$CONNECTIONS" "$DURATION" "$ROUNDS" "$(nproc)"
+  sep=""
+  for v in "${VARIANTS[@]}"; do
+    printf '%s"%s": {"requests_per_s": %s, "p99_ms": %s, "envoy_cpu_us_per_request": %s, "rounds_requests_per_s": [%s]}' \
+      "$sep" "$v" "${MED[$v]}" "$(sed 's/ms//g' <<<"${P99[$v]}" | median)" "${MEDCPU[$v]}" \
+      "$(tr ' ' '\n' <<<"${RPS[$v]}" | grep -v '^$' | paste -sd, -)"
+    sep=", "
+  done
+  printf '}}\n'
+} > "$BENCH_JSON"
+python3 -m json.tool "$BENCH_JSON" >/dev/null && echo "(also written to $BENCH_JSON)"
+# Host calls per request on each path, counted through the test host (they do not vary).
+cargo test --quiet --lib host_calls_per_request -- --nocapture 2>/dev/null | grep -A6 '^host calls per request' || true
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 if want empty_wasm; then
   for v in warden_api_key warden_threat warden_registry warden_jwt baseline_api_key; do

@@ -36,10 +36,16 @@ pub struct Faults {
 pub struct TestStore {
     pub memory: MemoryStore,
     faults: std::rc::Rc<Faults>,
+    calls: std::rc::Rc<RefCell<HashMap<&'static str, u64>>>,
+}
+
+fn count(calls: &RefCell<HashMap<&'static str, u64>>, name: &'static str) {
+    *calls.borrow_mut().entry(name).or_default() += 1;
 }
 
 impl SharedStore for TestStore {
     fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        count(&self.calls, "store.get");
         if self.faults.store_down.get() {
             return Err(StoreError::Unavailable);
         }
@@ -47,6 +53,7 @@ impl SharedStore for TestStore {
     }
 
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        count(&self.calls, "store.set");
         if self.faults.store_down.get() {
             return Err(StoreError::Unavailable);
         }
@@ -91,17 +98,23 @@ pub struct TestHost {
     pub memory: Cell<u64>,
     pub logs: RefCell<Vec<(LogLevel, String)>>,
     pub faults: std::rc::Rc<Faults>,
+    /// How many times each host call was made (shared-data reads and writes as `store.get`
+    /// and `store.set`), to count what a request costs the host.
+    pub host_calls: std::rc::Rc<RefCell<HashMap<&'static str, u64>>>,
 }
 
 impl TestHost {
     pub fn new(configuration: &str, now_ms: u64) -> Self {
         let faults = std::rc::Rc::new(Faults::default());
+        let host_calls = std::rc::Rc::new(RefCell::new(HashMap::new()));
         let host = Self {
             store: TestStore {
                 memory: MemoryStore::new(),
                 faults: faults.clone(),
+                calls: host_calls.clone(),
             },
             faults,
+            host_calls,
             ..Self::default()
         };
         host.now_ms.set(now_ms);
@@ -159,14 +172,17 @@ impl TestHost {
 
 impl Host for TestHost {
     fn now_ms(&self) -> HostResult<u64> {
+        count(&self.host_calls, "now_ms");
         Ok(self.now_ms.get())
     }
 
     fn plugin_configuration(&self) -> HostResult<Option<Vec<u8>>> {
+        count(&self.host_calls, "plugin_configuration");
         Ok(self.configuration.borrow().clone())
     }
 
     fn set_tick_period_ms(&self, period: u32) -> HostResult<()> {
+        count(&self.host_calls, "set_tick_period_ms");
         if self.faults.refuse_tick.get() {
             return Err(HostError(2));
         }
@@ -175,6 +191,7 @@ impl Host for TestHost {
     }
 
     fn request_headers(&self) -> HostResult<Vec<(String, Vec<u8>)>> {
+        count(&self.host_calls, "request_headers");
         if self.faults.refuse_headers.get() {
             return Err(HostError(2));
         }
@@ -182,15 +199,18 @@ impl Host for TestHost {
     }
 
     fn request_body(&self, size: usize) -> HostResult<Option<Vec<u8>>> {
+        count(&self.host_calls, "request_body");
         let body = self.request_body.borrow();
         Ok(Some(body[..size.min(body.len())].to_vec()))
     }
 
     fn property(&self, path: &[&str]) -> HostResult<Option<Vec<u8>>> {
+        count(&self.host_calls, "property");
         Ok(self.properties.borrow().get(&path.join(".")).cloned())
     }
 
     fn remove_request_header(&self, name: &str) -> HostResult<()> {
+        count(&self.host_calls, "remove_request_header");
         if !self.faults.ignore_removals.get() {
             self.request_headers
                 .borrow_mut()
@@ -200,6 +220,7 @@ impl Host for TestHost {
     }
 
     fn set_request_header(&self, name: &str, value: &str) -> HostResult<()> {
+        count(&self.host_calls, "set_request_header");
         if self.faults.ignore_sets.get() {
             return Ok(());
         }
@@ -215,13 +236,18 @@ impl Host for TestHost {
     }
 
     fn request_header_map(&self) -> HostResult<Vec<u8>> {
-        let headers = self.request_headers()?;
+        count(&self.host_calls, "request_header_map");
+        if self.faults.refuse_headers.get() {
+            return Err(HostError(2));
+        }
+        let headers = self.request_headers.borrow();
         Ok(crate::wire::encode_pairs(
             headers.iter().map(|(k, v)| (k.as_bytes(), v.as_slice())),
         ))
     }
 
     fn set_response_header(&self, name: &str, value: &str) -> HostResult<()> {
+        count(&self.host_calls, "set_response_header");
         self.response_headers
             .borrow_mut()
             .push((name.to_string(), value.to_string()));
@@ -229,6 +255,7 @@ impl Host for TestHost {
     }
 
     fn send_reply(&self, status: u16, headers: &[(String, String)], body: &[u8]) -> HostResult<()> {
+        count(&self.host_calls, "send_reply");
         self.replies
             .borrow_mut()
             .push((status, headers.to_vec(), body.to_vec()));
@@ -236,16 +263,19 @@ impl Host for TestHost {
     }
 
     fn reset_request(&self) -> HostResult<()> {
+        count(&self.host_calls, "reset_request");
         self.resets.set(self.resets.get() + 1);
         Ok(())
     }
 
     fn resume_request(&self) -> HostResult<()> {
+        count(&self.host_calls, "resume_request");
         self.resumes.set(self.resumes.get() + 1);
         Ok(())
     }
 
     fn dispatch(&self, call: &CalloutSpec) -> HostResult<u32> {
+        count(&self.host_calls, "dispatch");
         if self.faults.refuse_dispatch.get() {
             return Err(HostError(2));
         }
@@ -256,10 +286,12 @@ impl Host for TestHost {
     }
 
     fn callout_status(&self) -> HostResult<Option<Vec<u8>>> {
+        count(&self.host_calls, "callout_status");
         Ok(self.answer.borrow().as_ref().and_then(|(s, _)| s.clone()))
     }
 
     fn callout_body(&self, size: usize) -> HostResult<Option<Vec<u8>>> {
+        count(&self.host_calls, "callout_body");
         Ok(self
             .answer
             .borrow()
@@ -272,6 +304,7 @@ impl Host for TestHost {
     }
 
     fn increment(&self, metric: &str) {
+        count(&self.host_calls, "increment");
         *self
             .counters
             .borrow_mut()
@@ -280,20 +313,24 @@ impl Host for TestHost {
     }
 
     fn record(&self, metric: &str, value: u64) {
+        count(&self.host_calls, "record");
         self.histograms
             .borrow_mut()
             .push((metric.to_string(), value));
     }
 
     fn gauge(&self, metric: &str, value: u64) {
+        count(&self.host_calls, "gauge");
         self.gauges.borrow_mut().insert(metric.to_string(), value);
     }
 
     fn memory_bytes(&self) -> Option<u64> {
+        count(&self.host_calls, "memory_bytes");
         Some(Cell::get(&self.memory))
     }
 
     fn log(&self, level: LogLevel, message: &str) {
+        count(&self.host_calls, "log");
         self.logs.borrow_mut().push((level, message.to_string()));
     }
 }

@@ -736,3 +736,147 @@ fn alerts_leave_on_the_tick_never_during_a_request() {
     root.on_tick(&host);
     assert_eq!(host.calls.borrow().len(), 2, "nothing queued twice");
 }
+
+/// Sends one request of a kind through the adapter.
+type SendOne<'a> = dyn Fn(&TestHost, &RootFilter) + 'a;
+
+/// One request's host calls, by name: the second request of its kind on a worker (the first
+/// one creates what later ones reuse).
+fn host_calls(host: &TestHost, root: &RootFilter, send: &SendOne<'_>) -> Vec<(&'static str, u64)> {
+    send(host, root);
+    host.host_calls.borrow_mut().clear();
+    send(host, root);
+    let mut calls: Vec<(&'static str, u64)> = host
+        .host_calls
+        .borrow()
+        .iter()
+        .map(|(k, v)| (*k, *v))
+        .collect();
+    calls.sort();
+    calls
+}
+
+/// What a request costs the host on each path, printed by `make bench`
+/// (`cargo test --lib host_calls_per_request -- --nocapture`); the budgets fail the test when a
+/// change adds host calls to a path.
+#[test]
+fn host_calls_per_request_stay_within_budget() {
+    let plain = |host: &TestHost, root: &RootFilter| {
+        api_key_request(host, "/api/send/x", &[]);
+        let (mut request, action) = start(host, root);
+        assert_eq!(
+            action,
+            Action::Continue,
+            "{:?}",
+            host.replies.borrow().last()
+        );
+        request.on_response_headers(host);
+    };
+    let public = |host: &TestHost, root: &RootFilter| {
+        host.request(
+            &[(":method", "GET"), (":path", "/health")],
+            b"",
+            Some("10.1.1.1:5000"),
+        );
+        let (mut request, action) = start(host, root);
+        assert_eq!(action, Action::Continue);
+        request.on_response_headers(host);
+    };
+    let refused = |host: &TestHost, root: &RootFilter| {
+        host.request(
+            &[
+                (":method", "GET"),
+                (":path", "/api/send/x"),
+                ("x-api-key", "ak_wrong_key_000000000000000001"),
+            ],
+            b"",
+            Some("10.1.1.2:5000"),
+        );
+        let (_, action) = start(host, root);
+        assert_eq!(action, Action::Pause);
+    };
+    const SECRET: &str = "an-hs256-secret-of-at-least-32-bytes!!";
+    let token = crate::admin::mint_jwt(
+        SECRET.as_bytes(),
+        "marketing",
+        "email-api",
+        &[],
+        NOW / 1000,
+        3600,
+        "j1",
+    )
+    .unwrap();
+    let bearer = format!("Bearer {token}");
+    let jwt = |host: &TestHost, root: &RootFilter| {
+        host.request(
+            &[
+                (":method", "GET"),
+                (":path", "/api/send/x"),
+                ("authorization", &bearer),
+            ],
+            b"",
+            Some("10.1.1.1:5000"),
+        );
+        let (mut request, action) = start(host, root);
+        assert_eq!(
+            action,
+            Action::Continue,
+            "{:?}",
+            host.replies.borrow().last()
+        );
+        request.on_response_headers(host);
+    };
+    let body = vec![b'x'; 1024];
+    let nonce = std::cell::Cell::new(0u32);
+    let signed = |host: &TestHost, root: &RootFilter| {
+        let ts = (NOW / 1000).to_string();
+        let secret = b"marketing-hmac-secret-0123456789";
+        nonce.set(nonce.get() + 1);
+        let n = format!("nonce-{}", nonce.get());
+        let sig =
+            crate::auth::hmac_signature::sign(secret, "POST", "/api/send/x", &body, &ts, Some(&n));
+        host.request(
+            &[
+                (":method", "POST"),
+                (":path", "/api/send/x"),
+                ("x-client-id", "marketing"),
+                ("x-timestamp", &ts),
+                ("x-signature", &sig),
+                ("x-nonce", &n),
+                ("content-length", "1024"),
+            ],
+            &body,
+            Some("10.1.1.1:5000"),
+        );
+        let mut request = root.new_request();
+        assert_eq!(request.on_request_headers(host, false), Action::Pause);
+        assert_eq!(
+            request.on_request_body(host, 1024, true),
+            Action::Continue,
+            "{:?}",
+            host.replies.borrow().last()
+        );
+        request.on_response_headers(host);
+    };
+    let jwt_config = json!({"auth_methods": ["jwt"], "jwt": {"audience": "email-api",
+                            "keys": [{"alg": "HS256", "secret": SECRET}]}});
+    let paths: [(&str, Value, &SendOne<'_>, u64); 5] = [
+        ("API key, local limits", json!({}), &plain, 15),
+        ("public route", json!({}), &public, 11),
+        ("unknown API key (401)", json!({}), &refused, 10),
+        ("JWT HS256 (cached)", jwt_config, &jwt, 15),
+        ("seed HMAC, 1 KiB body", json!({}), &signed, 23),
+    ];
+    println!("host calls per request (second request of its kind):");
+    for (name, extra, send, budget) in paths {
+        let (host, root) = configured(extra);
+        let calls = host_calls(&host, &root, send);
+        let total: u64 = calls.iter().map(|(_, n)| n).sum();
+        let list: Vec<String> = calls.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        println!("  {name:<24} {total:>3}: {}", list.join(", "));
+        assert!(
+            total <= budget,
+            "{name}: {total} host calls, over its budget of {budget}"
+        );
+    }
+}

@@ -32,8 +32,12 @@ pub fn envoy_bin() -> PathBuf {
     bin
 }
 
+/// The filter the tests load: `make build`'s, or `API_WARDEN_WASM` (`make dist` runs the
+/// authentication suite on its optimised build that way).
 pub fn wasm_path() -> PathBuf {
-    let wasm = repo_root().join("target/wasm32-wasip1/release/api_warden.wasm");
+    let wasm = std::env::var_os("API_WARDEN_WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/wasm32-wasip1/release/api_warden.wasm"));
     assert!(
         wasm.exists(),
         "{} missing (run `make build`)",

@@ -445,3 +445,66 @@ fn client_certificates_identify_clients_over_tls() {
     let body: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(body["error"], "mtls_required", "{body}");
 }
+
+/// The decision reaches Envoy's access log through filter state (`filter_state: true`), with
+/// the format the README shows.
+#[test]
+fn the_decision_reaches_the_access_log_as_filter_state() {
+    const KEY: &str = "ak_access_log_client_key_0000000001";
+    let cfg = json!({
+        "auth_methods": ["api_key"],
+        "filter_state": true,
+        "clients": [{"client_id": "marketing", "allowed_endpoints": ["/api/send/*"],
+                     "api_keys": [api_warden::admin::hash_key(KEY)]}],
+    });
+    let dir = std::env::temp_dir().join(format!("aw-access-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("access.log");
+    let format = "%RESPONSE_CODE% client=%FILTER_STATE(wasm.api_warden.client_id:PLAIN)% \
+                  method=%FILTER_STATE(wasm.api_warden.auth_method:PLAIN)% \
+                  level=%FILTER_STATE(wasm.api_warden.security_level:PLAIN)% \
+                  limit=%FILTER_STATE(wasm.api_warden.rate_limit:PLAIN)% \
+                  denial=%FILTER_STATE(wasm.api_warden.denial:PLAIN)%\n";
+    let access_log = format!(
+        "          stat_prefix: api\n          access_log:\n          - name: envoy.access_loggers.file\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n              path: {}\n              log_format: {{ text_format_source: {{ inline_string: {:?} }} }}\n",
+        log.display(),
+        format
+    );
+    let envoy = Envoy::try_start_edited(&cfg, 2, &[], &|y| {
+        y.replacen("          stat_prefix: api\n", &access_log, 1)
+    })
+    .unwrap();
+    let ok: Vec<(&str, &[u8])> = vec![("X-API-Key", KEY.as_bytes())];
+    assert_eq!(
+        http::send(envoy.port, &request("GET", b"/api/send/x", &ok, b""))
+            .unwrap()
+            .status,
+        200
+    );
+    let bad: Vec<(&str, &[u8])> = vec![("X-API-Key", b"ak_not_a_key_00000000000000000001")];
+    assert_eq!(
+        http::send(envoy.port, &request("GET", b"/api/send/x", &bad, b""))
+            .unwrap()
+            .status,
+        401
+    );
+    let deadline = Instant::now() + StdDuration::from_secs(10);
+    let lines = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.lines().count() >= 2 || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(StdDuration::from_millis(100));
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("access log:\n{lines}");
+    assert!(
+        lines.contains("200 client=marketing method=api_key level=standard limit=allowed denial=-"),
+        "{lines}"
+    );
+    assert!(
+        lines.contains("401 client=- method=- level=standard limit=")
+            && lines.contains("denial=invalid_api_key"),
+        "{lines}"
+    );
+}

@@ -55,6 +55,8 @@ pub trait Host {
     fn request_headers(&self) -> HostResult<Vec<(String, Vec<u8>)>>;
     fn request_body(&self, size: usize) -> HostResult<Option<Vec<u8>>>;
     fn property(&self, path: &[&str]) -> HostResult<Option<Vec<u8>>>;
+    /// Publishes a value for the rest of the proxy (Envoy: filter state `wasm.<name>`).
+    fn set_property(&self, name: &str, value: &[u8]) -> HostResult<()>;
     fn remove_request_header(&self, name: &str) -> HostResult<()>;
     /// Replaces the header's value (the first of that name), or adds it.
     fn set_request_header(&self, name: &str, value: &str) -> HostResult<()>;

@@ -327,6 +327,13 @@ impl RequestFilter {
 
     fn finished<H: Host + ?Sized>(&self, host: &H, worker: &Worker) {
         if let Some(flow) = &self.flow {
+            if worker.config.filter_state {
+                for (name, value) in flow.record().filter_state() {
+                    // Informational for the rest of the proxy: a host that refuses it costs an
+                    // access-log field, never the decision.
+                    let _ = host.set_property(name, value.as_bytes());
+                }
+            }
             worker.observe(host, flow.record());
         }
     }

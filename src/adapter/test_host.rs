@@ -80,6 +80,8 @@ pub struct TestHost {
     pub request_headers: RefCell<Vec<(String, Vec<u8>)>>,
     pub request_body: RefCell<Vec<u8>>,
     pub properties: RefCell<HashMap<String, Vec<u8>>>,
+    /// What the filter published (`set_property`).
+    pub published: RefCell<HashMap<String, Vec<u8>>>,
     pub response_headers: RefCell<Vec<(String, String)>>,
     /// Local replies sent: status, headers, body.
     pub replies: RefCell<Vec<Reply>>,
@@ -207,6 +209,14 @@ impl Host for TestHost {
     fn property(&self, path: &[&str]) -> HostResult<Option<Vec<u8>>> {
         count(&self.host_calls, "property");
         Ok(self.properties.borrow().get(&path.join(".")).cloned())
+    }
+
+    fn set_property(&self, name: &str, value: &[u8]) -> HostResult<()> {
+        count(&self.host_calls, "set_property");
+        self.published
+            .borrow_mut()
+            .insert(name.to_string(), value.to_vec());
+        Ok(())
     }
 
     fn remove_request_header(&self, name: &str) -> HostResult<()> {

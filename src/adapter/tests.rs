@@ -880,3 +880,51 @@ fn host_calls_per_request_stay_within_budget() {
         );
     }
 }
+
+#[test]
+fn the_decision_is_published_as_filter_state_when_asked() {
+    let (host, root) = configured(json!({"filter_state": true}));
+    api_key_request(&host, "/api/send/x", &[]);
+    start(&host, &root);
+    let published = host.published.borrow().clone();
+    let get = |k: &str| {
+        published
+            .get(k)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    assert_eq!(get("api_warden.client_id").as_deref(), Some("marketing"));
+    assert_eq!(get("api_warden.auth_method").as_deref(), Some("api_key"));
+    assert_eq!(
+        get("api_warden.security_level").as_deref(),
+        Some("standard")
+    );
+    assert_eq!(get("api_warden.rate_limit").as_deref(), Some("allowed"));
+    assert_eq!(get("api_warden.denial"), None);
+    // A refusal names its code, and no client.
+    host.published.borrow_mut().clear();
+    host.request(
+        &[
+            (":method", "GET"),
+            (":path", "/api/send/x"),
+            ("x-api-key", "ak_wrong_0000000000000000000001"),
+        ],
+        b"",
+        Some("10.1.1.3:5000"),
+    );
+    start(&host, &root);
+    let published = host.published.borrow().clone();
+    assert_eq!(
+        published.get("api_warden.denial").map(|v| v.as_slice()),
+        Some(&b"invalid_api_key"[..])
+    );
+    assert!(!published.contains_key("api_warden.client_id"));
+    // Off by default: nothing published, no host call spent.
+    let (host, root) = configured(json!({}));
+    api_key_request(&host, "/api/send/x", &[]);
+    start(&host, &root);
+    assert!(host.published.borrow().is_empty());
+    // Kong's host has nowhere to publish it.
+    let kong = config(json!({"filter_state": true, "host": "kong"}));
+    let refused = crate::config::parse(kong.as_bytes()).unwrap_err();
+    assert_eq!(refused.field, "filter_state", "{refused:?}");
+}

@@ -48,6 +48,8 @@ pub struct Config {
     pub identity_headers: Vec<crate::engine::headers::HeaderName>,
     pub forward_credentials: bool,
     pub rate_limiting: ratelimit::settings::Settings,
+    /// Publish the decision as filter state (`filter_state`).
+    pub filter_state: bool,
     /// This worker's view of the live client registry, when configured.
     pub registry: Option<Registry>,
     /// Warnings to log at configuration (plaintext keys, and the like).
@@ -150,6 +152,12 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
             methods
         }
     };
+    if raw.filter_state && raw.host == HostProfile::Kong {
+        return Err(ConfigError::new(
+            "filter_state",
+            "filter state is Envoy's; on Kong's host the decision is not published (its properties are nginx variables)",
+        ));
+    }
     if methods.contains(&AuthMethod::Mtls) && !raw.host.reads_peer_certificates() {
         return Err(ConfigError::new(
             "auth_methods",
@@ -335,6 +343,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         forward_credentials: raw.forward_credentials,
         rate_limiting,
         registry,
+        filter_state: raw.filter_state,
         warnings,
     })
 }

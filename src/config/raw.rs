@@ -59,6 +59,10 @@ pub struct RawConfig {
     pub rate_limit_rules: Vec<RawRateLimitRule>,
     #[serde(default)]
     pub rate_limiting: RawRateLimiting,
+    /// Publish the decision as filter state (client id, method, level, rate-limit outcome,
+    /// denial code) for access logs and later filters. Envoy only.
+    #[serde(default)]
+    pub filter_state: bool,
     /// Clients, API keys and token revocations kept in Redis (through webdis).
     #[serde(default)]
     pub registry: Option<crate::clients::registry::RawRegistry>,

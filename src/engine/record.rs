@@ -14,6 +14,16 @@ pub enum LimitOutcome {
     Unavailable,
 }
 
+impl LimitOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allowed => "allowed",
+            Self::Limited => "limited",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitRecord {
     /// The rule counted against (`address` for per-address limits).
@@ -71,6 +81,29 @@ pub enum Metric {
 const PATH_CHARS: usize = 256;
 
 impl Record {
+    /// The decision as filter state for the rest of the proxy (Envoy prefixes `wasm.`):
+    /// `api_warden.client_id`, `.auth_method`, `.security_level`, `.rate_limit` and `.denial`,
+    /// each only when the request has it.
+    pub fn filter_state(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::with_capacity(5);
+        if let Some(client) = &self.client {
+            out.push(("api_warden.client_id", client.clone()));
+        }
+        if let Some(auth) = self.auth.filter(|a| a.success) {
+            out.push(("api_warden.auth_method", auth.method.as_str().to_string()));
+        }
+        if let Some(level) = self.level {
+            out.push(("api_warden.security_level", level.as_str().to_string()));
+        }
+        if let Some(limit) = &self.limit {
+            out.push(("api_warden.rate_limit", limit.outcome.as_str().to_string()));
+        }
+        if let Some(denial) = &self.denial {
+            out.push(("api_warden.denial", denial.code.to_string()));
+        }
+        out
+    }
+
     pub fn new(started_ms: u64, method: &[u8], path: &[u8]) -> Self {
         let path = path.split(|b| *b == b'?').next().unwrap_or_default();
         let clip = |bytes: &[u8]| {

@@ -61,6 +61,12 @@ extern "C" {
         data: *mut *mut u8,
         size: *mut usize,
     ) -> u32;
+    fn proxy_set_property(
+        path: *const u8,
+        path_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
     fn proxy_get_shared_data(
         key: *const u8,
         key_size: usize,
@@ -173,6 +179,13 @@ pub fn remove_header(kind: u32, name: &str) -> Result<(), Status> {
 pub fn property(path: &[&str]) -> Result<Option<Vec<u8>>, Status> {
     let serialized = path.join("\0");
     fetch(|d, s| unsafe { proxy_get_property(serialized.as_ptr(), serialized.len(), d, s) })
+}
+
+pub fn set_property(name: &str, value: &[u8]) -> Result<(), Status> {
+    match unsafe { proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) } {
+        0 => Ok(()),
+        status => Err(status),
+    }
 }
 
 /// The value and its CAS version, `None` when the key does not exist.

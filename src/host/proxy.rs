@@ -59,6 +59,10 @@ impl Host for ProxyHost {
         abi::property(path).map_err(err)
     }
 
+    fn set_property(&self, name: &str, value: &[u8]) -> HostResult<()> {
+        abi::set_property(name, value).map_err(err)
+    }
+
     fn remove_request_header(&self, name: &str) -> HostResult<()> {
         abi::remove_header(abi::REQUEST_HEADERS, name).map_err(err)
     }

@@ -141,7 +141,10 @@ pub(super) fn verify(
         return Err(JwtFailure::AlgorithmNotAllowed);
     }
     let signature = decode(signature_b64)?;
-    let signed = &token.as_bytes()[..header_b64.len() + 1 + claims_b64.len()];
+    let signed = token
+        .as_bytes()
+        .get(..header_b64.len() + 1 + claims_b64.len())
+        .ok_or(JwtFailure::Malformed)?;
     if !key.check(signed, &signature) {
         return Err(JwtFailure::BadSignature);
     }

@@ -15,7 +15,7 @@ SYSTEM_TOOLS  := $(WASM_CC_TOOLS) curl:curl openssl:openssl redis-server:redis-s
 
 export ENVOY_BIN := $(abspath $(ENVOY))
 
-.PHONY: build run test unit e2e lint fmt deps wasm-target wasm-cc system-deps dist bench clean schema fuzz fuzz-smoke soak faults
+.PHONY: build run test unit e2e lint fmt deps wasm-target wasm-cc system-deps dist bench clean schema fuzz fuzz-smoke soak faults rls-server capacity
 
 build: wasm-target wasm-cc
 	cargo build --release --target $(WASM_TARGET) --lib
@@ -54,6 +54,15 @@ system-deps:
 
 deps: wasm-target $(ENVOY) $(HMS_STAMP) system-deps
 
+# The rate limit service the RLS-mode tests ask (tools/rls-server, limitador counting in Redis).
+# limitador's Redis storage only builds with its default features, which compile RocksDB: C++
+# and bindgen, so g++ and libclang-dev (the first build takes minutes; later ones are cached).
+rls-server:
+	$(call install_missing,g++:g++)
+	@dpkg -s libclang-dev >/dev/null 2>&1 || { echo "installing: libclang-dev"; apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libclang-dev >/dev/null; }
+	cargo build --release --locked --manifest-path tools/rls-server/Cargo.toml --target-dir target/rls-server
+
 # Envoy on 127.0.0.1:10000 (admin 127.0.0.1:9901) with the filter and the demo configuration.
 run: build $(ENVOY)
 	$(ENVOY) -c envoy/envoy.yaml --concurrency 2 --disable-hot-restart
@@ -61,11 +70,11 @@ run: build $(ENVOY)
 unit:
 	cargo test --lib
 
-e2e: build deps
+e2e: build deps rls-server
 	cargo test --tests -- --show-output
 
 # Examples are built, not run as tests (they have none), so the run ends on real test counts.
-test: deps build lint
+test: deps build rls-server lint
 	cargo build --examples
 	cargo test --lib --tests -- --show-output
 	$(MAKE) fuzz-smoke
@@ -88,8 +97,12 @@ soak: build deps
 	SOAK_SECONDS=$(SOAK_SECONDS) cargo test --release --test soak -- --ignored --nocapture
 
 # Throughput against no filter and Envoy's native filters (a benchmark, not a test).
-bench: build deps
+bench: build deps rls-server
 	bench/run.sh
+
+# How much rate-limit traffic one Redis carries: the README's capacity model (not a test).
+capacity: system-deps
+	bench/capacity.sh
 
 # A release: the .wasm optimised for size by wasm-opt (Debian's binaryen; -O3 measured slower in
 # V8), its SHA-256, the schema and the example configurations, versioned with the crate, in dist/
@@ -111,10 +124,12 @@ dist: build deps
 	cd dist && sha256sum api-warden-$(VERSION).tar.gz > api-warden-$(VERSION).tar.gz.sha256
 	@cat $(DIST)/api_warden.wasm.sha256 dist/api-warden-$(VERSION).tar.gz.sha256
 
-lint:
+lint: rls-server
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --release --target $(WASM_TARGET) --lib -- -D warnings
+	cargo fmt --manifest-path tools/rls-server/Cargo.toml -- --check
+	cargo clippy --release --locked --manifest-path tools/rls-server/Cargo.toml --target-dir target/rls-server -- -D warnings
 
 fmt:
 	cargo fmt --all

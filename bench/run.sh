@@ -15,6 +15,9 @@
 #   warden_redis    api-warden with an API key, counting in Redis through webdis (one callout
 #                   per request; Redis and webdis on loopback, started here)
 #   warden_batch    the same in batched mode (each worker reserves 20 admissions per callout)
+#   warden_rls      api-warden with an API key, counting in a rate limit service over gRPC
+#                   (tools/rls-server: limitador in the same Redis); native_rls: Envoy's
+#                   api_key_auth + ratelimit filter asking the same service for the same count
 #   warden_registry warden_api_key with the key and its client in the Redis client registry
 #                   instead of the configuration (answers cached: no callout once warm)
 #   warden_es256    api-warden with one ES256 token, sent again and again (its verified-token
@@ -156,7 +159,11 @@ static_resources:
             virtual_hosts:
             - name: api
               domains: ["*"]
-              routes: [{ match: { prefix: "/" }, route: { cluster: upstream } }]
+              routes:
+              - match: { prefix: "/" }
+                route:
+                  cluster: upstream
+                  rate_limits: [{ actions: [{ generic_key: { descriptor_key: client_id, descriptor_value: marketing } }] }]
           http_filters:
 $4
           - name: envoy.filters.http.router
@@ -184,6 +191,16 @@ $4
     load_assignment:
       cluster_name: webdis
       endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $WEBDIS_PORT } } } }] }]
+  - name: ratelimit
+    connect_timeout: 1s
+    type: STATIC
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: { http2_protocol_options: {} }
+    load_assignment:
+      cluster_name: ratelimit
+      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $RLS_PORT } } } }] }]
   - name: upstream
     connect_timeout: 1s
     type: STATIC
@@ -193,7 +210,7 @@ $4
 YAML
 }
 
-declare -A PORT ADMIN HEADER PID RPS P99 CPU TOKEN_FILE
+declare -A PORT ADMIN HEADER PID RPS P50 P99 CPU TOKEN_FILE
 start_variant() { # $1: name, $2: filters YAML, $3: request header
   local p a u; p=$(port); a=$(port); u=$(port)
   render "$p" "$a" "$u" "$2" > "$work/$1.yaml"
@@ -227,8 +244,12 @@ measure() { # $1: name; appends requests/s, p99 and Envoy CPU microseconds per r
   local non2xx; non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
   [[ -z $non2xx ]] || { echo "variant $1: $non2xx non-2xx responses" >&2; exit 1; }
   RPS[$1]+="$(awk '/Requests\/sec/ {print $2}' <<<"$out") "
-  P99[$1]+="$(awk '$1 == "99%" {print $2}' <<<"$out") "
+  P50[$1]+="$(ms "$(awk '$1 == "50%" {print $2}' <<<"$out")") "
+  P99[$1]+="$(ms "$(awk '$1 == "99%" {print $2}' <<<"$out")") "
 }
+
+# wrk prints latencies as 812.00us, 1.20ms or 1.01s: milliseconds.
+ms() { python3 -c "v='$1'; print(f'{float(v[:-2])/1000:.3f}' if v.endswith('us') else f'{float(v[:-2]):.3f}' if v.endswith('ms') else f'{float(v[:-1])*1000:.3f}')"; }
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR]=$0} END {print v[int((NR+1)/2)]}'; }
 
@@ -246,6 +267,11 @@ REG_KEY=ak_bench_registry_key_000000000000001
 REG_SHA=$(printf %s "$REG_KEY" | sha256sum | cut -d' ' -f1)
 redis-cli -p "$REDIS_PORT" HSET api_clients registered '{"client_id": "registered", "allowed_endpoints": ["/api/send/*"], "rate_limits": {"requests_per_minute": 1000000000, "requests_per_hour": 1000000000, "requests_per_day": 1000000000, "burst_limit": 1000000000}}' >/dev/null
 redis-cli -p "$REDIS_PORT" SET "api_key:$REG_SHA" registered >/dev/null
+
+# The rate limit service for the RLS variants (make bench builds it), counting every request
+# of the client in Redis under a limit never reached.
+RLS_PORT=$(port)
+RLS_SERVER=target/rls-server/release/rls-server
 
 # Asymmetric tokens: more than the filter's verified-token cache holds (4096), cycled from a
 # random line by bench/tokens.lua, so no request of a distinct variant is a cache hit.
@@ -279,6 +305,7 @@ YAML
 
 ROUNDS=${ROUNDS:-3}
 ALL=(none empty_wasm native_api_key warden_api_key warden_threat native_jwt warden_jwt warden_redis warden_batch warden_registry
+     warden_rls native_rls
      warden_es256 native_es256 warden_es256_distinct native_es256_distinct warden_rs256_distinct native_rs256_distinct
      warden_eddsa_distinct)
 [[ -n ${BASELINE_WASM:-} ]] && ALL+=(baseline_api_key)
@@ -295,6 +322,32 @@ want native_jwt && start_variant native_jwt "$filters_native_jwt" "Authorization
 want warden_jwt && start_variant warden_jwt "$(filters_warden "$(warden_config "\"jwt\": {\"audience\": \"email-api\", \"keys\": [{\"alg\": \"HS256\", \"secret\": \"$JWT_SECRET\"}]}")")" "Authorization: Bearer $JWT"
 want warden_redis && start_variant warden_redis "$(filters_warden "$(warden_config '"auth_methods": ["api_key"], "rate_limiting": {"mode": "redis", "redis": {"cluster": "webdis", "timeout_ms": 1000}}')")" "X-API-Key: $KEY"
 want warden_batch && start_variant warden_batch "$(filters_warden "$(warden_config '"auth_methods": ["api_key"], "rate_limiting": {"mode": "redis", "redis": {"cluster": "webdis", "timeout_ms": 1000, "batch_size": 20}}')")" "X-API-Key: $KEY"
+if want warden_rls || want native_rls; then
+  echo '[{"namespace": "bench", "max_value": 1000000000, "seconds": 60, "variables": ["descriptors[0].client_id"]}]' > "$work/rls-limits.json"
+  "$RLS_SERVER" --listen "127.0.0.1:$RLS_PORT" --redis "redis://127.0.0.1:$REDIS_PORT" --limits "$work/rls-limits.json" > "$work/rls.log" 2>&1 &
+  for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$RLS_PORT") 2>/dev/null && break; sleep 0.1; done
+fi
+filters_native_rls=$(cat <<YAML
+          - name: envoy.filters.http.api_key_auth
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.api_key_auth.v3.ApiKeyAuth
+              credentials:
+              - { key: "$KEY", client: marketing }
+              key_sources:
+              - header: "X-API-Key"
+          - name: envoy.filters.http.ratelimit
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit
+              domain: bench
+              failure_mode_deny: true
+              timeout: 1s
+              rate_limit_service:
+                transport_api_version: V3
+                grpc_service: { envoy_grpc: { cluster_name: ratelimit } }
+YAML
+)
+want warden_rls && start_variant warden_rls "$(filters_warden "$(warden_config '"auth_methods": ["api_key"], "rate_limiting": {"mode": "rls", "rls": {"cluster": "ratelimit", "domain": "bench", "send_limits": false, "timeout_ms": 1000}}')")" "X-API-Key: $KEY"
+want native_rls && start_variant native_rls "$filters_native_rls" "X-API-Key: $KEY"
 want warden_registry && start_variant warden_registry "$(filters_warden "$(warden_config '"auth_methods": ["api_key"], "registry": {"cluster": "webdis", "timeout_ms": 1000}')")" "X-API-Key: $REG_KEY"
 want warden_es256 && start_variant warden_es256 "$(filters_warden "$(warden_asym ES256)")" "Authorization: Bearer $(first_token ES256)"
 want native_es256 && start_variant native_es256 "$(native_asym ES256 yes)" "Authorization: Bearer $(first_token ES256)"
@@ -311,9 +364,9 @@ done
 
 declare -A MED MEDCPU
 for v in "${VARIANTS[@]}"; do MED[$v]=$(median <<<"${RPS[$v]}"); MEDCPU[$v]=$(median <<<"${CPU[$v]}"); done
-printf '\n%-16s %11s %9s %8s %14s %16s   %s\n' variant requests/s p99 "vs none" "CPU us/request" "filter us/req" "requests/s by round"
+printf '\n%-16s %11s %9s %9s %8s %14s %16s   %s\n' variant requests/s p50 p99 "vs none" "CPU us/request" "filter us/req" "requests/s by round"
 for v in "${VARIANTS[@]}"; do
-  printf '%-16s %11s %9s %8s %14s %16s   %s\n' "$v" "${MED[$v]}" "$(sed 's/ms//g' <<<"${P99[$v]}" | median)ms" \
+  printf '%-16s %11s %9s %9s %8s %14s %16s   %s\n' "$v" "${MED[$v]}" "$(median <<<"${P50[$v]}")ms" "$(median <<<"${P99[$v]}")ms" \
     "$(python3 -c "print(f'{${MED[$v]}/${MED[none]}:.2f}')")" "${MEDCPU[$v]}" \
     "$(python3 -c "print(f'{${MEDCPU[$v]} - ${MEDCPU[none]}:+.1f}')")" "${RPS[$v]}"
 done
@@ -352,8 +405,8 @@ BENCH_JSON=${BENCH_JSON:-target/bench.json}
     "$("$ENVOY" --version 2>/dev/null | grep -o '[0-9]*\.[0-9]*\.[0-9]*' | head -1)" "$CONCURRENCY" "$CONNECTIONS" "$DURATION" "$ROUNDS" "$(nproc)"
   sep=""
   for v in "${VARIANTS[@]}"; do
-    printf '%s"%s": {"requests_per_s": %s, "p99_ms": %s, "envoy_cpu_us_per_request": %s, "rounds_requests_per_s": [%s]}' \
-      "$sep" "$v" "${MED[$v]}" "$(sed 's/ms//g' <<<"${P99[$v]}" | median)" "${MEDCPU[$v]}" \
+    printf '%s"%s": {"requests_per_s": %s, "p50_ms": %s, "p99_ms": %s, "envoy_cpu_us_per_request": %s, "rounds_requests_per_s": [%s]}' \
+      "$sep" "$v" "${MED[$v]}" "$(median <<<"${P50[$v]}")" "$(median <<<"${P99[$v]}")" "${MEDCPU[$v]}" \
       "$(tr ' ' '\n' <<<"${RPS[$v]}" | grep -v '^$' | paste -sd, -)"
     sep=", "
   done
@@ -385,6 +438,17 @@ want warden_es256_distinct && want native_es256_distinct &&
   target "Distinct ES256 tokens, api-warden / native jwt_authn uncached" "$(ratio "${MED[warden_es256_distinct]}" "${MED[native_es256_distinct]}")" 0.25
 want warden_rs256_distinct && want native_rs256_distinct &&
   target "Distinct RS256 tokens, api-warden / native jwt_authn uncached" "$(ratio "${MED[warden_rs256_distinct]}" "${MED[native_rs256_distinct]}")" 0.20
+p99() { median <<<"${P99[$1]}"; }
+if want warden_redis && want warden_api_key; then
+  extra=$(python3 -c "print(f'{$(p99 warden_redis) - $(p99 warden_api_key):.3f}')")
+  printf 'Redis mode p99 - local mode p99: %s ms (target at most 1 ms: %s)\n' "$extra" \
+    "$(python3 -c "print('met' if $extra <= 1 else 'not met')")"
+fi
+want warden_batch && want warden_api_key &&
+  target "Batched Redis mode (20 per call) / local mode" "$(ratio "${MED[warden_batch]}" "${MED[warden_api_key]}")" 0.70
+want warden_rls && want native_rls &&
+  printf 'RLS, api-warden / native ratelimit filter (same service, same Redis): throughput %s, p99 %s ms vs %s ms\n' \
+    "$(ratio "${MED[warden_rls]}" "${MED[native_rls]}")" "$(p99 warden_rls)" "$(p99 native_rls)"
 want warden_es256 && want empty_wasm &&
   target "One ES256 token (verified-token cache), api-warden / empty_wasm" "$(ratio "${MED[warden_es256]}" "${MED[empty_wasm]}")" 0.80
 want native_api_key && want native_jwt && want warden_api_key && want warden_jwt || exit 0

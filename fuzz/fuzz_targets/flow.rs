@@ -32,15 +32,19 @@ impl<'a> Input<'a> {
 fn config(mode: u8) -> String {
     let digest = hex::encode(api_warden::auth::api_key::digest(KEY.as_bytes()));
     let admin = hex::encode(api_warden::auth::api_key::digest(ADMIN_KEY.as_bytes()));
-    let limiting = match mode % 3 {
-        0 => serde_json::json!({"mode": "local", "address_table_slots": 16}),
+    let kong = mode & 4 != 0;
+    let limiting = match mode % 4 {
         1 => serde_json::json!({"mode": "redis", "address_table_slots": 16,
              "redis": {"cluster": "127.0.0.1:7379"}}),
-        _ => serde_json::json!({"mode": "redis", "address_table_slots": 16,
+        2 => serde_json::json!({"mode": "redis", "address_table_slots": 16,
              "redis": {"cluster": "127.0.0.1:7379", "batch_size": 3, "failure_mode": "allow"}}),
+        // RLS needs gRPC calls, which Kong's host does not have.
+        3 if !kong => serde_json::json!({"mode": "rls", "address_table_slots": 16,
+             "rls": {"cluster": "ratelimit", "count_addresses": true}}),
+        _ => serde_json::json!({"mode": "local", "address_table_slots": 16}),
     };
     serde_json::json!({
-        "host": if mode & 4 == 0 { "envoy" } else { "kong" },
+        "host": if kong { "kong" } else { "envoy" },
         "auth_methods": ["api_key", "http_signature", "hmac_signature", "oauth2"],
         "oauth2": {"cluster": "127.0.0.1:9443", "path": "/introspect", "client_id": "f",
                    "client_secret": "s", "cache_slots": 2},
@@ -136,22 +140,30 @@ fuzz_target!(|data: &[u8]| {
             action = request.on_request_body(&host, body.len(), true);
             continue;
         }
-        let Some((token, _)) = host.last_call() else {
+        let Some((token, call)) = host.last_call() else {
             break;
         };
         if host.resumes.get() > 0 || !host.replies.borrow().is_empty() || action == Action::Continue
         {
             break;
         }
-        let answer = String::from_utf8_lossy(input.chunk()).into_owned();
-        let status = match input.byte() % 4 {
-            0 => None,
-            1 => Some(503),
-            _ => Some(200),
-        };
         let calls = host.calls.borrow().len();
-        host.answer_with(status, &answer);
-        request.on_callout(&host, token, answer.len());
+        if call.grpc.is_some() {
+            // A rate limit service's answer: raw bytes for the protobuf decoder.
+            let message = input.chunk().to_vec();
+            let status = [0, 0, 4, 14][usize::from(input.byte() % 4)];
+            host.answer_grpc(&message);
+            request.on_grpc_callout(&host, token, status, message.len());
+        } else {
+            let answer = String::from_utf8_lossy(input.chunk()).into_owned();
+            let status = match input.byte() % 4 {
+                0 => None,
+                1 => Some(503),
+                _ => Some(200),
+            };
+            host.answer_with(status, &answer);
+            request.on_callout(&host, token, answer.len());
+        }
         if host.calls.borrow().len() == calls {
             break;
         }

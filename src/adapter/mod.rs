@@ -71,6 +71,8 @@ pub trait Host {
     /// The `:status` of the callout answer being delivered.
     fn callout_status(&self) -> HostResult<Option<Vec<u8>>>;
     fn callout_body(&self, size: usize) -> HostResult<Option<Vec<u8>>>;
+    /// The response message of the gRPC call being delivered.
+    fn grpc_message(&self, size: usize) -> HostResult<Option<Vec<u8>>>;
     /// The proxy's shared data (all workers).
     fn store(&self) -> &dyn SharedStore;
     fn increment(&self, metric: &str);
@@ -218,17 +220,23 @@ impl Worker {
             return;
         };
         let trace = &limit.trace;
-        if let Some(why) = trace.redis_error {
+        let backend = match trace.backend {
+            Some(crate::ratelimit::limiter::RLS) => "the rate limit service",
+            _ => "Redis",
+        };
+        if let Some(why) = trace.remote_error {
             if !self.health.redis_failing.replace(true) {
                 host.log(
                     LogLevel::Warn,
-                    &format!("api-warden: Redis rate limiting failed ({why}); failure_mode decides until it answers again"),
+                    &format!("api-warden: rate limiting through {backend} failed ({why}); failure_mode decides until it answers again"),
                 );
             }
-        } else if trace.via == Some(Via::Redis) && self.health.redis_failing.replace(false) {
+        } else if matches!(trace.via, Some(Via::Redis | Via::Service))
+            && self.health.redis_failing.replace(false)
+        {
             host.log(
                 LogLevel::Info,
-                "api-warden: Redis rate limiting answers again",
+                &format!("api-warden: rate limiting through {backend} answers again"),
             );
         }
         if trace.store_error {

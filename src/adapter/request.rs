@@ -179,12 +179,37 @@ impl RequestFilter {
             host.increment("callouts.unexpected");
             return;
         }
+        let answer = read_answer(host, body_size);
+        self.answered(host, answer);
+    }
+
+    /// A gRPC call's end: `status` is its gRPC status, `size` the response message's length.
+    pub fn on_grpc_callout<H: Host + ?Sized>(
+        &mut self,
+        host: &H,
+        token: u32,
+        status: u32,
+        size: usize,
+    ) {
+        if self.waiting != Some(token) {
+            host.increment("callouts.unexpected");
+            return;
+        }
+        let message = if status == 0 {
+            let size = size.min(crate::ratelimit::rls::MAX_ANSWER_BYTES);
+            host.grpc_message(size).ok().flatten().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        self.answered(host, CalloutAnswer::from_grpc(status, message));
+    }
+
+    fn answered<H: Host + ?Sized>(&mut self, host: &H, answer: CalloutAnswer) {
         self.waiting = None;
         let Some(worker) = self.worker.clone() else {
             return;
         };
         let now = host.now_ms().unwrap_or(0);
-        let answer = read_answer(host, body_size);
         let flow = self.flow_mut();
         let (step, vanished) = worker.with_env(host, now, |env| flow.on_callout(env, &answer));
         worker.note_vanished(host, vanished);

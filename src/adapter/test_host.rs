@@ -147,6 +147,11 @@ impl TestHost {
         ));
     }
 
+    /// Sets the message the next `on_grpc_callout` reads.
+    pub fn answer_grpc(&self, message: &[u8]) {
+        *self.answer.borrow_mut() = Some((None, message.to_vec()));
+    }
+
     pub fn counter(&self, name: &str) -> u64 {
         self.counters.borrow().get(name).copied().unwrap_or(0)
     }
@@ -302,6 +307,15 @@ impl Host for TestHost {
 
     fn callout_body(&self, size: usize) -> HostResult<Option<Vec<u8>>> {
         count(&self.host_calls, "callout_body");
+        Ok(self
+            .answer
+            .borrow()
+            .as_ref()
+            .map(|(_, b)| b[..size.min(b.len())].to_vec()))
+    }
+
+    fn grpc_message(&self, size: usize) -> HostResult<Option<Vec<u8>>> {
+        count(&self.host_calls, "grpc_message");
         Ok(self
             .answer
             .borrow()

@@ -928,3 +928,6 @@ fn the_decision_is_published_as_filter_state_when_asked() {
     let refused = crate::config::parse(kong.as_bytes()).unwrap_err();
     assert_eq!(refused.field, "filter_state", "{refused:?}");
 }
+
+#[path = "rls_tests.rs"]
+mod rls;

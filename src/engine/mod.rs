@@ -108,7 +108,7 @@ fn limited(target: &Target, decision: &Decision) -> Denial {
 }
 
 fn limit_unavailable(counted: &Counted) -> Denial {
-    let message = if counted.trace.redis_error.is_some() {
+    let message = if counted.trace.remote_error.is_some() {
         "the rate-limit store is unavailable; retry shortly"
     } else {
         "rate limits cannot be checked right now; retry shortly"

@@ -146,8 +146,9 @@ impl Record {
             if trace.store_error {
                 counter(&mut out, "ratelimit.store_errors".to_string());
             }
-            if let Some(why) = trace.redis_error {
-                counter(&mut out, format!("ratelimit.redis.errors.{why}"));
+            let backend = trace.backend.unwrap_or(crate::ratelimit::limiter::REDIS);
+            if let Some(why) = trace.remote_error {
+                counter(&mut out, format!("ratelimit.{backend}.errors.{why}"));
             }
             if trace.script_reloaded {
                 counter(&mut out, "ratelimit.redis.script_loads".to_string());
@@ -157,13 +158,13 @@ impl Record {
                     counter(&mut out, "ratelimit.redis.batch.served".to_string())
                 }
                 Some(Via::Fallback) => {
-                    counter(&mut out, "ratelimit.redis.local_fallback".to_string())
+                    counter(&mut out, format!("ratelimit.{backend}.local_fallback"))
                 }
                 _ => {}
             }
             if let Some(ms) = trace.callout_ms {
                 out.push(Metric::Histogram(
-                    "ratelimit.redis.latency_ms".to_string(),
+                    format!("ratelimit.{backend}.latency_ms"),
                     ms,
                 ));
             }
@@ -234,7 +235,7 @@ mod tests {
             outcome: LimitOutcome::Unavailable,
             trace: Trace {
                 via: Some(Via::Fallback),
-                redis_error: Some("timeout"),
+                remote_error: Some("timeout"),
                 store_error: true,
                 ..Trace::default()
             },

@@ -21,6 +21,7 @@ pub const RESPONSE_HEADERS: u32 = 2;
 pub const CALL_RESPONSE_HEADERS: u32 = 6;
 pub const REQUEST_BODY: u32 = 0;
 pub const CALL_RESPONSE_BODY: u32 = 4;
+pub const GRPC_RECEIVE_BUFFER: u32 = 5;
 pub const PLUGIN_CONFIGURATION: u32 = 7;
 pub const COUNTER: u32 = 0;
 pub const GAUGE: u32 = 1;

@@ -79,6 +79,11 @@ impl Context for Request {
     ) {
         self.filter.on_callout(&self.host, token, body);
     }
+
+    fn on_grpc_call_response(&mut self, token: u32, status_code: u32, response_size: usize) {
+        self.filter
+            .on_grpc_callout(&self.host, token, status_code, response_size);
+    }
 }
 
 impl HttpContext for Request {

@@ -533,6 +533,7 @@ fn a_method_can_suspend_on_a_call_and_resume_with_its_answer() {
         headers: vec![],
         body: b"token=x".to_vec(),
         timeout_ms: 100,
+        grpc: None,
     };
     let suspended = || {
         let target = path::normalise(b"/api/send/x").unwrap();

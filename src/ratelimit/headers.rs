@@ -8,6 +8,14 @@ use super::window::Decision;
 use super::Limits;
 
 pub fn fields(decision: &Decision, limits: &Limits) -> Vec<(String, String)> {
+    if decision.limit == 0 {
+        // A rate limit service that named no quota: nothing to describe but the wait.
+        return decision
+            .retry_after
+            .map(|retry| ("retry-after".to_string(), retry.to_string()))
+            .into_iter()
+            .collect();
+    }
     let mut out = vec![
         ("ratelimit-limit".to_string(), decision.limit.to_string()),
         (

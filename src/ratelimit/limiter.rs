@@ -8,10 +8,10 @@
 //! Redis. Every step leaves a [`Trace`] that the request's record carries.
 
 use super::batch::Reservations;
-use super::settings::{Backend, FailureMode, RedisSettings, Settings};
+use super::settings::{Backend, FailureMode, RedisSettings, RlsSettings, Settings};
 use super::window::Decision;
-use super::{local, redis, Limits, Subject, Target};
-use crate::callout::{CalloutAnswer, CalloutSpec};
+use super::{local, redis, rls, Limits, Subject, Target};
+use crate::callout::{CalloutAnswer, CalloutSpec, GrpcMethod};
 use crate::store::{self, SharedStore, StoreError};
 use std::cell::RefCell;
 
@@ -22,18 +22,26 @@ pub enum Via {
     Local,
     /// A Redis answer.
     Redis,
+    /// An answer from the rate limit service (RLS mode).
+    Service,
     /// An admission this worker had reserved from Redis (batched mode): no call made.
     Reserved,
-    /// Redis failed and `failure_mode: allow` counted locally instead.
+    /// The remote backend failed and `failure_mode: allow` counted locally instead.
     Fallback,
 }
+
+/// The remote backends, as metric names and logs spell them.
+pub const REDIS: &str = "redis";
+pub const RLS: &str = "rls";
 
 /// What counting one request involved.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Trace {
     pub via: Option<Via>,
-    /// Why Redis could not decide: `timeout`, `dispatch`, `status`, `garbage`, `script`, ...
-    pub redis_error: Option<&'static str>,
+    /// The remote backend asked ([`REDIS`] or [`RLS`]), when one was.
+    pub backend: Option<&'static str>,
+    /// Why the remote backend (Redis, or the rate limit service) could not decide: `timeout`, `dispatch`, `status`, `garbage`, `script`, ...
+    pub remote_error: Option<&'static str>,
     /// Redis had lost the script and it was sent whole.
     pub script_reloaded: bool,
     /// A shared-data update failed.
@@ -89,9 +97,14 @@ fn redis_call(
     now_ms: u64,
     count: i64,
 ) -> CalloutSpec {
+    let authority = if settings.consistent_hash {
+        redis::shard_authority(&settings.authority, key)
+    } else {
+        settings.authority.clone()
+    };
     CalloutSpec {
         upstream: settings.cluster.clone(),
-        authority: settings.authority.clone(),
+        authority,
         method: "GET",
         path: redis::request_path(call, &settings.key_prefix, key, limits, now_ms, count),
         headers: settings
@@ -101,6 +114,23 @@ fn redis_call(
             .collect(),
         body: Vec::new(),
         timeout_ms: settings.timeout_ms,
+        grpc: None,
+    }
+}
+
+fn rls_call(settings: &RlsSettings, target: &Target) -> CalloutSpec {
+    CalloutSpec {
+        upstream: settings.target.clone(),
+        authority: settings.cluster.clone(),
+        method: "POST",
+        path: String::new(),
+        headers: Vec::new(),
+        body: rls::request(&settings.domain, target, settings.send_limits, 1),
+        timeout_ms: settings.timeout_ms,
+        grpc: Some(GrpcMethod {
+            service: rls::SERVICE,
+            method: rls::METHOD,
+        }),
     }
 }
 
@@ -112,12 +142,36 @@ impl Limiter<'_> {
     fn redis(&self) -> Option<&RedisSettings> {
         match &self.settings.backend {
             Backend::Redis(r) => Some(r),
-            Backend::Local => None,
+            Backend::Local | Backend::Rls(_) => None,
+        }
+    }
+
+    /// The rate limit service, when it counts this subject (addresses only when configured).
+    fn rls_for(&self, subject: &Subject) -> Option<&RlsSettings> {
+        match (&self.settings.backend, subject) {
+            (Backend::Rls(r), Subject::Client { .. }) => Some(r),
+            (Backend::Rls(r), Subject::Address(_)) if r.count_addresses => Some(r),
+            _ => None,
         }
     }
 
     /// Counts one request against `target`.
     pub fn check(&self, target: Target, now_ms: u64) -> Check {
+        if let Some(settings) = self.rls_for(&target.subject) {
+            let spec = rls_call(settings, &target);
+            let pending = PendingCount {
+                target,
+                sent_ms: now_ms,
+                by_sha: false,
+                asked: 1,
+                trace: Trace {
+                    via: Some(Via::Service),
+                    backend: Some(RLS),
+                    ..Trace::default()
+                },
+            };
+            return Check::Call(Box::new(pending), spec);
+        }
         let (Some(settings), Subject::Client { key, .. }) = (self.redis(), &target.subject) else {
             let trace = Trace {
                 via: Some(Via::Local),
@@ -145,6 +199,7 @@ impl Limiter<'_> {
             asked,
             trace: Trace {
                 via: Some(Via::Redis),
+                backend: Some(REDIS),
                 ..Trace::default()
             },
         };
@@ -155,6 +210,9 @@ impl Limiter<'_> {
     pub fn resume(&self, pending: PendingCount, answer: &CalloutAnswer, now_ms: u64) -> Check {
         let mut p = pending;
         p.trace.callout_ms = Some(now_ms.saturating_sub(p.sent_ms));
+        if let Some(settings) = self.rls_for(&p.target.subject) {
+            return Check::Done(self.rls_answered(settings.failure_mode, p, answer, now_ms));
+        }
         let (Some(settings), Subject::Client { key, .. }) = (self.redis(), &p.target.subject)
         else {
             // Only Redis-mode client counts ever wait for a call.
@@ -164,10 +222,10 @@ impl Limiter<'_> {
             });
         };
         if let Some(why) = answer.failure_reason() {
-            return Check::Done(self.failed(settings, p, why, now_ms));
+            return Check::Done(self.failed(settings.failure_mode, p, why, now_ms));
         }
         let CalloutAnswer::Response { status, body } = answer else {
-            return Check::Done(self.failed(settings, p, "status", now_ms));
+            return Check::Done(self.failed(settings.failure_mode, p, "status", now_ms));
         };
         let limits = p.target.limits;
         match redis::parse_response(u32::from(*status), body, &limits, now_ms, p.asked) {
@@ -191,21 +249,43 @@ impl Limiter<'_> {
                     trace: p.trace,
                 })
             }
-            Err(e) => Check::Done(self.failed(settings, p, e.code(), now_ms)),
+            Err(e) => Check::Done(self.failed(settings.failure_mode, p, e.code(), now_ms)),
         }
     }
 
-    /// Redis could not decide: refuse, or count locally, as configured.
+    fn rls_answered(
+        &self,
+        failure_mode: FailureMode,
+        p: PendingCount,
+        answer: &CalloutAnswer,
+        now_ms: u64,
+    ) -> Counted {
+        if let Some(why) = answer.failure_reason() {
+            return self.failed(failure_mode, p, why, now_ms);
+        }
+        let CalloutAnswer::Response { body, .. } = answer else {
+            return self.failed(failure_mode, p, "status", now_ms);
+        };
+        match rls::parse_response(body) {
+            Ok(decision) => Counted {
+                decision: Some(decision),
+                trace: p.trace,
+            },
+            Err(e) => self.failed(failure_mode, p, e.code(), now_ms),
+        }
+    }
+
+    /// The remote backend could not decide: refuse, or count locally, as configured.
     fn failed(
         &self,
-        settings: &RedisSettings,
+        failure_mode: FailureMode,
         pending: PendingCount,
         why: &'static str,
         now_ms: u64,
     ) -> Counted {
         let mut trace = pending.trace;
-        trace.redis_error = Some(why);
-        match settings.failure_mode {
+        trace.remote_error = Some(why);
+        match failure_mode {
             FailureMode::Deny => Counted {
                 decision: None,
                 trace,

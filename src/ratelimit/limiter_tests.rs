@@ -87,7 +87,7 @@ fn noscript_is_retried_once_with_the_script_then_is_an_error() {
     };
     let counted = done(l.resume(pending, &again, NOW + 5));
     assert_eq!(counted.decision, None);
-    assert_eq!(counted.trace.redis_error, Some("noscript"));
+    assert_eq!(counted.trace.remote_error, Some("noscript"));
     assert!(counted.trace.script_reloaded);
     assert_eq!(counted.trace.callout_ms, Some(5));
 }
@@ -110,7 +110,7 @@ fn allow_mode_counts_locally_when_redis_cannot_answer() {
         let (pending, _) = call(l.check(target.clone(), NOW));
         let counted = done(l.resume(pending, &CalloutAnswer::DispatchFailed, NOW));
         assert_eq!(counted.trace.via, Some(Via::Fallback));
-        assert_eq!(counted.trace.redis_error, Some("dispatch"));
+        assert_eq!(counted.trace.remote_error, Some("dispatch"));
         admitted += usize::from(counted.decision.unwrap().allowed);
     }
     assert_eq!(admitted, 3, "the fallback still enforces the limits");
@@ -146,4 +146,50 @@ fn webdis_credentials_travel_with_every_call_and_are_checked() {
         let err = config::parse(cfg.to_string().as_bytes()).unwrap_err();
         assert_eq!(err.field, "rate_limiting.redis.http_basic_auth", "{bad}");
     }
+}
+
+#[test]
+fn consistent_hashing_names_the_subject_in_every_call_about_it() {
+    let s = settings(json!({"mode": "redis", "redis": {"cluster": "webdis",
+        "consistent_hash": true, "batch_size": 3, "release_ms": 100}}));
+    let store = MemoryStore::new();
+    let held = RefCell::new(Reservations::default());
+    let l = Limiter {
+        settings: &s,
+        store: &store,
+        reservations: &held,
+    };
+    let target = s.rules.for_client("m", false, None, "/api/x");
+    let (pending, spec) = call(l.check(target.clone(), NOW));
+    let authority = spec.authority.clone();
+    let (shard, rest) = authority.split_once('.').unwrap();
+    assert_eq!((shard.len(), rest), (16, "webdis"));
+    // Another subject lands elsewhere on the ring; the same one always in the same place.
+    let other = s.rules.for_client("n", false, None, "/api/x");
+    assert_ne!(call(l.check(other, NOW)).1.authority, authority);
+    assert_eq!(call(l.check(target, NOW)).1.authority, authority);
+    // The give-back of a reservation goes where its admissions were taken.
+    let answer = CalloutAnswer::Response {
+        status: 200,
+        body: br#"{"EVALSHA":[3,0,0,0,3000]}"#.to_vec(),
+    };
+    done(l.resume(pending, &answer, NOW));
+    let backs = l.give_backs(NOW + 5_000);
+    assert_eq!(backs.len(), 1);
+    assert_eq!(backs[0].authority, authority);
+    // Without it, the configured authority.
+    let plain = redis();
+    let l = Limiter {
+        settings: &plain,
+        store: &store,
+        reservations: &held,
+    };
+    let target = plain.rules.for_client("m", false, None, "/api/x");
+    assert_eq!(call(l.check(target, NOW)).1.authority, "webdis");
+    // Kong's host has no load balancing to shard by.
+    let cfg = json!({"host": "kong", "clients": [{"client_id": "m", "allowed_endpoints": ["*"]}],
+        "rate_limiting": {"mode": "redis", "redis": {"cluster": "127.0.0.1:7379",
+                                                      "consistent_hash": true}}});
+    let err = config::parse(cfg.to_string().as_bytes()).unwrap_err();
+    assert_eq!(err.field, "rate_limiting.redis.consistent_hash");
 }

@@ -2,13 +2,15 @@
 //!
 //! `window.rs` is the arithmetic, `local.rs` keeps counters in the proxy's shared data (exact
 //! across workers), `redis.rs` speaks to Redis through webdis (exact across proxies),
-//! `headers.rs` writes the IETF rate-limit header fields.
+//! `rls.rs` asks a rate limit service with Envoy's RLS protocol over gRPC (exact wherever it
+//! counts), `headers.rs` writes the IETF rate-limit header fields.
 
 pub mod batch;
 pub mod headers;
 pub mod limiter;
 pub mod local;
 pub mod redis;
+pub mod rls;
 pub mod settings;
 pub mod window;
 

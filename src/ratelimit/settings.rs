@@ -17,6 +17,8 @@ pub enum Mode {
     Local,
     /// Redis through webdis, exact across proxies.
     Redis,
+    /// A rate limit service speaking Envoy's RLS protocol over gRPC (Envoy only).
+    Rls,
 }
 
 #[derive(Debug, Deserialize, Default, JsonSchema)]
@@ -25,7 +27,8 @@ pub struct RawRateLimiting {
     /// Turns all counting off when false. Default true.
     #[serde(default)]
     pub enabled: Option<bool>,
-    /// `local` (shared data, the default) or `redis` (through webdis).
+    /// `local` (shared data, the default), `redis` (through webdis) or `rls` (a rate limit
+    /// service over gRPC).
     #[serde(default)]
     pub mode: Option<Mode>,
     /// Limits per caller address for public routes and unauthenticated requests.
@@ -37,6 +40,31 @@ pub struct RawRateLimiting {
     pub address_slot_entries: Option<usize>,
     #[serde(default)]
     pub redis: Option<RawRedis>,
+    #[serde(default)]
+    pub rls: Option<RawRls>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRls {
+    /// Envoy cluster of the rate limit service (HTTP/2).
+    pub cluster: String,
+    /// The RLS `domain` of every request. Default `api-warden`.
+    #[serde(default)]
+    pub domain: Option<String>,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// `deny` (default: 503) or `allow` (count locally instead).
+    #[serde(default)]
+    pub failure_mode: Option<FailureMode>,
+    /// Send this configuration's numbers as descriptor `limit` overrides, one descriptor per
+    /// window (default true). False: one descriptor, and the service's own limits decide.
+    #[serde(default)]
+    pub send_limits: Option<bool>,
+    /// Count anonymous callers (by address) in the service too. Default false: they are
+    /// counted in this proxy's shared data, so an anonymous flood never reaches the service.
+    #[serde(default)]
+    pub count_addresses: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -64,6 +92,11 @@ pub struct RawRedis {
     /// webdis with an ACL that enables only EVALSHA and EVAL for these credentials (README).
     #[serde(default)]
     pub http_basic_auth: Option<String>,
+    /// Shard by client: each counting call's `:authority` starts with a digest of what it
+    /// counts, so a webdis cluster balanced with RING_HASH or MAGLEV keeps each client's
+    /// counters on one webdis/Redis pair (Envoy only). Default false.
+    #[serde(default)]
+    pub consistent_hash: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -90,12 +123,27 @@ pub struct RedisSettings {
     pub release_ms: u64,
     /// The `Authorization` value for webdis' ACL, when configured.
     pub authorization: Option<String>,
+    /// Counting calls name their subject in `:authority` (sharding by consistent hash).
+    pub consistent_hash: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct RlsSettings {
+    pub cluster: String,
+    /// The host's gRPC target for `cluster` ([`super::rls::grpc_target`]).
+    pub target: String,
+    pub domain: String,
+    pub timeout_ms: u64,
+    pub failure_mode: FailureMode,
+    pub send_limits: bool,
+    pub count_addresses: bool,
 }
 
 #[derive(Debug, Clone)]
 pub enum Backend {
     Local,
     Redis(RedisSettings),
+    Rls(RlsSettings),
 }
 
 #[derive(Debug, Clone)]
@@ -139,6 +187,55 @@ impl Settings {
     }
 }
 
+fn compile_rls(host: HostProfile, raw: Option<&RawRls>) -> Result<RlsSettings, ConfigError> {
+    let Some(raw) = raw else {
+        return Err(ConfigError::new(
+            "rate_limiting.rls",
+            "required when mode is \"rls\"",
+        ));
+    };
+    if !host.grpc_calls() {
+        return Err(ConfigError::new(
+            "rate_limiting.mode",
+            format!(
+                "\"rls\" needs gRPC calls, which the {} host does not offer; use \"redis\"",
+                host.as_str()
+            ),
+        ));
+    }
+    let printable = |v: &str| !v.is_empty() && v.bytes().all(|b| b.is_ascii_graphic());
+    if !printable(&raw.cluster) || raw.cluster.len() > super::rls::MAX_CLUSTER_NAME {
+        return Err(ConfigError::new(
+            "rate_limiting.rls.cluster",
+            format!(
+                "must be 1 to {} printable ASCII characters",
+                super::rls::MAX_CLUSTER_NAME
+            ),
+        ));
+    }
+    let domain = raw.domain.clone().unwrap_or_else(|| "api-warden".into());
+    if !printable(&domain) || domain.len() > 128 {
+        return Err(ConfigError::new(
+            "rate_limiting.rls.domain",
+            "must be 1 to 128 printable ASCII characters",
+        ));
+    }
+    Ok(RlsSettings {
+        target: super::rls::grpc_target(&raw.cluster),
+        cluster: raw.cluster.clone(),
+        domain,
+        timeout_ms: within(
+            "rate_limiting.rls.timeout_ms",
+            raw.timeout_ms,
+            DEFAULT_REDIS_TIMEOUT_MS,
+            1..=60_000,
+        )?,
+        failure_mode: raw.failure_mode.unwrap_or_default(),
+        send_limits: raw.send_limits.unwrap_or(true),
+        count_addresses: raw.count_addresses.unwrap_or(false),
+    })
+}
+
 pub fn compile(
     host: HostProfile,
     raw: &RawRateLimiting,
@@ -151,6 +248,7 @@ pub fn compile(
     };
     let backend = match (raw.mode.unwrap_or_default(), &raw.redis) {
         (Mode::Local, _) => Backend::Local,
+        (Mode::Rls, _) => Backend::Rls(compile_rls(host, raw.rls.as_ref())?),
         (Mode::Redis, None) => {
             return Err(ConfigError::new(
                 "rate_limiting.redis",
@@ -178,7 +276,15 @@ pub fn compile(
                 .as_deref()
                 .map(|c| basic_authorization("rate_limiting.redis.http_basic_auth", c))
                 .transpose()?;
+            let consistent_hash = r.consistent_hash.unwrap_or(false);
+            if consistent_hash && host == HostProfile::Kong {
+                return Err(ConfigError::new(
+                    "rate_limiting.redis.consistent_hash",
+                    "Kong's host calls one host:port, with no load balancing to shard by; leave it out",
+                ));
+            }
             Backend::Redis(RedisSettings {
+                consistent_hash,
                 authorization,
                 authority: r.authority.clone().unwrap_or_else(|| r.cluster.clone()),
                 cluster: r.cluster.clone(),

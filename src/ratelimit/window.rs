@@ -71,7 +71,8 @@ impl CounterState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     pub allowed: bool,
-    /// The quota closest to exhaustion: its limit, what is left, seconds to its reset.
+    /// The quota closest to exhaustion: its limit, what is left, seconds to its reset. A limit
+    /// of 0 means no quota is known (a rate limit service that sent no statuses).
     pub limit: u64,
     pub remaining: u64,
     pub reset: u64,

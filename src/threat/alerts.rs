@@ -95,6 +95,7 @@ impl AlertSettings {
             headers: vec![("content-type".to_string(), "application/json".to_string())],
             body: json.as_bytes().to_vec(),
             timeout_ms: self.timeout_ms,
+            grpc: None,
         }
     }
 }

@@ -192,6 +192,7 @@ impl SyncQueue {
             headers,
             body: args.to_string().into_bytes(),
             timeout_ms: settings.timeout_ms,
+            grpc: None,
         })
     }
 

@@ -48,6 +48,7 @@ impl SharedReplay {
                 .collect(),
             body: Vec::new(),
             timeout_ms: self.timeout_ms,
+            grpc: None,
         }
     }
 

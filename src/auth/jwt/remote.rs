@@ -162,6 +162,7 @@ impl RemoteKeys {
             headers: vec![("accept".to_string(), "application/json".to_string())],
             body: Vec::new(),
             timeout_ms: self.source.timeout_ms,
+            grpc: None,
         })
     }
 

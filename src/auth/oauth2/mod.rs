@@ -157,6 +157,7 @@ impl OAuth2Settings {
             ],
             body: format!("token={}&token_type_hint=access_token", form_encode(token)).into_bytes(),
             timeout_ms: self.timeout_ms,
+            grpc: None,
         }
     }
 }

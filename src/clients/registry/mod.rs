@@ -479,6 +479,7 @@ impl Registry {
             headers,
             body: Vec::new(),
             timeout_ms: self.settings.timeout_ms,
+            grpc: None,
         }
     }
 }

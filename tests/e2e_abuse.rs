@@ -163,7 +163,7 @@ fn sequential_contact_scanning_gets_the_client_blocked() {
     assert_eq!(event["details"]["mitigation"], "block");
     assert_eq!(event["details"]["patterns"], json!(["data_harvesting"]));
     assert_eq!(event["details"]["mode"], "enforce");
-    assert!(e.counter("wasmcustom.api_warden.abuse.mitigated.block") >= 1);
+    assert!(e.counter("wasmcustom.api_warden.abuse.mitigated.block.total") >= 1);
     // Other clients are unaffected.
     assert_eq!(
         send(e, "GET", "/api/send", "office", "10.1.0.2", None).status,
@@ -343,7 +343,7 @@ fn credential_stuffing_from_many_addresses_makes_one_failure_block() {
         send(&e, "GET", "/api/send", "office", "10.6.2.1", None).status,
         200
     );
-    assert!(e.counter("wasmcustom.api_warden.abuse.detected.credential_stuffing") >= 1);
+    assert!(e.counter("wasmcustom.api_warden.abuse.detected.credential_stuffing.total") >= 1);
 }
 
 #[test]
@@ -364,10 +364,10 @@ fn monitor_mode_logs_the_verdict_and_enforces_nothing() {
         v["client_id"] == "scanner" && v["details"]["mitigation"] == "block"
     });
     assert_eq!(event["details"]["mode"], "monitor");
-    assert!(e.counter("wasmcustom.api_warden.abuse.monitored.block") >= 1);
+    assert!(e.counter("wasmcustom.api_warden.abuse.monitored.block.total") >= 1);
     let prom = e.admin_get("/stats/prometheus").text();
     assert!(
-        prom.contains("api_warden_abuse_monitored{grade=\"block\"}"),
+        prom.contains("api_warden_abuse_monitored_total{grade=\"block\"}"),
         "labelled as the README says"
     );
 }

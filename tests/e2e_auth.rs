@@ -1100,14 +1100,14 @@ fn outcomes_are_counted_in_envoy_stats() {
     get("/api/send/bulk", &[("X-API-Key", MARKETING_KEY)]);
     get("/api/send/bulk", &[("X-API-Key", "nope")]);
     let e = envoy();
-    assert!(e.counter("wasmcustom.api_warden.auth.api_key.success") >= 1);
-    assert!(e.counter("wasmcustom.api_warden.auth.api_key.failure") >= 1);
-    assert!(e.counter("wasmcustom.api_warden.denied.invalid_api_key") >= 1);
+    assert!(e.counter("wasmcustom.api_warden.auth.api_key.success.total") >= 1);
+    assert!(e.counter("wasmcustom.api_warden.auth.api_key.failure.total") >= 1);
+    assert!(e.counter("wasmcustom.api_warden.denied.invalid_api_key.total") >= 1);
     let prom = e.admin_get("/stats/prometheus").text();
     for series in [
-        "api_warden_auth{method=\"api_key\",result=\"success\"}",
-        "api_warden_auth{method=\"api_key\",result=\"failure\"}",
-        "api_warden_denied{code=\"invalid_api_key\"}",
+        "api_warden_auth_total{method=\"api_key\",result=\"success\"}",
+        "api_warden_auth_total{method=\"api_key\",result=\"failure\"}",
+        "api_warden_denied_total{code=\"invalid_api_key\"}",
     ] {
         assert!(prom.contains(series), "Prometheus output lacks {series}");
     }
@@ -1205,7 +1205,7 @@ fn an_address_that_keeps_failing_is_blocked_on_every_worker() {
         "other addresses are unaffected"
     );
     assert_eq!(
-        envoy.counter("wasmcustom.api_warden.security.addresses_blocked"),
+        envoy.counter("wasmcustom.api_warden.security.addresses_blocked.total"),
         1
     );
     let logged = (0..25).any(|_| {
@@ -1243,7 +1243,7 @@ fn an_address_that_keeps_failing_is_blocked_on_every_worker() {
         .iter()
         .all(|e| e["threat_level"].is_string() && e["event_id"].is_string()));
     assert_eq!(
-        envoy.counter("wasmcustom.api_warden.security.events.blocked_ip_attempt"),
+        envoy.counter("wasmcustom.api_warden.security.events.blocked_ip_attempt.total"),
         4
     );
     // The security report, answered by the filter (from any worker: the ring and the block

@@ -95,8 +95,8 @@ fn a_remote_jwk_set_is_fetched_rotated_and_kept_through_failures() {
             send(&envoy, &token(&a)).status,
             send(&envoy, &token(&b)).status,
             idp.hits("/jwks"),
-            envoy.counter("wasmcustom.api_warden.jwt.jwks.updated"),
-            envoy.counter("wasmcustom.api_warden.jwt.jwks.failed")
+            envoy.counter("wasmcustom.api_warden.jwt.jwks.updated.total"),
+            envoy.counter("wasmcustom.api_warden.jwt.jwks.failed.total")
         )
     };
     eventually(
@@ -140,13 +140,13 @@ fn a_remote_jwk_set_is_fetched_rotated_and_kept_through_failures() {
         }
     }
     assert!(idp.hits("/jwks") > fetched);
-    assert!(envoy.counter("wasmcustom.api_warden.jwt.jwks.failed") >= 3);
-    assert!(envoy.counter("wasmcustom.api_warden.jwt.jwks.updated") >= 2);
+    assert!(envoy.counter("wasmcustom.api_warden.jwt.jwks.failed.total") >= 3);
+    assert!(envoy.counter("wasmcustom.api_warden.jwt.jwks.updated.total") >= 2);
     let log = envoy.log_text();
     assert!(log.contains("remote JWK set not refreshed"), "{log}");
     let prom = envoy.admin_get("/stats/prometheus").text();
     assert!(
-        prom.contains("api_warden_jwt_jwks{fetch=\"failed\"}"),
+        prom.contains("api_warden_jwt_jwks_total{fetch=\"failed\"}"),
         "{prom}"
     );
 }
@@ -241,8 +241,8 @@ fn opaque_bearer_tokens_are_introspected_cached_and_fail_closed() {
         assert_eq!(resp.error_code(), "introspection_unavailable");
         assert!(!resp.reached_upstream());
     }
-    assert!(envoy.counter("wasmcustom.api_warden.auth.oauth2.success") >= 9);
-    assert!(envoy.counter("wasmcustom.api_warden.denied.introspection_unavailable") >= 3);
+    assert!(envoy.counter("wasmcustom.api_warden.auth.oauth2.success.total") >= 9);
+    assert!(envoy.counter("wasmcustom.api_warden.denied.introspection_unavailable.total") >= 3);
 }
 
 /// A CA, a server certificate for 127.0.0.1, and client certificates, made with openssl.

@@ -118,11 +118,11 @@ fn local_counting_is_exact_across_four_workers() {
     let envoy = Envoy::start(&config(json!({"address_limits": high_address_limits()})), 4);
     trials("local, --concurrency 4", &[envoy.port], TRIALS);
     assert_eq!(
-        envoy.counter("wasmcustom.api_warden.ratelimit.api_send.allowed"),
+        envoy.counter("wasmcustom.api_warden.ratelimit.api_send.allowed.total"),
         L * TRIALS as u64
     );
     assert_eq!(
-        envoy.counter("wasmcustom.api_warden.ratelimit.api_send.limited"),
+        envoy.counter("wasmcustom.api_warden.ratelimit.api_send.limited.total"),
         2 * L * TRIALS as u64
     );
 }
@@ -214,8 +214,8 @@ fn redis_counting_is_exact_across_two_envoys() {
     let a = Envoy::start_with(&cfg, 2, &[("webdis", redis.webdis_port)]);
     let b = Envoy::start_with(&cfg, 2, &[("webdis", redis.webdis_port)]);
     trials("redis, 2 Envoys x 2 workers", &[a.port, b.port], 5);
-    assert!(a.counter("wasmcustom.api_warden.ratelimit.api_send.allowed") > 0);
-    assert!(b.counter("wasmcustom.api_warden.ratelimit.api_send.allowed") > 0);
+    assert!(a.counter("wasmcustom.api_warden.ratelimit.api_send.allowed.total") > 0);
+    assert!(b.counter("wasmcustom.api_warden.ratelimit.api_send.allowed.total") > 0);
     let keys = redis.cli(&["--scan", "--pattern", "aw:*"]);
     assert!(
         keys.lines().count() >= 4,
@@ -224,8 +224,8 @@ fn redis_counting_is_exact_across_two_envoys() {
     // Decisions go by EVALSHA; only the first few (before Redis cached the script) carry it.
     let sha = api_warden::ratelimit::redis::script_sha();
     assert_eq!(redis.cli(&["SCRIPT", "EXISTS", &sha]).trim(), "1");
-    let loads = a.counter("wasmcustom.api_warden.ratelimit.redis.script_loads")
-        + b.counter("wasmcustom.api_warden.ratelimit.redis.script_loads");
+    let loads = a.counter("wasmcustom.api_warden.ratelimit.redis.script_loads.total")
+        + b.counter("wasmcustom.api_warden.ratelimit.redis.script_loads.total");
     println!("script sent whole {loads} times for {} decisions", 15 * L);
     assert!((1..=THREADS as u64).contains(&loads), "{loads}");
     // Callout latency is a histogram: buckets appear on /stats/prometheus at the next flush.
@@ -322,18 +322,20 @@ fn faults_redis_dying_under_load_and_hanging_follow_failure_mode_and_recover() {
         let r = as_client(allow.port, 1);
         assert_eq!(r.status, 200, "allow mode counts locally: {}", r.text());
     }
-    assert!(allow.counter("wasmcustom.api_warden.ratelimit.redis.local_fallback") >= 10);
+    assert!(allow.counter("wasmcustom.api_warden.ratelimit.redis.local_fallback.total") >= 10);
     assert!(deny.is_alive() && allow.is_alive());
 
     redis.start_redis();
-    let loads_before = deny.counter("wasmcustom.api_warden.ratelimit.redis.script_loads");
+    let loads_before = deny.counter("wasmcustom.api_warden.ratelimit.redis.script_loads.total");
     wait_until(
         "recovery after Redis restarts",
         Duration::from_secs(20),
         || as_client(deny.port, 0).status == 200,
     );
     // The restarted Redis had lost the script: it was sent whole again.
-    assert!(deny.counter("wasmcustom.api_warden.ratelimit.redis.script_loads") > loads_before);
+    assert!(
+        deny.counter("wasmcustom.api_warden.ratelimit.redis.script_loads.total") > loads_before
+    );
 
     // Slow Redis (asleep for 3 s): the call times out at 200 ms, well before Redis would answer.
     let slow = redis.cli(&["DEBUG", "SLEEP", "0"]);
@@ -369,7 +371,7 @@ fn faults_redis_dying_under_load_and_hanging_follow_failure_mode_and_recover() {
     );
     let stats = deny.admin_get("/stats?filter=redis").text();
     assert!(
-        deny.counter("wasmcustom.api_warden.ratelimit.redis.errors.timeout") >= 1,
+        deny.counter("wasmcustom.api_warden.ratelimit.redis.errors.timeout.total") >= 1,
         "{stats}"
     );
     assert!(deny.is_alive());
@@ -436,7 +438,7 @@ fn faults_garbage_from_the_store_is_an_error_not_a_crash() {
             (503, "rate_limit_unavailable")
         );
     }
-    assert!(envoy.counter("wasmcustom.api_warden.ratelimit.redis.errors.garbage") >= 5);
+    assert!(envoy.counter("wasmcustom.api_warden.ratelimit.redis.errors.garbage.total") >= 5);
     assert!(envoy.is_alive());
 }
 
@@ -546,10 +548,10 @@ fn batched_redis_mode_never_over_admits_and_gives_back_what_it_does_not_use() {
         assert_eq!(counted_after_first, first);
         assert_eq!(counted, total);
     }
-    let served = a.counter("wasmcustom.api_warden.ratelimit.redis.batch.served")
-        + b.counter("wasmcustom.api_warden.ratelimit.redis.batch.served");
-    let released = a.counter("wasmcustom.api_warden.ratelimit.redis.batch.released")
-        + b.counter("wasmcustom.api_warden.ratelimit.redis.batch.released");
+    let served = a.counter("wasmcustom.api_warden.ratelimit.redis.batch.served.total")
+        + b.counter("wasmcustom.api_warden.ratelimit.redis.batch.served.total");
+    let released = a.counter("wasmcustom.api_warden.ratelimit.redis.batch.released.total")
+        + b.counter("wasmcustom.api_warden.ratelimit.redis.batch.released.total");
     println!("batched: {served} admissions served without a callout, {released} give-backs");
     assert!(served > 0 && released > 0);
 }
@@ -769,8 +771,8 @@ fn failed_authentications_blocks_and_events_are_shared_across_envoys_through_red
     // Anyone else is unaffected.
     assert_eq!(valid(b.port, "198.51.100.33"), 200);
     assert!(
-        a.counter("wasmcustom.api_warden.security.blocks_from_redis")
-            + b.counter("wasmcustom.api_warden.security.blocks_from_redis")
+        a.counter("wasmcustom.api_warden.security.blocks_from_redis.total")
+            + b.counter("wasmcustom.api_warden.security.blocks_from_redis.total")
             >= 3,
         "each proxy learnt at least the block it did not make"
     );
@@ -796,7 +798,10 @@ fn failed_authentications_blocks_and_events_are_shared_across_envoys_through_red
         .parse()
         .unwrap();
     assert_eq!(ttl, -1, "the block set is pruned by score, not expired");
-    assert_eq!(a.counter("wasmcustom.api_warden.security.sync_failed"), 0);
+    assert_eq!(
+        a.counter("wasmcustom.api_warden.security.sync_failed.total"),
+        0
+    );
 }
 
 /// Two webdis/Redis pairs behind one Envoy cluster balanced by RING_HASH: with

@@ -175,7 +175,7 @@ fn clients_keys_and_revocations_in_redis_take_effect_without_a_reload() {
     for _ in 0..4 {
         assert_eq!(get(&envoy, &[("x-api-key", CONFIGURED_KEY)]).status, 200);
     }
-    assert!(envoy.counter("wasmcustom.api_warden.auth.api_key.failure") > 0);
+    assert!(envoy.counter("wasmcustom.api_warden.auth.api_key.failure.total") > 0);
 
     // Back (an empty Redis: this one keeps no data across restarts): new clients are served
     // without restarting the proxy.

@@ -205,7 +205,7 @@ fn the_service_counts_exactly_across_two_envoys() {
         r.header("ratelimit-remaining"),
         Some((L - 1).to_string().as_str())
     );
-    assert!(a.counter("wasmcustom.api_warden.ratelimit.api_send.allowed") > 0);
+    assert!(a.counter("wasmcustom.api_warden.ratelimit.api_send.allowed.total") > 0);
     assert!(a.log_text().contains("api-warden") && !a.log_text().contains("panicked"));
 }
 
@@ -263,7 +263,7 @@ fn a_service_that_cannot_answer_follows_the_failure_mode() {
     let r = as_client(allow.port, 0);
     assert_eq!(r.status, 200, "{}", allow.log_text());
     assert_eq!(
-        allow.counter("wasmcustom.api_warden.ratelimit.rls.local_fallback"),
+        allow.counter("wasmcustom.api_warden.ratelimit.rls.local_fallback.total"),
         1
     );
     for _ in 0..2 {

@@ -24,7 +24,13 @@ impl ProxyHost {
         if let Some(id) = self.metrics.0.borrow().get(name) {
             return Some(*id);
         }
-        let id = abi::define_metric(kind, &format!("api_warden.{name}")).ok()?;
+        // Counters end in `.total`, so Prometheus shows them as `api_warden_<name>_total`.
+        let full = if kind == abi::COUNTER {
+            format!("api_warden.{name}.total")
+        } else {
+            format!("api_warden.{name}")
+        };
+        let id = abi::define_metric(kind, &full).ok()?;
         self.metrics.0.borrow_mut().insert(name.to_string(), id);
         Some(id)
     }

@@ -15,7 +15,7 @@ SYSTEM_TOOLS  := $(WASM_CC_TOOLS) curl:curl openssl:openssl redis-server:redis-s
 
 export ENVOY_BIN := $(abspath $(ENVOY))
 
-.PHONY: build run test unit e2e lint fmt deps wasm-target wasm-cc system-deps dist bench clean schema fuzz fuzz-smoke soak faults rls-server capacity
+.PHONY: build run test unit e2e lint fmt deps wasm-target wasm-cc system-deps dist bench clean schema fuzz fuzz-smoke soak faults rls-server capacity microbench
 
 build: wasm-target wasm-cc
 	cargo build --release --target $(WASM_TARGET) --lib
@@ -99,6 +99,10 @@ soak: build deps
 # Throughput against no filter and Envoy's native filters (a benchmark, not a test).
 bench: build deps rls-server
 	bench/run.sh
+
+# Each core step timed natively and inside V8 (node's WASI), with the factor (not a test).
+microbench: wasm-target wasm-cc
+	bench/microbench.sh
 
 # How much rate-limit traffic one Redis carries: the README's capacity model (not a test).
 capacity: system-deps

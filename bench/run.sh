@@ -15,6 +15,9 @@
 #   warden_redis    api-warden with an API key, counting in Redis through webdis (one callout
 #                   per request; Redis and webdis on loopback, started here)
 #   warden_batch    the same in batched mode (each worker reserves 20 admissions per callout)
+#   warden_hmac_1k  api-warden with the seed's HMAC signatures over a 1 KiB POST body (each
+#                   request signed here with its own nonce, so none is a replay);
+#                   empty_wasm_1k: the empty filter under the same POSTs (the floor for it)
 #   warden_rls      api-warden with an API key, counting in a rate limit service over gRPC
 #                   (tools/rls-server: limitador in the same Redis); native_rls: Envoy's
 #                   api_key_auth + ratelimit filter asking the same service for the same count
@@ -40,6 +43,7 @@ CONNECTIONS=${CONNECTIONS:-16}
 CONCURRENCY=${CONCURRENCY:-1}
 KEY=ak_demo_marketing_key_0000000000000001
 JWT_SECRET=demo-jwt-secret-change-me-0123456789abcdef
+HMAC_SECRET=bench-marketing-hmac-secret-0123456789
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; [[ -n ${KEEP:-} ]] || rm -rf "$work"' EXIT
 
@@ -64,6 +68,16 @@ warden_config() { # $1: extra JSON members
   "api_keys": ["$KEY_SHA"], "rate_limits": {"requests_per_minute": 1000000000, "requests_per_hour": 1000000000,
   "requests_per_day": 1000000000, "burst_limit": 1000000000}}],
  $1}
+JSON
+}
+
+# The seed's HMAC signatures, with a replay table big enough for a whole run's signatures.
+warden_hmac_config() {
+  cat <<JSON
+{"auth_methods": ["hmac_signature"], "hmac": {"replay_cache_slots": 4096, "replay_slot_entries": 64},
+ "clients": [{"client_id": "marketing", "allowed_endpoints": ["/api/send/*"], "client_secret": "$HMAC_SECRET",
+  "seed_signatures": true, "rate_limits": {"requests_per_minute": 1000000000, "requests_per_hour": 1000000000,
+  "requests_per_day": 1000000000, "burst_limit": 1000000000}}]}
 JSON
 }
 
@@ -210,7 +224,7 @@ $4
 YAML
 }
 
-declare -A PORT ADMIN HEADER PID RPS P50 P99 CPU TOKEN_FILE
+declare -A PORT ADMIN HEADER PID RPS P50 P99 CPU TOKEN_FILE SIGNED
 start_variant() { # $1: name, $2: filters YAML, $3: request header
   local p a u; p=$(port); a=$(port); u=$(port)
   render "$p" "$a" "$u" "$2" > "$work/$1.yaml"
@@ -220,7 +234,18 @@ start_variant() { # $1: name, $2: filters YAML, $3: request header
     curl -sf "127.0.0.1:$a/ready" >/dev/null 2>&1 && curl -s -o /dev/null "127.0.0.1:$p/" && break
     sleep 0.1
   done
-  local code; code=$(curl -s -o /dev/null -w '%{http_code}' -H "$3" "127.0.0.1:$p/api/send/bulk")
+  local code
+  if [[ $3 == signed ]]; then
+    # One signed POST, as bench/signed.lua sends them.
+    .venv/bin/python bench/mint_signed.py "$HMAC_SECRET" 1 "$work/check.signed"
+    read -r ts nonce sig < "$work/check.signed"
+    code=$(head -c 1024 /dev/zero | tr '\0' x | curl -s -o /dev/null -w '%{http_code}' --data-binary @- \
+      -H "X-Client-ID: marketing" -H "X-Timestamp: $ts" -H "X-Nonce: $nonce" -H "X-Signature: $sig" \
+      -H "Content-Type: application/octet-stream" "127.0.0.1:$p/api/send/bulk")
+    SIGNED[$1]=1
+  else
+    code=$(curl -s -o /dev/null -w '%{http_code}' -H "$3" "127.0.0.1:$p/api/send/bulk")
+  fi
   [[ $code == 200 ]] || { echo "variant $1 answers $code, not 200" >&2; cat "$work/$1.log" >&2; exit 1; }
   PORT[$1]=$p
   ADMIN[$1]=$a
@@ -235,7 +260,16 @@ measure() { # $1: name; appends requests/s, p99 and Envoy CPU microseconds per r
   # Distinct-token variants take each request's token from their file instead of one header.
   local load=(-H "$h") args=()
   [[ -n ${TOKEN_FILE[$1]:-} ]] && load=(-s bench/tokens.lua) && args=(-- "${TOKEN_FILE[$1]}")
-  wrk -t1 -c"$CONNECTIONS" -d1s "${load[@]}" "http://127.0.0.1:$p/api/send/bulk" "${args[@]}" >/dev/null
+  # Signed variants: fresh signatures each round (timestamps stay inside the window), more
+  # than a round sends, so none is sent twice.
+  if [[ -n ${SIGNED[$1]:-} ]]; then
+    .venv/bin/python bench/mint_signed.py "$HMAC_SECRET" 20000 "$work/$1.warm.signed"
+    wrk -t1 -c"$CONNECTIONS" -d1s -s bench/signed.lua "http://127.0.0.1:$p/api/send/bulk" -- "$work/$1.warm.signed" >/dev/null
+    .venv/bin/python bench/mint_signed.py "$HMAC_SECRET" $((15000 * (DURATION + 1))) "$work/$1.signed"
+    load=(-s bench/signed.lua) args=(-- "$work/$1.signed")
+  else
+    wrk -t1 -c"$CONNECTIONS" -d1s "${load[@]}" "http://127.0.0.1:$p/api/send/bulk" "${args[@]}" >/dev/null
+  fi
   local before; before=$(cpu_ticks "${PID[$1]}")
   local out; out=$(wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "${load[@]}" "http://127.0.0.1:$p/api/send/bulk" "${args[@]}")
   local after; after=$(cpu_ticks "${PID[$1]}")
@@ -305,7 +339,7 @@ YAML
 
 ROUNDS=${ROUNDS:-3}
 ALL=(none empty_wasm native_api_key warden_api_key warden_threat native_jwt warden_jwt warden_redis warden_batch warden_registry
-     warden_rls native_rls
+     warden_rls native_rls empty_wasm_1k warden_hmac_1k
      warden_es256 native_es256 warden_es256_distinct native_es256_distinct warden_rs256_distinct native_rs256_distinct
      warden_eddsa_distinct)
 [[ -n ${BASELINE_WASM:-} ]] && ALL+=(baseline_api_key)
@@ -346,6 +380,8 @@ filters_native_rls=$(cat <<YAML
                 grpc_service: { envoy_grpc: { cluster_name: ratelimit } }
 YAML
 )
+want empty_wasm_1k && start_variant empty_wasm_1k "$(filters_empty)" signed
+want warden_hmac_1k && start_variant warden_hmac_1k "$(filters_warden "$(warden_hmac_config)")" signed
 want warden_rls && start_variant warden_rls "$(filters_warden "$(warden_config '"auth_methods": ["api_key"], "rate_limiting": {"mode": "rls", "rls": {"cluster": "ratelimit", "domain": "bench", "send_limits": false, "timeout_ms": 1000}}')")" "X-API-Key: $KEY"
 want native_rls && start_variant native_rls "$filters_native_rls" "X-API-Key: $KEY"
 want warden_registry && start_variant warden_registry "$(filters_warden "$(warden_config '"auth_methods": ["api_key"], "registry": {"cluster": "webdis", "timeout_ms": 1000}')")" "X-API-Key: $REG_KEY"
@@ -444,6 +480,8 @@ if want warden_redis && want warden_api_key; then
   printf 'Redis mode p99 - local mode p99: %s ms (target at most 1 ms: %s)\n' "$extra" \
     "$(python3 -c "print('met' if $extra <= 1 else 'not met')")"
 fi
+want warden_hmac_1k && want empty_wasm_1k &&
+  target "HMAC over a 1 KiB body, api-warden / empty_wasm under the same POSTs" "$(ratio "${MED[warden_hmac_1k]}" "${MED[empty_wasm_1k]}")" 0.70
 want warden_batch && want warden_api_key &&
   target "Batched Redis mode (20 per call) / local mode" "$(ratio "${MED[warden_batch]}" "${MED[warden_api_key]}")" 0.70
 want warden_rls && want native_rls &&

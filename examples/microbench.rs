@@ -1,0 +1,280 @@
+//! Micro-benchmarks of the core's steps (a benchmark, not a test): each step is timed natively
+//! and, built for wasm32-wasip1, inside V8 by node's WASI, so the wasm-versus-native factor of
+//! each is known. `make microbench` runs both and prints the factors (bench/microbench.sh).
+//!
+//! Whole requests go through the adapter and the test host (the same code the proxy runs, with
+//! the test double's bookkeeping in place of host calls); single steps call the core directly.
+//! Output: one `<step>\t<ns per operation>` line per step.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a benchmark fails loudly
+
+use api_warden::adapter::request::RequestFilter;
+use api_warden::adapter::root::RootFilter;
+use api_warden::adapter::test_host::TestHost;
+use api_warden::adapter::Action;
+use jwt_simple::prelude::*;
+use serde_json::json;
+use std::time::Instant;
+
+const NOW_MS: u64 = 1_800_000_010_000;
+const KEY: &str = "ak_bench_marketing_key_00000000000001";
+const JWT_SECRET: &str = "bench-jwt-secret-of-at-least-32-bytes!!";
+const HMAC_SECRET: &str = "bench-marketing-hmac-secret-0123456789";
+
+/// Runs `step` until about `budget_ms` have passed (at least 20 times) and returns ns per call.
+fn time(budget_ms: u128, mut step: impl FnMut(u64)) -> f64 {
+    for i in 0..10 {
+        step(i);
+    }
+    let started = Instant::now();
+    let mut n = 0u64;
+    while n < 20 || started.elapsed().as_millis() < budget_ms {
+        step(10 + n);
+        n += 1;
+    }
+    started.elapsed().as_nanos() as f64 / n as f64
+}
+
+fn configured(config: serde_json::Value) -> (TestHost, RootFilter) {
+    let host = TestHost::new(&config.to_string(), NOW_MS);
+    let mut root = RootFilter::default();
+    assert!(root.on_configure(&host), "{:?}", host.logs.borrow());
+    (host, root)
+}
+
+fn limits() -> serde_json::Value {
+    json!({"requests_per_minute": 1_000_000_000u64, "requests_per_hour": 1_000_000_000u64,
+           "requests_per_day": 1_000_000_000u64, "burst_limit": 1_000_000_000u64})
+}
+
+fn client(extra: serde_json::Value) -> serde_json::Value {
+    let mut c = json!({"client_id": "marketing", "allowed_endpoints": ["/api/send/*"],
+                       "api_keys": [hex::encode(api_warden::auth::api_key::digest(KEY.as_bytes()))],
+                       "client_secret": HMAC_SECRET, "seed_signatures": true,
+                       "rate_limits": limits()});
+    for (k, v) in extra.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    c
+}
+
+/// One request with `headers` (and `body`) through the filter; it must be forwarded.
+fn forward(host: &TestHost, root: &RootFilter, headers: &[(&str, &str)], body: &[u8]) {
+    host.request(headers, body, Some("10.1.1.1:5000"));
+    let mut request: RequestFilter = root.new_request();
+    let mut action = request.on_request_headers(host, body.is_empty());
+    if !body.is_empty() && action == Action::Pause && host.replies.borrow().is_empty() {
+        action = request.on_request_body(host, body.len(), true);
+    }
+    assert_eq!(
+        action,
+        Action::Continue,
+        "{:?}",
+        host.replies.borrow().last()
+    );
+    request.on_response_headers(host);
+}
+
+fn main() {
+    let budget: u128 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(300);
+    let mut results: Vec<(&str, f64)> = Vec::new();
+
+    results.push((
+        "api key digest (SHA-256)",
+        time(budget, |_| {
+            std::hint::black_box(api_warden::auth::api_key::digest(KEY.as_bytes()));
+        }),
+    ));
+    let pattern = api_warden::authz::endpoints::EndpointPattern::parse("p", "/api/send/*").unwrap();
+    results.push((
+        "path normalise + pattern",
+        time(budget, |_| {
+            let target = api_warden::authz::path::normalise(b"/api/send/bulk?to=a").unwrap();
+            assert!(pattern.matches(std::hint::black_box(&target.path)));
+        }),
+    ));
+    let hs256 = HS256Key::from_bytes(JWT_SECRET.as_bytes());
+    let claims = Claims::create(Duration::from_hours(1)).with_audience("email-api");
+    let token = hs256.authenticate(claims).unwrap();
+    results.push((
+        "HS256 verify (jwt-simple)",
+        time(budget, |_| {
+            let options = VerificationOptions {
+                allowed_audiences: Some(HashSet::from_strings(&["email-api"])),
+                ..Default::default()
+            };
+            hs256
+                .verify_token::<NoCustomClaims>(&token, Some(options))
+                .unwrap();
+        }),
+    ));
+    let config = json!({
+        "auth_methods": ["api_key", "jwt", "hmac_signature"],
+        "jwt": {"audience": "email-api", "keys": [{"alg": "HS256", "secret": JWT_SECRET}]},
+        "hmac": {"replay_cache_slots": 4096, "replay_slot_entries": 4096},
+        "clients": [client(json!({}))],
+        "routes": [{"pattern": "/health", "security_level": "public"}],
+        "rate_limiting": {"address_limits": limits()}
+    });
+    results.push((
+        "configuration (parse and compile)",
+        time(budget, |_| {
+            api_warden::config::parse(config.to_string().as_bytes()).unwrap();
+        }),
+    ));
+
+    let (host, root) = configured(config.clone());
+    results.push((
+        "request: API key, local limits",
+        time(budget, |_| {
+            forward(
+                &host,
+                &root,
+                &[
+                    (":method", "GET"),
+                    (":path", "/api/send/bulk"),
+                    ("x-api-key", KEY),
+                ],
+                b"",
+            )
+        }),
+    ));
+    results.push((
+        "request: public route",
+        time(budget, |_| {
+            forward(
+                &host,
+                &root,
+                &[(":method", "GET"), (":path", "/health")],
+                b"",
+            )
+        }),
+    ));
+    let bearer = format!(
+        "Bearer {}",
+        api_warden::admin::mint_jwt(
+            JWT_SECRET.as_bytes(),
+            "marketing",
+            "email-api",
+            &[],
+            NOW_MS / 1000,
+            3600,
+            "b1"
+        )
+        .unwrap()
+    );
+    results.push((
+        "request: JWT HS256 (cached)",
+        time(budget, |_| {
+            forward(
+                &host,
+                &root,
+                &[
+                    (":method", "GET"),
+                    (":path", "/api/send/bulk"),
+                    ("authorization", &bearer),
+                ],
+                b"",
+            )
+        }),
+    ));
+    let body = vec![b'x'; 1024];
+    let ts = (NOW_MS / 1000).to_string();
+    results.push((
+        "request: seed HMAC, 1 KiB body",
+        time(budget, |i| {
+            let nonce = format!("n{i}");
+            let sig = api_warden::auth::hmac_signature::sign(
+                HMAC_SECRET.as_bytes(),
+                "POST",
+                "/api/send/bulk",
+                &body,
+                &ts,
+                Some(&nonce),
+            );
+            forward(
+                &host,
+                &root,
+                &[
+                    (":method", "POST"),
+                    (":path", "/api/send/bulk"),
+                    ("x-client-id", "marketing"),
+                    ("x-timestamp", &ts),
+                    ("x-nonce", &nonce),
+                    ("x-signature", &sig),
+                    ("content-length", "1024"),
+                ],
+                &body,
+            )
+        }),
+    ));
+
+    // Asymmetric tokens, each distinct (more than the verified-token cache holds), so every
+    // request checks a signature: ES256 and EdDSA through ring.
+    for (name, alg) in [
+        ("request: JWT ES256, distinct tokens", "ES256"),
+        ("request: JWT EdDSA, distinct tokens", "EdDSA"),
+    ] {
+        let (jwk, tokens) = mint(alg, 5000);
+        let (host, root) = configured(json!({
+            "auth_methods": ["jwt"],
+            "jwt": {"audience": "email-api", "jwks": {"keys": [jwk]}},
+            "clients": [client(json!({}))]
+        }));
+        results.push((
+            name,
+            time(budget, |i| {
+                let bearer = format!("Bearer {}", tokens[i as usize % tokens.len()]);
+                forward(
+                    &host,
+                    &root,
+                    &[
+                        (":method", "GET"),
+                        (":path", "/api/send/bulk"),
+                        ("authorization", &bearer),
+                    ],
+                    b"",
+                )
+            }),
+        ));
+    }
+
+    for (step, ns) in results {
+        println!("{step}\t{ns:.0}");
+    }
+}
+
+/// A key as a JWK and `n` distinct tokens signed with it (client marketing, audience
+/// email-api, an hour from the benchmark's clock).
+fn mint(alg: &str, n: usize) -> (serde_json::Value, Vec<String>) {
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let claims = |i: usize| {
+        let mut c =
+            Claims::with_custom_claims(json!({"client_id": "marketing"}), Duration::from_hours(1))
+                .with_audience("email-api")
+                .with_jwt_id(format!("t{i}"));
+        c.issued_at = Some(UnixTimeStamp::from_secs(NOW_MS / 1000));
+        c.expires_at = Some(UnixTimeStamp::from_secs(NOW_MS / 1000 + 3600));
+        c
+    };
+    match alg {
+        "ES256" => {
+            let pair = ES256KeyPair::generate().with_key_id("es");
+            let point = pair.key_pair().public_key().to_bytes_uncompressed();
+            let jwk = json!({"kty": "EC", "crv": "P-256", "kid": "es", "alg": "ES256",
+                             "x": b64(&point[1..33]), "y": b64(&point[33..65])});
+            let tokens = (0..n).map(|i| pair.sign(claims(i)).unwrap()).collect();
+            (jwk, tokens)
+        }
+        _ => {
+            let pair = Ed25519KeyPair::generate().with_key_id("ed");
+            let jwk = json!({"kty": "OKP", "crv": "Ed25519", "kid": "ed", "alg": "EdDSA",
+                             "x": b64(&pair.public_key().to_bytes())});
+            let tokens = (0..n).map(|i| pair.sign(claims(i)).unwrap()).collect();
+            (jwk, tokens)
+        }
+    }
+}

@@ -284,3 +284,29 @@ fn a_service_that_cannot_answer_follows_the_failure_mode() {
         "rate limiting through the rate limit service answers again",
     );
 }
+
+#[test]
+fn batched_calls_never_over_admit() {
+    let redis = RedisStack::start();
+    let service = Service::start(redis.redis_port, None);
+    let cfg = config(
+        json!({"cluster": "ratelimit", "domain": "mail", "timeout_ms": 500, "batch_size": 5}),
+    );
+    let a = envoy(&cfg, 2, service.port);
+    let b = envoy(&cfg, 2, service.port);
+    away_from_minute_boundary();
+    let responses = hammer(&[a.port, b.port], 2, 3 * L as usize);
+    let admitted = responses.iter().filter(|r| r.status == 200).count() as u64;
+    let limited = responses.iter().filter(|r| r.status == 429).count() as u64;
+    let served = a.counter("wasmcustom.api_warden.ratelimit.rls.batch.served.total")
+        + b.counter("wasmcustom.api_warden.ratelimit.rls.batch.served.total");
+    println!(
+        "rls, batch 5, two Envoys x 2 workers: admitted {admitted} of {} (limit {L}), {served} served without a call",
+        3 * L
+    );
+    assert_eq!(admitted + limited, 3 * L);
+    // Every admission was counted by the service first; reservations left on other workers
+    // (at most 4 workers x 4) can only make it fewer.
+    assert!((L - 16..=L).contains(&admitted), "{admitted}");
+    assert!(served > 0);
+}

@@ -220,3 +220,60 @@ fn rls_is_checked_at_configuration() {
     kong["host"] = json!("kong");
     refused(kong, "gRPC calls");
 }
+
+#[test]
+fn batches_are_served_locally_and_a_refused_batch_is_asked_again_for_one() {
+    let (host, root) = configured(rls(json!({"batch_size": 5})));
+    let hits = |host: &TestHost| {
+        let (_, call) = host.last_call().unwrap();
+        RateLimitRequest::decode(call.body.as_slice())
+            .unwrap()
+            .hits_addend
+    };
+    api_key_request(&host, "/api/send/x", &[]);
+    let (mut request, _) = start(&host, &root);
+    assert_eq!(hits(&host), 5);
+    let (token, _) = host.last_call().unwrap();
+    host.answer_grpc(&answer(1, 10, 50));
+    request.on_grpc_callout(&host, token, 0, 100);
+    request.on_response_headers(&host);
+    let fields = host.response_headers.borrow().clone();
+    assert!(
+        fields.contains(&("ratelimit-remaining".into(), "14".into())),
+        "the service's 10 and the 4 this worker holds: {fields:?}"
+    );
+    // The next four need no call.
+    for _ in 0..4 {
+        api_key_request(&host, "/api/send/x", &[]);
+        let (_, action) = start(&host, &root);
+        assert_eq!(action, Action::Continue);
+    }
+    assert_eq!(host.calls.borrow().len(), 1);
+    assert_eq!(host.counter("ratelimit.rls.batch.served"), 4);
+    // The sixth asks again; the service refuses the batch, so it asks for this one alone.
+    api_key_request(&host, "/api/send/x", &[]);
+    let (mut request, _) = start(&host, &root);
+    let (token, _) = host.last_call().unwrap();
+    host.answer_grpc(&answer(2, 0, 30));
+    request.on_grpc_callout(&host, token, 0, 100);
+    assert_eq!(host.calls.borrow().len(), 3);
+    assert_eq!(hits(&host), 1);
+    let (token, _) = host.last_call().unwrap();
+    host.answer_grpc(&answer(1, 0, 30));
+    request.on_grpc_callout(&host, token, 0, 100);
+    assert_eq!(host.resumes.get(), 2, "admitted");
+    assert_eq!(host.counter("ratelimit.rls.batch.retried"), 1);
+    // Refused again alone: a 429.
+    api_key_request(&host, "/api/send/x", &[]);
+    let (mut request, _) = start(&host, &root);
+    let (token, _) = host.last_call().unwrap();
+    host.answer_grpc(&answer(2, 0, 30));
+    request.on_grpc_callout(&host, token, 0, 100);
+    let (token, _) = host.last_call().unwrap();
+    host.answer_grpc(&answer(2, 0, 30));
+    request.on_grpc_callout(&host, token, 0, 100);
+    assert_eq!(host.last_reply(), Some((429, "rate_limited".into())));
+    let refused = rls(json!({"batch_size": 0}));
+    let host = TestHost::new(&config(refused), NOW);
+    assert!(!RootFilter::default().on_configure(&host));
+}

@@ -150,12 +150,15 @@ impl Record {
             if let Some(why) = trace.remote_error {
                 counter(&mut out, format!("ratelimit.{backend}.errors.{why}"));
             }
+            if trace.batch_retried {
+                counter(&mut out, format!("ratelimit.{backend}.batch.retried"));
+            }
             if trace.script_reloaded {
                 counter(&mut out, "ratelimit.redis.script_loads".to_string());
             }
             match trace.via {
                 Some(Via::Reserved) => {
-                    counter(&mut out, "ratelimit.redis.batch.served".to_string())
+                    counter(&mut out, format!("ratelimit.{backend}.batch.served"))
                 }
                 Some(Via::Fallback) => {
                     counter(&mut out, format!("ratelimit.{backend}.local_fallback"))

@@ -88,6 +88,12 @@ impl Reservations {
         }
     }
 
+    /// Drops reservations replaced while still holding admissions, for a backend that cannot
+    /// give them back (RLS): they expire with their windows.
+    pub fn forget_replaced(&mut self) {
+        self.replaced.clear();
+    }
+
     /// Removes and returns the reservations to give back: unused for `idle_ms`, or taken in
     /// windows that have rolled over.
     pub fn due(&mut self, now_ms: u64, idle_ms: u64) -> Vec<(String, Reservation)> {

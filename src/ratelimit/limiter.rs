@@ -44,6 +44,8 @@ pub struct Trace {
     pub remote_error: Option<&'static str>,
     /// Redis had lost the script and it was sent whole.
     pub script_reloaded: bool,
+    /// A batch the rate limit service refused was asked again for this request alone.
+    pub batch_retried: bool,
     /// A shared-data update failed.
     pub store_error: bool,
     /// Time from the first call to its answer.
@@ -118,14 +120,15 @@ fn redis_call(
     }
 }
 
-fn rls_call(settings: &RlsSettings, target: &Target) -> CalloutSpec {
+fn rls_call(settings: &RlsSettings, target: &Target, hits: u64) -> CalloutSpec {
+    let hits = u32::try_from(hits).unwrap_or(u32::MAX);
     CalloutSpec {
         upstream: settings.target.clone(),
         authority: settings.cluster.clone(),
         method: "POST",
         path: String::new(),
         headers: Vec::new(),
-        body: rls::request(&settings.domain, target, settings.send_limits, 1),
+        body: rls::request(&settings.domain, target, settings.send_limits, hits),
         timeout_ms: settings.timeout_ms,
         grpc: Some(GrpcMethod {
             service: rls::SERVICE,
@@ -158,12 +161,30 @@ impl Limiter<'_> {
     /// Counts one request against `target`.
     pub fn check(&self, target: Target, now_ms: u64) -> Check {
         if let Some(settings) = self.rls_for(&target.subject) {
-            let spec = rls_call(settings, &target);
+            // Clients' calls are batched when configured; addresses always ask for one.
+            let asked = match &target.subject {
+                Subject::Client { key, .. } => {
+                    if let Some(decision) = self.reservations.borrow_mut().take(key, now_ms) {
+                        let trace = Trace {
+                            via: Some(Via::Reserved),
+                            backend: Some(RLS),
+                            ..Trace::default()
+                        };
+                        return Check::Done(Counted {
+                            decision: Some(decision),
+                            trace,
+                        });
+                    }
+                    settings.batch_size
+                }
+                Subject::Address(_) => 1,
+            };
+            let spec = rls_call(settings, &target, asked);
             let pending = PendingCount {
                 target,
                 sent_ms: now_ms,
                 by_sha: false,
-                asked: 1,
+                asked,
                 trace: Trace {
                     via: Some(Via::Service),
                     backend: Some(RLS),
@@ -211,7 +232,7 @@ impl Limiter<'_> {
         let mut p = pending;
         p.trace.callout_ms = Some(now_ms.saturating_sub(p.sent_ms));
         if let Some(settings) = self.rls_for(&p.target.subject) {
-            return Check::Done(self.rls_answered(settings.failure_mode, p, answer, now_ms));
+            return self.rls_answered(settings, p, answer, now_ms);
         }
         let (Some(settings), Subject::Client { key, .. }) = (self.redis(), &p.target.subject)
         else {
@@ -255,24 +276,55 @@ impl Limiter<'_> {
 
     fn rls_answered(
         &self,
-        failure_mode: FailureMode,
-        p: PendingCount,
+        settings: &RlsSettings,
+        mut p: PendingCount,
         answer: &CalloutAnswer,
         now_ms: u64,
-    ) -> Counted {
+    ) -> Check {
+        let failure_mode = settings.failure_mode;
         if let Some(why) = answer.failure_reason() {
-            return self.failed(failure_mode, p, why, now_ms);
+            return Check::Done(self.failed(failure_mode, p, why, now_ms));
         }
         let CalloutAnswer::Response { body, .. } = answer else {
-            return self.failed(failure_mode, p, "status", now_ms);
+            return Check::Done(self.failed(failure_mode, p, "status", now_ms));
         };
-        match rls::parse_response(body) {
-            Ok(decision) => Counted {
-                decision: Some(decision),
-                trace: p.trace,
-            },
-            Err(e) => self.failed(failure_mode, p, e.code(), now_ms),
+        let decision = match rls::parse_response(body) {
+            Ok(decision) => decision,
+            Err(e) => return Check::Done(self.failed(failure_mode, p, e.code(), now_ms)),
+        };
+        if !decision.allowed && p.asked > 1 {
+            // A whole batch did not fit, but one request may: ask again for just this one.
+            p.asked = 1;
+            p.trace.batch_retried = true;
+            return Check::Call(Box::new(p.clone()), rls_call(settings, &p.target, 1));
         }
+        let mut decision = decision;
+        if let (true, Subject::Client { key, .. }) = (decision.allowed, &p.target.subject) {
+            // The service counted all `asked`; this request used one, the worker keeps the rest.
+            // What the service had left before them, for the served admissions' fields.
+            let before = crate::ratelimit::window::Snapshot {
+                minute: decision
+                    .limit
+                    .saturating_sub(decision.remaining.saturating_add(p.asked)),
+                hour: 0,
+                day: 0,
+                tokens_milli: 0,
+            };
+            // The fields describe the quota the service reported (none when it sent none).
+            let limits = crate::ratelimit::Limits {
+                per_minute: decision.limit,
+                ..p.target.limits
+            };
+            let mut held = self.reservations.borrow_mut();
+            held.add(key, p.asked, &before, limits, p.sent_ms);
+            held.forget_replaced();
+            // What is left includes what this worker now holds.
+            decision.remaining = decision.remaining.saturating_add(p.asked.saturating_sub(1));
+        }
+        Check::Done(Counted {
+            decision: Some(decision),
+            trace: p.trace,
+        })
     }
 
     /// The remote backend could not decide: refuse, or count locally, as configured.

@@ -65,6 +65,10 @@ pub struct RawRls {
     /// counted in this proxy's shared data, so an anonymous flood never reaches the service.
     #[serde(default)]
     pub count_addresses: Option<bool>,
+    /// Admissions a worker asks for per call (`hits_addend`; 1: no batching). Unused ones are
+    /// not given back (the protocol cannot), so they expire with their window.
+    #[serde(default)]
+    pub batch_size: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -137,6 +141,8 @@ pub struct RlsSettings {
     pub failure_mode: FailureMode,
     pub send_limits: bool,
     pub count_addresses: bool,
+    /// `hits_addend` of a client's call; 1 means every request asks.
+    pub batch_size: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -233,6 +239,7 @@ fn compile_rls(host: HostProfile, raw: Option<&RawRls>) -> Result<RlsSettings, C
         failure_mode: raw.failure_mode.unwrap_or_default(),
         send_limits: raw.send_limits.unwrap_or(true),
         count_addresses: raw.count_addresses.unwrap_or(false),
+        batch_size: within("rate_limiting.rls.batch_size", raw.batch_size, 1, 1..=1000)?,
     })
 }
 

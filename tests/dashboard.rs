@@ -47,8 +47,13 @@ fn every_dashboard_query_names_a_series_the_filter_emits() {
                      "api_keys": [api_warden::admin::hash_key(KEY)],
                      "rate_limits": {"requests_per_minute": 300, "burst_limit": 300}}],
         "security_monitoring": {"failed_auth_threshold": 3, "ip_cooldown_minutes": 1},
+        // Redis mode with a webdis that is not there: every count fails over to shared data,
+        // so the store panel's error and fallback series appear and the limits still hold.
+        "rate_limiting": {"mode": "redis", "redis": {"cluster": "webdis", "timeout_ms": 200,
+                                                     "failure_mode": "allow"}},
     });
-    let envoy = Envoy::start(&cfg, 1);
+    let [nowhere] = support::free_ports::<1>();
+    let envoy = Envoy::start_with(&cfg, 1, &[("webdis", nowhere)]);
     let send = |headers: &[(&str, &[u8])]| {
         http::send(envoy.port, &request("GET", b"/api/send/x", headers, b"")).unwrap()
     };

@@ -6,6 +6,9 @@
 # answers 200 directly, so the only difference between variants is the filter chain:
 #   none            no filter
 #   empty_wasm      a Rust proxy-wasm filter that does nothing (the floor of any wasm filter)
+#   empty_wasm_cfg  the same empty filter under api-warden's own Envoy configuration block
+#                   (vm_id, root_id, failure_policy FAIL_RELOAD, the plugin configuration):
+#                   the floor for api-warden as it is deployed
 #   native_api_key  Envoy's api_key_auth + local_ratelimit
 #   warden_api_key  api-warden: API key, authorisation, local rate limit, identity headers
 #   native_jwt      Envoy's jwt_authn (HS256, local JWKS) + local_ratelimit
@@ -338,7 +341,7 @@ YAML
 }
 
 ROUNDS=${ROUNDS:-3}
-ALL=(none empty_wasm native_api_key warden_api_key warden_threat native_jwt warden_jwt warden_redis warden_batch warden_registry
+ALL=(none empty_wasm empty_wasm_cfg native_api_key warden_api_key warden_threat native_jwt warden_jwt warden_redis warden_batch warden_registry
      warden_rls native_rls empty_wasm_1k warden_hmac_1k
      warden_es256 native_es256 warden_es256_distinct native_es256_distinct warden_rs256_distinct native_rs256_distinct
      warden_eddsa_distinct)
@@ -349,6 +352,7 @@ want() { [[ " ${VARIANTS[*]} " == *" $1 "* ]]; }
 echo "api-warden benchmark: Envoy $("$ENVOY" --version | grep -o '1\.[0-9]*\.[0-9]*' | head -1), --concurrency $CONCURRENCY, wrk -t1 -c$CONNECTIONS -d${DURATION}s, median of $ROUNDS interleaved rounds, $(nproc) cores"
 want none && start_variant none "$filters_none" "X-API-Key: $KEY"
 want empty_wasm && start_variant empty_wasm "$(filters_empty)" "X-API-Key: $KEY"
+want empty_wasm_cfg && start_variant empty_wasm_cfg "$(filters_warden "$(warden_config '"auth_methods": ["api_key"]')" "$EMPTY_WASM")" "X-API-Key: $KEY"
 want native_api_key && start_variant native_api_key "$filters_native_key" "X-API-Key: $KEY"
 want warden_api_key && start_variant warden_api_key "$(filters_warden "$(warden_config '"auth_methods": ["api_key"]')")" "X-API-Key: $KEY"
 want warden_threat && start_variant warden_threat "$(filters_warden "$(warden_config '"auth_methods": ["api_key"], "security_monitoring": {"abuse": {}}')")" "X-API-Key: $KEY"
@@ -455,6 +459,11 @@ ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 if want empty_wasm; then
   for v in warden_api_key warden_threat warden_registry warden_jwt baseline_api_key; do
     want "$v" && printf 'Throughput %s / empty_wasm: %s\n' "$v" "$(ratio "${MED[$v]}" "${MED[empty_wasm]}")"
+  done
+fi
+if want empty_wasm_cfg; then
+  for v in warden_api_key warden_jwt warden_es256; do
+    want "$v" && printf 'Throughput %s / empty_wasm_cfg (the empty filter configured as api-warden is): %s\n' "$v" "$(ratio "${MED[$v]}" "${MED[empty_wasm_cfg]}")"
   done
 fi
 if want warden_threat && want warden_api_key; then

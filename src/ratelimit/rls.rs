@@ -148,6 +148,10 @@ pub fn subject_entries(target: &Target) -> Vec<Entry> {
 }
 
 fn address_text(bytes: &[u8; 16]) -> String {
+    if *bytes == super::UNKNOWN_ADDRESS {
+        // Callers whose address the proxy does not give share one bucket, named as such.
+        return "unknown".to_string();
+    }
     let v6 = std::net::Ipv6Addr::from(*bytes);
     match v6.to_ipv4_mapped() {
         Some(v4) => v4.to_string(),

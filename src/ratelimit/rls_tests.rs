@@ -113,6 +113,12 @@ fn anonymous_callers_are_named_by_address() {
     };
     let r = RateLimitRequest::decode(request("aw", &t, false, 1).as_slice()).unwrap();
     assert_eq!(r.descriptors[0].entries[0].value, "2001:db8:1:2::/64");
+    let t = Target {
+        subject: Subject::Address(crate::ratelimit::UNKNOWN_ADDRESS),
+        ..t
+    };
+    let r = RateLimitRequest::decode(request("aw", &t, false, 1).as_slice()).unwrap();
+    assert_eq!(r.descriptors[0].entries[0].value, "unknown");
 }
 
 #[test]

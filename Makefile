@@ -134,6 +134,8 @@ lint: rls-server
 	cargo clippy --release --target $(WASM_TARGET) --lib -- -D warnings
 	cargo fmt --manifest-path tools/rls-server/Cargo.toml -- --check
 	cargo clippy --release --locked --manifest-path tools/rls-server/Cargo.toml --target-dir target/rls-server -- -D warnings
+	cargo fmt --manifest-path bench/host-calls/Cargo.toml -- --check
+	cargo clippy --release --locked --manifest-path bench/host-calls/Cargo.toml --target $(WASM_TARGET) -- -D warnings
 
 fmt:
 	cargo fmt --all

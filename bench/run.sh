@@ -10,7 +10,12 @@
 #                   (vm_id, root_id, failure_policy FAIL_RELOAD, the plugin configuration):
 #                   the floor for api-warden as it is deployed
 #   native_api_key  Envoy's api_key_auth + local_ratelimit
+#   native_api_key_full  the same native filters doing what api-warden does: client id forwarded,
+#                   key hidden, identity headers added (header_mutation), rate-limit headers
 #   warden_api_key  api-warden: API key, authorisation, local rate limit, identity headers
+#   warden_api_key_lean  warden_api_key sending only x-client-id upstream and no rate-limit
+#                   fields on admitted responses (upstream_identity_headers,
+#                   rate_limiting.response_headers), as native_api_key does
 #   native_jwt      Envoy's jwt_authn (HS256, local JWKS) + local_ratelimit
 #   warden_jwt      api-warden: the same with a JWT
 #   warden_threat   warden_api_key with threat protection on: address blocking, security events,
@@ -32,6 +37,11 @@
 #                   api-warden with distinct tokens (minted here, more than any cache holds, each
 #                   run from a random line): every request verifies a signature;
 #                   native_es256_distinct, native_rs256_distinct: jwt_authn without a cache
+#   host_calls_floor  a filter (bench/host-calls) that makes exactly the host calls api-warden
+#                   makes for warden_api_key's requests, and nothing else: the floor of that
+#                   call pattern, so api-warden's cost over it is its own code's
+#   call_<kind>     with CALL_COSTS=1 (instead of the variants above): one kind of host call
+#                   20 times per request, beside call_none; prints each call's Envoy CPU
 #   baseline_api_key  with BASELINE_WASM=path: warden_api_key on another build, in the same
 #                   interleaved rounds (to compare a change with what it replaces)
 # ONLY="none empty_wasm warden_api_key" runs a subset.
@@ -40,7 +50,9 @@ cd "$(dirname "$0")/.."
 ENVOY=${ENVOY_BIN:-.venv/bin/envoy}
 WASM=${WASM:-$PWD/target/wasm32-wasip1/release/api_warden.wasm}
 EMPTY_WASM=$PWD/bench/empty-filter/target/wasm32-wasip1/release/empty_filter.wasm
+HOST_CALLS_WASM=$PWD/bench/host-calls/target/wasm32-wasip1/release/host_calls.wasm
 cargo build --quiet --release --target wasm32-wasip1 --manifest-path bench/empty-filter/Cargo.toml
+cargo build --quiet --release --target wasm32-wasip1 --manifest-path bench/host-calls/Cargo.toml
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-16}
 CONCURRENCY=${CONCURRENCY:-1}
@@ -138,6 +150,36 @@ filters_native_key=$(cat <<YAML
               key_sources:
               - header: "X-API-Key"
 $native_ratelimit
+YAML
+)
+# The native filters doing what api-warden does on an admitted API-key request: the client's id
+# forwarded and the key hidden (api_key_auth), the other identity headers added
+# (header_mutation), and rate-limit fields on the response (local_ratelimit's draft-03 headers).
+filters_native_key_full=$(cat <<YAML
+          - name: envoy.filters.http.api_key_auth
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.api_key_auth.v3.ApiKeyAuth
+              credentials:
+              - { key: "$KEY", client: marketing }
+              key_sources:
+              - header: "X-API-Key"
+              forwarding: { header: x-client-id, hide_credentials: true }
+          - name: envoy.filters.http.header_mutation
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
+              mutations:
+                request_mutations:
+                - append: { header: { key: x-client-name, value: "Marketing Team" }, append_action: OVERWRITE_IF_EXISTS_OR_ADD }
+                - append: { header: { key: x-auth-method, value: api_key }, append_action: OVERWRITE_IF_EXISTS_OR_ADD }
+                - append: { header: { key: x-security-level, value: standard }, append_action: OVERWRITE_IF_EXISTS_OR_ADD }
+          - name: envoy.filters.http.local_ratelimit
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
+              stat_prefix: bench
+              token_bucket: { max_tokens: 1000000000, tokens_per_fill: 1000000000, fill_interval: 1s }
+              filter_enabled: { default_value: { numerator: 100, denominator: HUNDRED } }
+              filter_enforced: { default_value: { numerator: 100, denominator: HUNDRED } }
+              enable_x_ratelimit_headers: DRAFT_VERSION_03
 YAML
 )
 filters_native_jwt=$(cat <<YAML
@@ -341,11 +383,14 @@ YAML
 }
 
 ROUNDS=${ROUNDS:-3}
-ALL=(none empty_wasm empty_wasm_cfg native_api_key warden_api_key warden_threat native_jwt warden_jwt warden_redis warden_batch warden_registry
+ALL=(none empty_wasm empty_wasm_cfg native_api_key native_api_key_full warden_api_key warden_api_key_lean warden_threat native_jwt warden_jwt warden_redis warden_batch warden_registry
      warden_rls native_rls empty_wasm_1k warden_hmac_1k
      warden_es256 native_es256 warden_es256_distinct native_es256_distinct warden_rs256_distinct native_rs256_distinct
-     warden_eddsa_distinct)
+     warden_eddsa_distinct host_calls_floor)
 [[ -n ${BASELINE_WASM:-} ]] && ALL+=(baseline_api_key)
+CALL_KINDS=(clock header_get header_pairs header_set header_remove_absent metric shared_get shared_set property log_below_level)
+CALL_REPEAT=20
+[[ -n ${CALL_COSTS:-} ]] && ALL=(none empty_wasm call_none "${CALL_KINDS[@]/#/call_}")
 VARIANTS=()
 for v in "${ALL[@]}"; do [[ -z ${ONLY:-} || " $ONLY " == *" $v "* ]] && VARIANTS+=("$v"); done
 want() { [[ " ${VARIANTS[*]} " == *" $1 "* ]]; }
@@ -354,7 +399,9 @@ want none && start_variant none "$filters_none" "X-API-Key: $KEY"
 want empty_wasm && start_variant empty_wasm "$(filters_empty)" "X-API-Key: $KEY"
 want empty_wasm_cfg && start_variant empty_wasm_cfg "$(filters_warden "$(warden_config '"auth_methods": ["api_key"]')" "$EMPTY_WASM")" "X-API-Key: $KEY"
 want native_api_key && start_variant native_api_key "$filters_native_key" "X-API-Key: $KEY"
+want native_api_key_full && start_variant native_api_key_full "$filters_native_key_full" "X-API-Key: $KEY"
 want warden_api_key && start_variant warden_api_key "$(filters_warden "$(warden_config '"auth_methods": ["api_key"]')")" "X-API-Key: $KEY"
+want warden_api_key_lean && start_variant warden_api_key_lean "$(filters_warden "$(warden_config '"auth_methods": ["api_key"], "upstream_identity_headers": ["x-client-id"], "rate_limiting": {"response_headers": false}')")" "X-API-Key: $KEY"
 want warden_threat && start_variant warden_threat "$(filters_warden "$(warden_config '"auth_methods": ["api_key"], "security_monitoring": {"abuse": {}}')")" "X-API-Key: $KEY"
 want native_jwt && start_variant native_jwt "$filters_native_jwt" "Authorization: Bearer $JWT"
 want warden_jwt && start_variant warden_jwt "$(filters_warden "$(warden_config "\"jwt\": {\"audience\": \"email-api\", \"keys\": [{\"alg\": \"HS256\", \"secret\": \"$JWT_SECRET\"}]}")")" "Authorization: Bearer $JWT"
@@ -396,6 +443,10 @@ for alg in ES256 RS256 EdDSA; do
   want "warden_${lower}_distinct" && start_variant "warden_${lower}_distinct" "$(filters_warden "$(warden_asym "$alg")")" "Authorization: Bearer $(first_token "$alg")" && TOKEN_FILE[warden_${lower}_distinct]=$work/$alg.tokens
   [[ $alg == EdDSA ]] && continue
   want "native_${lower}_distinct" && start_variant "native_${lower}_distinct" "$(native_asym "$alg" no)" "Authorization: Bearer $(first_token "$alg")" && TOKEN_FILE[native_${lower}_distinct]=$work/$alg.tokens
+done
+want host_calls_floor && start_variant host_calls_floor "$(filters_warden api_key_path "$HOST_CALLS_WASM")" "X-API-Key: $KEY"
+for c in none "${CALL_KINDS[@]}"; do
+  want "call_$c" && start_variant "call_$c" "$(filters_warden "$c:$CALL_REPEAT" "$HOST_CALLS_WASM")" "X-API-Key: $KEY"
 done
 want baseline_api_key && start_variant baseline_api_key "$(filters_warden "$(warden_config '"auth_methods": ["api_key"]')" "$BASELINE_WASM")" "X-API-Key: $KEY"
 for round in $(seq "$ROUNDS"); do
@@ -454,7 +505,7 @@ BENCH_JSON=${BENCH_JSON:-target/bench.json}
 } > "$BENCH_JSON"
 python3 -m json.tool "$BENCH_JSON" >/dev/null && echo "(also written to $BENCH_JSON)"
 # Host calls per request on each path, counted through the test host (they do not vary).
-cargo test --quiet --lib host_calls_per_request -- --nocapture 2>/dev/null | grep -A6 '^host calls per request' || true
+cargo test --quiet --lib host_calls_per_request -- --nocapture 2>/dev/null | grep -A7 '^host calls per request' || true
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 if want empty_wasm; then
   for v in warden_api_key warden_threat warden_registry warden_jwt baseline_api_key; do
@@ -462,7 +513,7 @@ if want empty_wasm; then
   done
 fi
 if want empty_wasm_cfg; then
-  for v in warden_api_key warden_jwt warden_es256; do
+  for v in warden_api_key warden_api_key_lean warden_jwt warden_es256; do
     want "$v" && printf 'Throughput %s / empty_wasm_cfg (the empty filter configured as api-warden is): %s\n' "$v" "$(ratio "${MED[$v]}" "${MED[empty_wasm_cfg]}")"
   done
 fi
@@ -479,6 +530,24 @@ fi
 target() { # $1: label, $2: ratio, $3: target
   printf '%s: %s (target %s: %s)\n' "$1" "$2" "$3" "$(python3 -c "print('met' if $2 >= $3 else 'not met')")"
 }
+if want host_calls_floor && want empty_wasm_cfg && want warden_api_key; then
+  target "API key + local limits, api-warden / empty_wasm_cfg" "$(ratio "${MED[warden_api_key]}" "${MED[empty_wasm_cfg]}")" 0.80
+  printf '  of which the host calls alone (host_calls_floor / empty_wasm_cfg): %s, %+.1f us CPU; api-warden'"'"'s own code over them: %+.1f us CPU\n' \
+    "$(ratio "${MED[host_calls_floor]}" "${MED[empty_wasm_cfg]}")" \
+    "$(python3 -c "print(${MEDCPU[host_calls_floor]} - ${MEDCPU[empty_wasm_cfg]})")" \
+    "$(python3 -c "print(${MEDCPU[warden_api_key]} - ${MEDCPU[host_calls_floor]})")"
+fi
+if want native_api_key_full && want warden_api_key; then
+  printf 'API key, api-warden / the native filters doing the same (native_api_key_full): throughput %s, %+.1f us CPU\n' \
+    "$(ratio "${MED[warden_api_key]}" "${MED[native_api_key_full]}")" \
+    "$(python3 -c "print(${MEDCPU[warden_api_key]} - ${MEDCPU[native_api_key_full]})")"
+fi
+if want call_none; then
+  printf '\nEnvoy CPU per host call (each kind %s times per request, over call_none):\n' "$CALL_REPEAT"
+  for c in "${CALL_KINDS[@]}"; do
+    want "call_$c" && printf '  %-22s %6.2f us\n' "$c" "$(python3 -c "print((${MEDCPU[call_$c]} - ${MEDCPU[call_none]}) / $CALL_REPEAT)")"
+  done
+fi
 want warden_es256_distinct && want native_es256_distinct &&
   target "Distinct ES256 tokens, api-warden / native jwt_authn uncached" "$(ratio "${MED[warden_es256_distinct]}" "${MED[native_es256_distinct]}")" 0.25
 want warden_rs256_distinct && want native_rs256_distinct &&

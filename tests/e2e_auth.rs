@@ -1923,3 +1923,43 @@ fn the_admin_command_signs_requests_the_filter_accepts() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn an_operator_can_send_fewer_identity_headers_and_no_rate_limit_fields() {
+    let mut cfg = test_config();
+    cfg["upstream_identity_headers"] = json!(["x-client-id"]);
+    cfg["rate_limiting"]["response_headers"] = json!(false);
+    let lean = Envoy::start(&cfg, 2);
+    let headers: [(&str, &[u8]); 4] = [
+        ("X-Forwarded-For", OFFICE.as_bytes()),
+        ("X-API-Key", MARKETING_KEY.as_bytes()),
+        ("X-Client-Name", b"Analytics Service"),
+        ("X_Security_Level", b"critical"),
+    ];
+    let resp = http::send(lean.port, &request("GET", b"/api/send/bulk", &headers, b"")).unwrap();
+    assert!(resp.reached_upstream(), "{}", resp.text());
+    assert_eq!(
+        resp.upstream_header("x-client-id").as_deref(),
+        Some("marketing")
+    );
+    // Left out of the upstream request, yet never forwarded as the caller sent them.
+    for name in [
+        "x-client-name",
+        "x-security-level",
+        "x-auth-method",
+        "x-api-key",
+    ] {
+        assert_eq!(resp.upstream_header(name), None, "{name}");
+    }
+    let upstream = resp.json()["headers"].clone();
+    assert!(
+        !upstream
+            .as_object()
+            .unwrap()
+            .keys()
+            .any(|k| k.contains('_')),
+        "{upstream}"
+    );
+    assert_eq!(resp.header("ratelimit-remaining"), None);
+    assert_eq!(resp.header("ratelimit-limit"), None);
+}

@@ -81,6 +81,48 @@ fn an_api_key_request_is_forwarded_with_identity_and_rate_limit_fields() {
     assert_eq!(record.path, "/api/send/x");
 }
 
+/// Only the client id upstream, no rate-limit fields on admitted responses.
+fn lean_headers() -> Value {
+    json!({"upstream_identity_headers": ["X-Client-Id"],
+           "rate_limiting": {"response_headers": false}})
+}
+
+#[test]
+fn identity_headers_left_out_are_still_removed_and_refusals_keep_their_fields() {
+    let (host, root) = configured(lean_headers());
+    let spoofed = [
+        ("x-client-name", "Analytics"),
+        ("x-security-level", "critical"),
+    ];
+    api_key_request(&host, "/api/send/x", &spoofed);
+    let (mut request, action) = start(&host, &root);
+    assert_eq!(action, Action::Continue);
+    assert_eq!(host.upstream_header("x-client-id"), ["marketing"]);
+    for name in [
+        "x-client-name",
+        "x-security-level",
+        "x-auth-method",
+        "x-api-key",
+    ] {
+        assert!(
+            host.upstream_header(name).is_empty(),
+            "{name} went upstream"
+        );
+    }
+    request.on_response_headers(&host);
+    assert!(host.response_headers.borrow().is_empty());
+    // The rule admits 40 a minute: the 41st is refused with its fields and Retry-After.
+    for _ in 0..40 {
+        api_key_request(&host, "/api/send/x", &[]);
+        start(&host, &root);
+    }
+    assert_eq!(host.last_reply(), Some((429, "rate_limited".into())));
+    let (_, headers, _) = host.replies.borrow().last().cloned().unwrap();
+    for name in ["ratelimit-limit", "ratelimit-remaining", "retry-after"] {
+        assert!(headers.iter().any(|(n, _)| n == name), "{name}");
+    }
+}
+
 #[test]
 fn noscript_is_answered_by_sending_the_whole_script() {
     let (host, root) = configured(redis(json!({})));
@@ -860,12 +902,13 @@ fn host_calls_per_request_stay_within_budget() {
     };
     let jwt_config = json!({"auth_methods": ["jwt"], "jwt": {"audience": "email-api",
                             "keys": [{"alg": "HS256", "secret": SECRET}]}});
-    let paths: [(&str, Value, &SendOne<'_>, u64); 5] = [
+    let paths: [(&str, Value, &SendOne<'_>, u64); 6] = [
         ("API key, local limits", json!({}), &plain, 15),
         ("public route", json!({}), &public, 11),
         ("unknown API key (401)", json!({}), &refused, 10),
         ("JWT HS256 (cached)", jwt_config, &jwt, 15),
         ("seed HMAC, 1 KiB body", json!({}), &signed, 23),
+        ("API key, lean headers", lean_headers(), &plain, 9),
     ];
     println!("host calls per request (second request of its kind):");
     for (name, extra, send, budget) in paths {

@@ -46,6 +46,9 @@ pub struct Config {
     pub client_ids: Vec<String>,
     /// Headers only the filter sets upstream: the identity headers and the JWT claim headers.
     pub identity_headers: Vec<crate::engine::headers::HeaderName>,
+    /// The identity headers set upstream (`upstream_identity_headers`), of
+    /// [`crate::pipeline::IDENTITY_HEADERS`].
+    pub sent_identity_headers: Vec<&'static str>,
     pub forward_credentials: bool,
     pub rate_limiting: ratelimit::settings::Settings,
     /// Publish the decision as filter state (`filter_state`).
@@ -307,6 +310,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
                 .map(|h| crate::engine::headers::HeaderName::Owned(h.to_string())),
         )
         .collect();
+    let sent_identity_headers = sent_identity_headers(raw.upstream_identity_headers.as_deref())?;
     let threat_sync = match (&rate_limiting.backend, &blocking) {
         (ratelimit::settings::Backend::Redis(r), Some(b)) => {
             Some(SyncSettings::new(r, b.threshold, b.cooldown_seconds))
@@ -340,6 +344,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         threat_sync,
         client_ids,
         identity_headers,
+        sent_identity_headers,
         forward_credentials: raw.forward_credentials,
         rate_limiting,
         registry,
@@ -405,3 +410,28 @@ fn compile_report(
 #[cfg(test)]
 #[path = "compile_tests.rs"]
 mod tests;
+
+/// `upstream_identity_headers`: names of identity headers, each once; all of them by default.
+fn sent_identity_headers(names: Option<&[String]>) -> Result<Vec<&'static str>, ConfigError> {
+    let all = crate::pipeline::IDENTITY_HEADERS;
+    let Some(names) = names else {
+        return Ok(all.to_vec());
+    };
+    let mut sent = Vec::with_capacity(names.len());
+    for name in names {
+        let Some(known) = all.iter().find(|h| h.eq_ignore_ascii_case(name)) else {
+            return Err(ConfigError::new(
+                "upstream_identity_headers",
+                format!("\"{name}\" is not one of {}", all.join(", ")),
+            ));
+        };
+        if sent.contains(known) {
+            return Err(ConfigError::new(
+                "upstream_identity_headers",
+                format!("\"{known}\" is named twice"),
+            ));
+        }
+        sent.push(*known);
+    }
+    Ok(sent)
+}

@@ -284,3 +284,24 @@ fn typed_settings_name_the_field_and_the_choices() {
     );
     assert_eq!(c.unwrap().auth.methods, [crate::auth::AuthMethod::Hmac]);
 }
+
+#[test]
+fn upstream_identity_headers_are_known_names_each_named_once() {
+    let c = parse(json!({"clients": [client()]}).to_string().as_bytes()).unwrap();
+    assert_eq!(c.sent_identity_headers, crate::pipeline::IDENTITY_HEADERS);
+    assert!(c.rate_limiting.response_headers);
+    let lean = json!({"clients": [client()], "upstream_identity_headers": ["X-Client-Id"],
+                      "rate_limiting": {"response_headers": false}});
+    let c = parse(lean.to_string().as_bytes()).unwrap();
+    assert_eq!(c.sent_identity_headers, ["x-client-id"]);
+    assert!(!c.rate_limiting.response_headers);
+    // Left out, they stay guarded: a caller's copy is still removed.
+    assert_eq!(
+        c.identity_headers.len(),
+        crate::pipeline::IDENTITY_HEADERS.len()
+    );
+    for names in [json!(["x-user-id"]), json!(["x-client-id", "X-CLIENT-ID"])] {
+        let e = err(json!({"clients": [client()], "upstream_identity_headers": names}));
+        assert_eq!(e.field, "upstream_identity_headers", "{}", e.reason);
+    }
+}

@@ -49,6 +49,11 @@ pub struct RawConfig {
     /// Keep credential headers on the request sent upstream.
     #[serde(default)]
     pub forward_credentials: bool,
+    /// The identity headers set on the upstream request, of `x-client-id`, `x-client-name`,
+    /// `x-auth-method`, `x-security-level` and `x-client-scopes`. Default: all of them. Those
+    /// left out are still never forwarded as the caller sent them.
+    #[serde(default)]
+    pub upstream_identity_headers: Option<Vec<String>>,
     /// Failed-authentication blocking (the seed's thresholds). Abuse-scoring settings are
     /// refused until they are enforced.
     #[serde(default)]

@@ -489,7 +489,11 @@ impl Flow {
             None => self.finish_reply(limit_unavailable(&counted), env.now_ms),
             Some(d) if !d.allowed => self.finish_reply(limited(&target, d), env.now_ms),
             Some(d) => {
-                let fields = limit_headers::fields(d, &target.limits);
+                let fields = if env.config.rate_limiting.response_headers {
+                    limit_headers::fields(d, &target.limits)
+                } else {
+                    Vec::new()
+                };
                 self.forward(edits, fields, env.now_ms)
             }
         }

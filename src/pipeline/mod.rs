@@ -530,6 +530,10 @@ fn identity_grant(
     if !identity.scopes.is_empty() {
         set_headers.push(("x-client-scopes".into(), identity.scopes.join(" ")));
     }
+    // Those the configuration leaves out stay guarded: removed, never forwarded as sent.
+    if cfg.sent_identity_headers.len() < IDENTITY_HEADERS.len() {
+        set_headers.retain(|(name, _)| cfg.sent_identity_headers.contains(&name.as_ref()));
+    }
     // Claims the configuration maps to headers (JWT), checked when the token was verified.
     set_headers.extend(
         identity

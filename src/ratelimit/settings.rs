@@ -42,6 +42,10 @@ pub struct RawRateLimiting {
     pub redis: Option<RawRedis>,
     #[serde(default)]
     pub rls: Option<RawRls>,
+    /// `RateLimit-*` fields on the responses of admitted requests. Default true. Refusals
+    /// (429) carry them and `Retry-After` whatever this says.
+    #[serde(default)]
+    pub response_headers: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -155,6 +159,8 @@ pub enum Backend {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub enabled: bool,
+    /// `RateLimit-*` fields on admitted responses.
+    pub response_headers: bool,
     pub rules: RuleSet,
     pub backend: Backend,
     pub addresses: CounterTable,
@@ -311,6 +317,7 @@ pub fn compile(
     };
     Ok(Settings {
         enabled: raw.enabled.unwrap_or(true),
+        response_headers: raw.response_headers.unwrap_or(true),
         rules: RuleSet::new(rules, default_limits, address_limits)?,
         backend,
         addresses: CounterTable {

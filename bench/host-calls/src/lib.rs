@@ -1,0 +1,160 @@
+//! What host calls cost in Envoy, apart from any filter logic (a benchmark, not a test).
+//!
+//! Its plugin configuration picks what each request does:
+//! - `api_key_path`: exactly the host calls api-warden makes for an admitted API-key request
+//!   with local limits (`cargo test --lib host_calls_per_request`), with the same header names,
+//!   value sizes and a 64-byte shared-data counter, and nothing else. Its cost over the empty
+//!   filter is the floor of that call pattern; api-warden's cost over it is the core's own.
+//! - `<call>:<n>`: one kind of host call `n` times per request, so `make bench CALL_COSTS=1`
+//!   can divide the added Envoy CPU by `n`.
+//! - anything else: nothing.
+use proxy_wasm::hostcalls as hc;
+use proxy_wasm::traits::*;
+use proxy_wasm::types::*;
+use std::cell::Cell;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Nothing,
+    ApiKeyPath,
+    Repeat(Call, u32),
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Call {
+    Clock,
+    HeaderGet,
+    HeaderPairs,
+    HeaderSet,
+    HeaderRemoveAbsent,
+    Metric,
+    SharedGet,
+    SharedSet,
+    Property,
+    Log,
+}
+
+const CALLS: [(&str, Call); 10] = [
+    ("clock", Call::Clock),
+    ("header_get", Call::HeaderGet),
+    ("header_pairs", Call::HeaderPairs),
+    ("header_set", Call::HeaderSet),
+    ("header_remove_absent", Call::HeaderRemoveAbsent),
+    ("metric", Call::Metric),
+    ("shared_get", Call::SharedGet),
+    ("shared_set", Call::SharedSet),
+    ("property", Call::Property),
+    ("log_below_level", Call::Log),
+];
+
+const COUNTER_KEY: &str = "aw:rl:marketing:client:marketing";
+const COUNTER: [u8; 64] = [7; 64];
+
+thread_local! {
+    static MODE: Cell<Mode> = const { Cell::new(Mode::Nothing) };
+    static METRICS: Cell<(u32, u32)> = const { Cell::new((0, 0)) };
+}
+
+proxy_wasm::main! {{
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root) });
+}}
+
+struct Root;
+impl Context for Root {}
+impl RootContext for Root {
+    fn on_configure(&mut self, _: usize) -> bool {
+        let config = self.get_plugin_configuration().unwrap_or_default();
+        let config = String::from_utf8_lossy(&config);
+        let mode = match config.trim().split_once(':') {
+            _ if config.trim() == "api_key_path" => Mode::ApiKeyPath,
+            Some((name, n)) => match (CALLS.iter().find(|(c, _)| *c == name), n.parse()) {
+                (Some((_, call)), Ok(n)) => Mode::Repeat(*call, n),
+                _ => Mode::Nothing,
+            },
+            None => Mode::Nothing,
+        };
+        MODE.with(|m| m.set(mode));
+        let define = |name| hc::define_metric(MetricType::Counter, name).unwrap_or(0);
+        let ids = (define("hc.requests.total"), define("hc.allowed.total"));
+        METRICS.with(|m| m.set(ids));
+        let _ = hc::set_shared_data(COUNTER_KEY, Some(&COUNTER), None);
+        true
+    }
+
+    fn create_http_context(&self, _: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Request))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Request;
+impl Context for Request {}
+
+fn set(map: MapType, name: &str, value: &str) {
+    let _ = hc::set_map_value_bytes(map, name, Some(value.as_bytes()));
+}
+
+fn repeat(call: Call, n: u32) {
+    let (metric, _) = METRICS.with(|m| m.get());
+    for i in 0..n {
+        let _ = match call {
+            Call::Clock => hc::get_current_time().map(|_| ()),
+            Call::HeaderGet => {
+                hc::get_map_value_bytes(MapType::HttpRequestHeaders, ":path").map(|_| ())
+            }
+            Call::HeaderPairs => hc::get_map_bytes(MapType::HttpRequestHeaders).map(|_| ()),
+            // Alternating values, so each call really replaces the header.
+            Call::HeaderSet => {
+                let value = if i % 2 == 0 { b"a" } else { b"b" };
+                hc::set_map_value_bytes(MapType::HttpRequestHeaders, "x-bench", Some(value))
+            }
+            Call::HeaderRemoveAbsent => {
+                hc::set_map_value_bytes(MapType::HttpRequestHeaders, "x-absent", None)
+            }
+            Call::Metric => hc::increment_metric(metric, 1),
+            Call::SharedGet => hc::get_shared_data(COUNTER_KEY).map(|_| ()),
+            Call::SharedSet => hc::set_shared_data(COUNTER_KEY, Some(&COUNTER), None),
+            Call::Property => hc::get_property(vec!["source", "address"]).map(|_| ()),
+            Call::Log => hc::log(LogLevel::Trace, "below Envoy's level"),
+        };
+    }
+}
+
+impl HttpContext for Request {
+    fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
+        match MODE.with(|m| m.get()) {
+            Mode::Nothing => {}
+            Mode::Repeat(call, n) => repeat(call, n),
+            Mode::ApiKeyPath => {
+                let _ = hc::get_current_time();
+                let _ = hc::get_map_bytes(MapType::HttpRequestHeaders);
+                let (value, cas) = hc::get_shared_data(COUNTER_KEY).unwrap_or((None, None));
+                let _ = hc::set_shared_data(COUNTER_KEY, value.as_deref(), cas);
+                let req = MapType::HttpRequestHeaders;
+                let _ = hc::set_map_value_bytes(req, "x-api-key", None);
+                set(req, "x-client-id", "marketing");
+                set(req, "x-client-name", "Marketing Team");
+                set(req, "x-auth-method", "api_key");
+                set(req, "x-security-level", "standard");
+                let _ = hc::get_map_bytes(req);
+                let (requests, allowed) = METRICS.with(|m| m.get());
+                let _ = hc::increment_metric(requests, 1);
+                let _ = hc::increment_metric(allowed, 1);
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
+        if MODE.with(|m| m.get()) == Mode::ApiKeyPath {
+            let resp = MapType::HttpResponseHeaders;
+            set(resp, "ratelimit-limit", "1000000000");
+            set(resp, "ratelimit-remaining", "999999999");
+            set(resp, "ratelimit-reset", "2");
+        }
+        Action::Continue
+    }
+}

@@ -141,7 +141,7 @@ native_ratelimit=$(cat <<YAML
               filter_enforced: { default_value: { numerator: 100, denominator: HUNDRED } }
 YAML
 )
-filters_native_key=$(cat <<YAML
+native_key_auth=$(cat <<YAML
           - name: envoy.filters.http.api_key_auth
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.api_key_auth.v3.ApiKeyAuth
@@ -149,20 +149,15 @@ filters_native_key=$(cat <<YAML
               - { key: "$KEY", client: marketing }
               key_sources:
               - header: "X-API-Key"
-$native_ratelimit
 YAML
 )
+filters_native_key="$native_key_auth
+$native_ratelimit"
 # The native filters doing what api-warden does on an admitted API-key request: the client's id
 # forwarded and the key hidden (api_key_auth), the other identity headers added
 # (header_mutation), and rate-limit fields on the response (local_ratelimit's draft-03 headers).
 filters_native_key_full=$(cat <<YAML
-          - name: envoy.filters.http.api_key_auth
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.api_key_auth.v3.ApiKeyAuth
-              credentials:
-              - { key: "$KEY", client: marketing }
-              key_sources:
-              - header: "X-API-Key"
+$native_key_auth
               forwarding: { header: x-client-id, hide_credentials: true }
           - name: envoy.filters.http.header_mutation
             typed_config:
@@ -172,13 +167,7 @@ filters_native_key_full=$(cat <<YAML
                 - append: { header: { key: x-client-name, value: "Marketing Team" }, append_action: OVERWRITE_IF_EXISTS_OR_ADD }
                 - append: { header: { key: x-auth-method, value: api_key }, append_action: OVERWRITE_IF_EXISTS_OR_ADD }
                 - append: { header: { key: x-security-level, value: standard }, append_action: OVERWRITE_IF_EXISTS_OR_ADD }
-          - name: envoy.filters.http.local_ratelimit
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
-              stat_prefix: bench
-              token_bucket: { max_tokens: 1000000000, tokens_per_fill: 1000000000, fill_interval: 1s }
-              filter_enabled: { default_value: { numerator: 100, denominator: HUNDRED } }
-              filter_enforced: { default_value: { numerator: 100, denominator: HUNDRED } }
+$native_ratelimit
               enable_x_ratelimit_headers: DRAFT_VERSION_03
 YAML
 )

@@ -704,3 +704,30 @@ fn a_registry_that_does_not_answer_is_a_503_on_kong() {
     );
     assert_eq!(resp.status, 200, "{}", resp.text());
 }
+
+#[test]
+fn identity_headers_left_out_are_still_refused_and_rate_limit_fields_can_be_off() {
+    let mut cfg = example_config();
+    cfg["upstream_identity_headers"] = json!(["x-client-id"]);
+    cfg["rate_limiting"] = json!({"response_headers": false});
+    let Some(k) = start(&cfg) else { return };
+    let resp = call(
+        &k,
+        "GET",
+        "/api/send/x",
+        "lean-1",
+        &[("X-API-Key", KEY)],
+        b"",
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.header("ratelimit-remaining"), None);
+    let got = k.upstream.find("lean-1").unwrap();
+    assert_eq!(got.values("x-client-id"), ["marketing"]);
+    for name in ["x-client-name", "x-auth-method", "x-security-level"] {
+        assert!(got.values(name).is_empty(), "{name} went upstream");
+    }
+    // nginx cannot remove a caller's copy of a header the filter no longer sets: refused.
+    let spoofed = [("X-API-Key", KEY), ("X-Auth-Method", "mtls")];
+    let resp = call(&k, "GET", "/api/send/x", "lean-2", &spoofed, b"");
+    assert_refused(&k, &resp, "lean-2", 400, "identity_header_not_allowed");
+}

@@ -1928,7 +1928,13 @@ fn the_admin_command_signs_requests_the_filter_accepts() {
 fn an_operator_can_send_fewer_identity_headers_and_no_rate_limit_fields() {
     let mut cfg = test_config();
     cfg["upstream_identity_headers"] = json!(["x-client-id"]);
-    cfg["rate_limiting"]["response_headers"] = json!(false);
+    // test_config turns counting off; this test needs it on, with a small burst.
+    cfg["rate_limiting"] = json!({"response_headers": false});
+    for client in cfg["clients"].as_array_mut().unwrap() {
+        if client["client_id"] == "marketing" {
+            client["rate_limits"] = json!({"requests_per_minute": 60, "burst_limit": 3});
+        }
+    }
     let lean = Envoy::start(&cfg, 2);
     let headers: [(&str, &[u8]); 4] = [
         ("X-Forwarded-For", OFFICE.as_bytes()),
@@ -1962,4 +1968,19 @@ fn an_operator_can_send_fewer_identity_headers_and_no_rate_limit_fields() {
     );
     assert_eq!(resp.header("ratelimit-remaining"), None);
     assert_eq!(resp.header("ratelimit-limit"), None);
+    // Counting is on: the refusal that ends the burst still carries its fields.
+    let refused = (0..10)
+        .map(|_| http::send(lean.port, &request("GET", b"/api/send/bulk", &headers, b"")).unwrap())
+        .find(|r| r.status == 429)
+        .expect("no 429 within the burst");
+    assert!(
+        refused.header("ratelimit-remaining").is_some(),
+        "{}",
+        refused.text()
+    );
+    assert!(
+        refused.header("retry-after").is_some(),
+        "{}",
+        refused.text()
+    );
 }

@@ -730,4 +730,22 @@ fn identity_headers_left_out_are_still_refused_and_rate_limit_fields_can_be_off(
     let spoofed = [("X-API-Key", KEY), ("X-Auth-Method", "mtls")];
     let resp = call(&k, "GET", "/api/send/x", "lean-2", &spoofed, b"");
     assert_refused(&k, &resp, "lean-2", 400, "identity_header_not_allowed");
+    // Refusals keep their fields: the client's burst (10) runs out within a few more.
+    let refused = (0..30)
+        .map(|i| {
+            let id = format!("lean-burst-{i}");
+            call(&k, "GET", "/api/send/x", &id, &[("X-API-Key", KEY)], b"")
+        })
+        .find(|r| r.status == 429)
+        .expect("no 429 within 30 requests");
+    assert!(
+        refused.header("ratelimit-remaining").is_some(),
+        "{}",
+        refused.text()
+    );
+    assert!(
+        refused.header("retry-after").is_some(),
+        "{}",
+        refused.text()
+    );
 }

@@ -311,6 +311,18 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         )
         .collect();
     let sent_identity_headers = sent_identity_headers(raw.upstream_identity_headers.as_deref())?;
+    // nginx forwards the seed scheme's own X-Client-Id whatever the filter says, so Kong's host
+    // lets it pass only as the client the filter sets: without that header, none ever would.
+    if !raw.host.removes_headers()
+        && methods.contains(&AuthMethod::Hmac)
+        && !sent_identity_headers.contains(&"x-client-id")
+    {
+        return Err(ConfigError::new(
+            "upstream_identity_headers",
+            "must include x-client-id on Kong's host while auth_methods has hmac_signature \
+             (its requests carry X-Client-Id, which nginx forwards)",
+        ));
+    }
     let threat_sync = match (&rate_limiting.backend, &blocking) {
         (ratelimit::settings::Backend::Redis(r), Some(b)) => {
             Some(SyncSettings::new(r, b.threshold, b.cooldown_seconds))

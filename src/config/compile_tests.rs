@@ -304,4 +304,15 @@ fn upstream_identity_headers_are_known_names_each_named_once() {
         let e = err(json!({"clients": [client()], "upstream_identity_headers": names}));
         assert_eq!(e.field, "upstream_identity_headers", "{}", e.reason);
     }
+    // On Kong, the seed's signed requests carry X-Client-Id, which only passes as the one set.
+    let kong_hmac = |names: serde_json::Value| {
+        json!({"host": "kong", "auth_methods": ["api_key", "hmac_signature"],
+               "clients": [client()], "upstream_identity_headers": names})
+    };
+    let e = err(kong_hmac(json!(["x-auth-method"])));
+    assert_eq!(e.field, "upstream_identity_headers", "{}", e.reason);
+    assert!(parse(kong_hmac(json!(["x-client-id"])).to_string().as_bytes()).is_ok());
+    let envoy = json!({"auth_methods": ["api_key", "hmac_signature"], "clients": [client()],
+                       "upstream_identity_headers": ["x-auth-method"]});
+    assert!(parse(envoy.to_string().as_bytes()).is_ok());
 }

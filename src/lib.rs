@@ -20,5 +20,8 @@ pub mod store;
 pub mod threat;
 pub mod wire;
 
+#[cfg(test)]
+mod alloc_count;
+
 #[cfg(target_arch = "wasm32")]
 mod host;

@@ -15,7 +15,7 @@ pub struct RequestFilter {
     /// The token of the callout this request waits for.
     waiting: Option<u32>,
     /// Rate-limit fields for the response of an admitted request.
-    response_fields: Vec<(String, String)>,
+    response_fields: Vec<(&'static str, String)>,
     /// A local reply was sent; later callbacks for this stream do nothing.
     replied: bool,
 }

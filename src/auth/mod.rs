@@ -49,6 +49,24 @@ impl AuthMethod {
         }
     }
 
+    /// The counter of this method's successes or failures: `auth.<method>.<result>`.
+    pub fn metric(self, success: bool) -> &'static str {
+        match (self, success) {
+            (Self::Jwt, true) => "auth.jwt.success",
+            (Self::Jwt, false) => "auth.jwt.failure",
+            (Self::ApiKey, true) => "auth.api_key.success",
+            (Self::ApiKey, false) => "auth.api_key.failure",
+            (Self::Hmac, true) => "auth.hmac_signature.success",
+            (Self::Hmac, false) => "auth.hmac_signature.failure",
+            (Self::HttpSignature, true) => "auth.http_signature.success",
+            (Self::HttpSignature, false) => "auth.http_signature.failure",
+            (Self::OAuth2, true) => "auth.oauth2.success",
+            (Self::OAuth2, false) => "auth.oauth2.failure",
+            (Self::Mtls, true) => "auth.mtls.success",
+            (Self::Mtls, false) => "auth.mtls.failure",
+        }
+    }
+
     /// The `WWW-Authenticate` challenge for this method.
     pub fn challenge(self) -> String {
         let scheme = match self {

@@ -50,6 +50,8 @@ pub struct Config {
     /// [`crate::pipeline::IDENTITY_HEADERS`].
     pub sent_identity_headers: Vec<&'static str>,
     pub forward_credentials: bool,
+    /// What every grant keeps from the upstream, made once here, not per request.
+    pub guarded_headers: crate::pipeline::GuardedHeaders,
     pub rate_limiting: ratelimit::settings::Settings,
     /// Publish the decision as filter state (`filter_state`).
     pub filter_state: bool,
@@ -301,7 +303,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     }
 
     let client_ids = clients.iter().map(|c| c.id.clone()).collect();
-    let identity_headers = crate::pipeline::IDENTITY_HEADERS
+    let identity_headers: Vec<_> = crate::pipeline::IDENTITY_HEADERS
         .iter()
         .map(|h| crate::engine::headers::HeaderName::Borrowed(h))
         .chain(
@@ -355,9 +357,13 @@ pub(super) fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         abuse,
         threat_sync,
         client_ids,
-        identity_headers,
         sent_identity_headers,
         forward_credentials: raw.forward_credentials,
+        guarded_headers: crate::pipeline::GuardedHeaders::new(
+            &identity_headers,
+            raw.forward_credentials,
+        ),
+        identity_headers,
         rate_limiting,
         registry,
         filter_state: raw.filter_state,

@@ -9,18 +9,22 @@
 use crate::auth::credentials::HeaderList;
 use crate::denial::Denial;
 use crate::profile::HostProfile;
+use std::rc::Rc;
 
 /// A header name: the built-in ones are static, configured ones (JWT claim headers) owned.
 pub type HeaderName = std::borrow::Cow<'static, str>;
+
+/// A value set upstream: borrowed when it is static (the method, the security level).
+pub type HeaderValue = std::borrow::Cow<'static, str>;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HeaderEdits {
     /// Headers to remove, as the host spelled them.
     pub remove: Vec<String>,
     /// Headers to set: replaced in place when present, else added.
-    pub set: Vec<(String, String)>,
+    pub set: Vec<(HeaderName, HeaderValue)>,
     /// Normalised names that may reach the upstream only as set here.
-    pub guarded: Vec<HeaderName>,
+    pub guarded: Rc<[HeaderName]>,
 }
 
 /// Lowercase, `_` read as `-`.
@@ -63,14 +67,14 @@ fn identity_header_refused() -> Denial {
 pub fn plan(
     profile: HostProfile,
     incoming: &HeaderList,
-    guarded: &[HeaderName],
+    guarded: &Rc<[HeaderName]>,
     identity: &[HeaderName],
-    set: Vec<(HeaderName, String)>,
+    set: Vec<(HeaderName, HeaderValue)>,
 ) -> Result<HeaderEdits, Denial> {
     let mut edits = HeaderEdits {
         remove: Vec::new(),
         set: Vec::with_capacity(set.len()),
-        guarded: guarded.to_vec(),
+        guarded: guarded.clone(),
     };
     for (name, value) in incoming {
         let Some(g) = guarded.iter().find(|g| same_name(name, g)) else {
@@ -89,19 +93,19 @@ pub fn plan(
                 return Err(identity_header_refused());
             }
         } else if !edits.set.iter().any(|(n, _)| n == name) {
-            edits.set.push((name.clone(), String::new()));
+            edits
+                .set
+                .push((HeaderName::Owned(name.clone()), HeaderValue::Borrowed("")));
         }
     }
-    edits
-        .set
-        .extend(set.into_iter().map(|(k, v)| (k.into_owned(), v)));
+    edits.set.extend(set);
     Ok(edits)
 }
 
 /// Checks the upstream-bound headers after the edits: every guarded header present is one the
 /// filter set, with its value, exactly once. `Err` names the header that is wrong.
 pub fn verify(edits: &HeaderEdits, after: &[(&[u8], &[u8])]) -> Result<(), String> {
-    for g in &edits.guarded {
+    for g in edits.guarded.iter() {
         let mut present = after.iter().filter(|(n, _)| same_name_bytes(n, g));
         let expected = edits
             .set
@@ -128,6 +132,10 @@ mod tests {
         HeaderName::Borrowed("x-security-level"),
         HeaderName::Borrowed("x-api-key"),
     ];
+    fn guarded() -> Rc<[HeaderName]> {
+        GUARDED.into()
+    }
+
     const IDENTITY: [HeaderName; 2] = [
         HeaderName::Borrowed("x-client-id"),
         HeaderName::Borrowed("x-security-level"),
@@ -139,7 +147,7 @@ mod tests {
             .collect()
     }
 
-    fn identity() -> Vec<(HeaderName, String)> {
+    fn identity() -> Vec<(HeaderName, HeaderValue)> {
         vec![("x-client-id".into(), "marketing".into())]
     }
 
@@ -154,7 +162,7 @@ mod tests {
         let e = plan(
             HostProfile::Envoy,
             &incoming,
-            &GUARDED,
+            &guarded(),
             &IDENTITY,
             identity(),
         )
@@ -162,7 +170,7 @@ mod tests {
         assert_eq!(e.remove, ["x-client-id", "x_client_id", "x-api-key"]);
         assert_eq!(
             e.set,
-            [("x-client-id".to_string(), "marketing".to_string())]
+            [("x-client-id".into(), "marketing".into())] as [(HeaderName, HeaderValue); 1]
         );
     }
 
@@ -173,19 +181,26 @@ mod tests {
             h(&[("x_security_level", "critical")]),
             h(&[("X-CLIENT-ID", "marketing"), ("x-client-id", "marketing")]),
         ] {
-            let err = plan(HostProfile::Kong, &spoof, &GUARDED, &IDENTITY, identity());
+            let err = plan(HostProfile::Kong, &spoof, &guarded(), &IDENTITY, identity());
             assert_eq!(err.unwrap_err().code, "identity_header_not_allowed");
         }
         // The signing scheme's own X-Client-Id, naming the client the filter sets, passes.
         let signed = h(&[("X-Client-Id", "marketing"), ("X-API-Key", "k")]);
-        let e = plan(HostProfile::Kong, &signed, &GUARDED, &IDENTITY, identity()).unwrap();
+        let e = plan(
+            HostProfile::Kong,
+            &signed,
+            &guarded(),
+            &IDENTITY,
+            identity(),
+        )
+        .unwrap();
         assert!(e.remove.is_empty());
         assert_eq!(
             e.set,
             [
-                ("X-API-Key".to_string(), String::new()),
-                ("x-client-id".to_string(), "marketing".to_string())
-            ]
+                ("X-API-Key".into(), "".into()),
+                ("x-client-id".into(), "marketing".into())
+            ] as [(HeaderName, HeaderValue); 2]
         );
     }
 
@@ -203,7 +218,7 @@ mod tests {
         let e = plan(
             HostProfile::Envoy,
             &incoming,
-            &GUARDED,
+            &guarded(),
             &IDENTITY,
             identity(),
         )

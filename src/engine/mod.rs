@@ -53,7 +53,7 @@ pub enum Step {
     /// Send the request upstream with these edits; add `response_fields` to its response.
     Forward {
         edits: HeaderEdits,
-        response_fields: Vec<(String, String)>,
+        response_fields: Vec<(&'static str, String)>,
     },
     /// Answer the request here.
     Reply(Denial),
@@ -103,7 +103,10 @@ fn limited(target: &Target, decision: &Decision) -> Denial {
         "rate_limited",
         format!("rate limit exceeded ({}); retry later", target.rule),
     );
-    denial.headers = limit_headers::fields(decision, &target.limits);
+    denial.headers = limit_headers::fields(decision, &target.limits)
+        .into_iter()
+        .map(|(name, value)| (name.to_string(), value))
+        .collect();
     denial
 }
 
@@ -222,13 +225,13 @@ impl Flow {
                 if let Err(denial) = self.mitigate(env, &mut grant) {
                     return self.finish_reply(denial, env.now_ms);
                 }
-                let edits = match self.plan(env, incoming, &grant) {
+                let edits = match self.plan(env, incoming, &mut grant) {
                     Ok(edits) => edits,
                     Err(denial) => return self.finish_reply(denial, env.now_ms),
                 };
                 match grant.limit {
                     Some(target) => {
-                        let check = env.limiter().check(target.clone(), env.now_ms);
+                        let check = env.limiter().check(&target, env.now_ms);
                         self.counted(env, check, edits, target)
                     }
                     None => self.forward(edits, Vec::new(), env.now_ms),
@@ -246,7 +249,7 @@ impl Flow {
                 // a 429 replaces the 401, so guessing credentials is throttled.
                 // Addresses are always counted locally, so this never waits for a call.
                 if let Some(target) = rejection.limit {
-                    if let Check::Done(counted) = env.limiter().check(target.clone(), env.now_ms) {
+                    if let Check::Done(counted) = env.limiter().check(&target, env.now_ms) {
                         self.note_count(&target, &counted);
                         match &counted.decision {
                             None => {
@@ -263,7 +266,7 @@ impl Flow {
             }
             Verdict::Suspend(pending, claim) => {
                 self.record.level = Some(pending.level());
-                let edits = match claim.map(|grant| self.plan(env, incoming, &grant)) {
+                let edits = match claim.map(|mut grant| self.plan(env, incoming, &mut grant)) {
                     None => HeaderEdits::default(),
                     Some(Ok(edits)) => edits,
                     Some(Err(denial)) => return self.finish_reply(denial, env.now_ms),
@@ -461,18 +464,19 @@ impl Flow {
         }
     }
 
+    /// The grant's header edits (taken from it: nothing reads them after).
     fn plan(
         &self,
         env: &Env,
         incoming: &[(String, Vec<u8>)],
-        grant: &Grant,
+        grant: &mut Grant,
     ) -> Result<HeaderEdits, Denial> {
         headers::plan(
             env.config.host,
             incoming,
             &grant.remove_headers,
             &env.config.identity_headers,
-            grant.set_headers.clone(),
+            std::mem::take(&mut grant.set_headers),
         )
     }
 
@@ -515,11 +519,11 @@ impl Flow {
     fn forward(
         &mut self,
         edits: HeaderEdits,
-        mut response_fields: Vec<(String, String)>,
+        mut response_fields: Vec<(&'static str, String)>,
         now_ms: u64,
     ) -> Step {
         if let Some(grade) = self.mitigation_header {
-            response_fields.push((mitigation::HEADER.to_string(), grade.to_string()));
+            response_fields.push((mitigation::HEADER, grade.to_string()));
         }
         self.state = State::Done;
         self.record.finished_ms = now_ms;

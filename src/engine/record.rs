@@ -4,6 +4,7 @@
 use crate::auth::AuthMethod;
 use crate::authz::levels::SecurityLevel;
 use crate::ratelimit::limiter::{Trace, Via};
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +28,7 @@ impl LimitOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitRecord {
     /// The rule counted against (`address` for per-address limits).
-    pub rule: String,
+    pub rule: std::rc::Rc<crate::ratelimit::RuleName>,
     pub outcome: LimitOutcome,
     pub trace: Trace,
 }
@@ -73,9 +74,10 @@ pub struct Record {
 
 /// A metric update derived from a record.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Metric {
-    Counter(String),
-    Histogram(String, u64),
+pub enum Metric<'a> {
+    /// Names known in advance are borrowed: no allocation per request for them.
+    Counter(Cow<'a, str>),
+    Histogram(Cow<'a, str>, u64),
 }
 
 const PATH_CHARS: usize = 256;
@@ -123,68 +125,69 @@ impl Record {
 
     /// The counters and histograms this request moves. Names come from fixed sets (methods,
     /// denial codes, configured rule names), so the host's metric table stays small.
-    pub fn metrics(&self) -> Vec<Metric> {
-        let mut out = Vec::new();
-        let counter = |out: &mut Vec<Metric>, name: String| out.push(Metric::Counter(name));
+    pub fn metrics(&self) -> Vec<Metric<'_>> {
+        let mut out = Vec::with_capacity(4);
+        fn counter<'a>(out: &mut Vec<Metric<'a>>, name: Cow<'a, str>) {
+            out.push(Metric::Counter(name))
+        }
         if let Some(auth) = self.auth {
-            let result = if auth.success { "success" } else { "failure" };
-            counter(&mut out, format!("auth.{}.{result}", auth.method.as_str()));
+            counter(&mut out, auth.method.metric(auth.success).into());
         } else if self.public && self.admitted() {
-            counter(&mut out, "requests.public".to_string());
+            counter(&mut out, "requests.public".into());
         }
         if let Some(limit) = &self.limit {
             let trace = &limit.trace;
             match limit.outcome {
-                LimitOutcome::Allowed => {
-                    counter(&mut out, format!("ratelimit.{}.allowed", limit.rule))
-                }
-                LimitOutcome::Limited => {
-                    counter(&mut out, format!("ratelimit.{}.limited", limit.rule))
-                }
+                LimitOutcome::Allowed => counter(&mut out, limit.rule.allowed_metric().into()),
+                LimitOutcome::Limited => counter(&mut out, limit.rule.limited_metric().into()),
                 LimitOutcome::Unavailable => {}
             }
             if trace.store_error {
-                counter(&mut out, "ratelimit.store_errors".to_string());
+                counter(&mut out, "ratelimit.store_errors".into());
             }
             let backend = trace.backend.unwrap_or(crate::ratelimit::limiter::REDIS);
             if let Some(why) = trace.remote_error {
-                counter(&mut out, format!("ratelimit.{backend}.errors.{why}"));
+                counter(&mut out, format!("ratelimit.{backend}.errors.{why}").into());
             }
             if trace.batch_retried {
-                counter(&mut out, format!("ratelimit.{backend}.batch.retried"));
+                counter(
+                    &mut out,
+                    format!("ratelimit.{backend}.batch.retried").into(),
+                );
             }
             if trace.script_reloaded {
-                counter(&mut out, "ratelimit.redis.script_loads".to_string());
+                counter(&mut out, "ratelimit.redis.script_loads".into());
             }
             match trace.via {
                 Some(Via::Reserved) => {
-                    counter(&mut out, format!("ratelimit.{backend}.batch.served"))
+                    counter(&mut out, format!("ratelimit.{backend}.batch.served").into())
                 }
-                Some(Via::Fallback) => {
-                    counter(&mut out, format!("ratelimit.{backend}.local_fallback"))
-                }
+                Some(Via::Fallback) => counter(
+                    &mut out,
+                    format!("ratelimit.{backend}.local_fallback").into(),
+                ),
                 _ => {}
             }
             if let Some(ms) = trace.callout_ms {
                 out.push(Metric::Histogram(
-                    format!("ratelimit.{backend}.latency_ms"),
+                    format!("ratelimit.{backend}.latency_ms").into(),
                     ms,
                 ));
             }
         }
         if self.credential_warning.is_some() {
-            counter(&mut out, "auth.api_key.expiring".to_string());
+            counter(&mut out, "auth.api_key.expiring".into());
         }
         if self.blocked_until.is_some() {
-            counter(&mut out, "security.addresses_blocked".to_string());
+            counter(&mut out, "security.addresses_blocked".into());
         }
         if let Some((grade, enforced)) = self.mitigation {
             let how = if enforced { "mitigated" } else { "monitored" };
-            counter(&mut out, format!("abuse.{how}.{grade}"));
+            counter(&mut out, format!("abuse.{how}.{grade}").into());
         }
         if let Some(denial) = self.denial {
-            counter(&mut out, "requests.denied".to_string());
-            counter(&mut out, format!("denied.{}", denial.code));
+            counter(&mut out, "requests.denied".into());
+            counter(&mut out, format!("denied.{}", denial.code).into());
         }
         out
     }
@@ -198,10 +201,21 @@ mod tests {
         r.metrics()
             .into_iter()
             .filter_map(|m| match m {
-                Metric::Counter(name) => Some(name),
+                Metric::Counter(name) => Some(name.into_owned()),
                 Metric::Histogram(..) => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn auth_counters_are_named_after_the_method_and_result() {
+        use crate::auth::AuthMethod::*;
+        for method in [Jwt, ApiKey, Hmac, HttpSignature, OAuth2, Mtls] {
+            for (success, result) in [(true, "success"), (false, "failure")] {
+                let expected = format!("auth.{}.{result}", method.as_str());
+                assert_eq!(method.metric(success), expected);
+            }
+        }
     }
 
     #[test]
@@ -213,7 +227,7 @@ mod tests {
             success: true,
         });
         r.limit = Some(LimitRecord {
-            rule: "api_send".into(),
+            rule: crate::ratelimit::RuleName::new("api_send"),
             outcome: LimitOutcome::Allowed,
             trace: Trace {
                 via: Some(Via::Redis),
@@ -234,7 +248,7 @@ mod tests {
     fn denials_and_store_trouble_are_counted() {
         let mut r = Record::new(0, b"GET", b"/x");
         r.limit = Some(LimitRecord {
-            rule: "default".into(),
+            rule: crate::ratelimit::RuleName::new("default"),
             outcome: LimitOutcome::Unavailable,
             trace: Trace {
                 via: Some(Via::Fallback),

@@ -102,7 +102,7 @@ fn the_record_says_what_happened() {
     assert!(matches!(step, Step::Forward { .. }));
     assert_eq!(record.client.as_deref(), Some("marketing"));
     assert_eq!(record.auth.map(|a| a.success), Some(true));
-    assert_eq!(record.limit.as_ref().unwrap().rule, "default");
+    assert_eq!(record.limit.as_ref().unwrap().rule.as_str(), "default");
     assert!(record.admitted());
 
     let (_, public) = run(&c, &store, "/health", &[]);
@@ -199,10 +199,10 @@ mod abuse {
         (c, store)
     }
 
-    fn header(fields: &[(String, String)]) -> Option<&str> {
+    fn header<K: AsRef<str>>(fields: &[(K, String)]) -> Option<&str> {
         fields
             .iter()
-            .find(|(k, _)| k == "x-warden-mitigation")
+            .find(|(k, _)| k.as_ref() == "x-warden-mitigation")
             .map(|(_, v)| v.as_str())
     }
 

@@ -10,10 +10,11 @@ use crate::authz::{self, levels::SecurityLevel, path};
 use crate::callout::CalloutAnswer;
 use crate::config::{Client, Config};
 use crate::denial::Denial;
-use crate::engine::headers::HeaderName;
+use crate::engine::headers::{HeaderName, HeaderValue};
 use crate::ratelimit::Target;
 use crate::store::SharedStore;
 use std::net::IpAddr;
+use std::rc::Rc;
 
 /// Identity headers sent upstream. Removed from every incoming request first, so a client can
 /// never choose them.
@@ -33,6 +34,40 @@ const CREDENTIAL_HEADERS: [&str; 6] = [
     credentials::HEADER_SIGNATURE_INPUT,
     credentials::HEADER_MESSAGE_SIGNATURE,
 ];
+
+/// The headers a grant keeps from the upstream: the identity headers (JWT claim headers
+/// included) and, unless credentials are forwarded, the credential headers; `authorization`
+/// too when the request authenticated with it (or, on a public route, carried a bearer token).
+#[derive(Debug, Clone, Default)]
+pub struct GuardedHeaders {
+    plain: Rc<[HeaderName]>,
+    with_authorization: Rc<[HeaderName]>,
+}
+
+impl GuardedHeaders {
+    pub fn new(identity_headers: &[HeaderName], forward_credentials: bool) -> Self {
+        let mut plain = identity_headers.to_vec();
+        if !forward_credentials {
+            plain.extend(CREDENTIAL_HEADERS.map(HeaderName::Borrowed));
+        }
+        let mut with_authorization = plain.clone();
+        if !forward_credentials {
+            with_authorization.push(HeaderName::Borrowed("authorization"));
+        }
+        Self {
+            plain: plain.into(),
+            with_authorization: with_authorization.into(),
+        }
+    }
+
+    fn for_request(&self, used_authorization: bool) -> Rc<[HeaderName]> {
+        if used_authorization {
+            self.with_authorization.clone()
+        } else {
+            self.plain.clone()
+        }
+    }
+}
 
 pub struct RequestHead<'a> {
     pub method: &'a [u8],
@@ -80,8 +115,8 @@ pub struct Grant {
     pub identity: Option<Identity>,
     /// The route's security level.
     pub level: SecurityLevel,
-    pub remove_headers: Vec<HeaderName>,
-    pub set_headers: Vec<(HeaderName, String)>,
+    pub remove_headers: Rc<[HeaderName]>,
+    pub set_headers: Vec<(HeaderName, HeaderValue)>,
     /// What to count the request against before letting it through.
     pub limit: Option<Target>,
 }
@@ -218,18 +253,11 @@ fn decide_headers(cfg: &Config, req: &RequestHead, now: u64, store: &dyn SharedS
     };
     let level = cfg.routes.level_for(&target.path);
     if level == SecurityLevel::Public {
-        let mut remove_headers = cfg.identity_headers.clone();
-        if !cfg.forward_credentials {
-            // Credentials have no business upstream of a public route either.
-            remove_headers.extend(CREDENTIAL_HEADERS.map(HeaderName::Borrowed));
-            if bearer_present(req.headers) {
-                remove_headers.push(HeaderName::Borrowed("authorization"));
-            }
-        }
+        // Credentials have no business upstream of a public route either.
         return Verdict::Allow(Grant {
             identity: None,
             level,
-            remove_headers,
+            remove_headers: cfg.guarded_headers.for_request(bearer_present(req.headers)),
             set_headers: Vec::new(),
             limit: address_limit(cfg, &req.source),
         });
@@ -386,7 +414,7 @@ fn resumed(cfg: &Config, attempt: Attempt, rest: PendingRequest) -> Verdict {
                     .client(identity.client)
                     .and_then(|c| client_limit(cfg, &c, &rest.target.path)),
                 identity: Some(identity),
-                remove_headers: Vec::new(),
+                remove_headers: Rc::from([]),
                 set_headers: Vec::new(),
             })
         }
@@ -511,35 +539,31 @@ fn identity_grant(
             AuthMethod::Mtls.challenge(),
         ));
     }
-    let mut remove_headers = cfg.identity_headers.clone();
-    if !cfg.forward_credentials {
-        remove_headers.extend(CREDENTIAL_HEADERS.map(HeaderName::Borrowed));
-        if creds.used_authorization {
-            remove_headers.push(HeaderName::Borrowed("authorization"));
+    let remove_headers = cfg.guarded_headers.for_request(creds.used_authorization);
+    // Only the headers the configuration sends are made; those it leaves out stay guarded:
+    // removed, never forwarded as sent. Static values are borrowed, not copied.
+    let mut set_headers: Vec<(HeaderName, HeaderValue)> =
+        Vec::with_capacity(IDENTITY_HEADERS.len() + identity.headers.len());
+    let mut set = |name: &'static str, value: &dyn Fn() -> HeaderValue| {
+        if cfg.sent_identity_headers.contains(&name) {
+            set_headers.push((HeaderName::Borrowed(name), value()));
         }
-    }
-    let mut set_headers: Vec<(HeaderName, String)> = vec![
-        ("x-client-id".into(), client.id.clone()),
-        ("x-client-name".into(), client.name.clone()),
-        ("x-auth-method".into(), identity.method.as_str().to_string()),
-        (
-            "x-security-level".into(),
-            client.access.security_level.as_str().to_string(),
-        ),
-    ];
+    };
+    set("x-client-id", &|| client.id.clone().into());
+    set("x-client-name", &|| client.name.clone().into());
+    set("x-auth-method", &|| identity.method.as_str().into());
+    set("x-security-level", &|| {
+        client.access.security_level.as_str().into()
+    });
     if !identity.scopes.is_empty() {
-        set_headers.push(("x-client-scopes".into(), identity.scopes.join(" ")));
-    }
-    // Those the configuration leaves out stay guarded: removed, never forwarded as sent.
-    if cfg.sent_identity_headers.len() < IDENTITY_HEADERS.len() {
-        set_headers.retain(|(name, _)| cfg.sent_identity_headers.contains(&name.as_ref()));
+        set("x-client-scopes", &|| identity.scopes.join(" ").into());
     }
     // Claims the configuration maps to headers (JWT), checked when the token was verified.
     set_headers.extend(
         identity
             .headers
             .iter()
-            .map(|(name, value)| (HeaderName::Owned(name.clone()), value.clone())),
+            .map(|(name, value)| (HeaderName::Owned(name.clone()), value.clone().into())),
     );
     Ok(Grant {
         level,

@@ -105,13 +105,13 @@ fn api_key_grant_sets_identity_and_strips_credentials() {
     assert_eq!(g.identity.unwrap().method, AuthMethod::ApiKey);
     assert!(g
         .set_headers
-        .contains(&("x-client-id".into(), "marketing".to_string())));
+        .contains(&("x-client-id".into(), "marketing".into())));
     assert!(g
         .set_headers
-        .contains(&("x-client-name".into(), "Marketing Team".to_string())));
+        .contains(&("x-client-name".into(), "Marketing Team".into())));
     assert!(g
         .set_headers
-        .contains(&("x-client-scopes".into(), "send".to_string())));
+        .contains(&("x-client-scopes".into(), "send".into())));
     assert!(g.remove_headers.iter().any(|h| h == "x-api-key"));
     assert!(!g.remove_headers.iter().any(|h| h == "authorization"));
 }
@@ -243,7 +243,7 @@ fn signed_request_waits_for_its_body_then_verifies_once() {
     assert_eq!(g.identity.unwrap().method, AuthMethod::Hmac);
     assert!(g
         .set_headers
-        .contains(&("x-client-id".into(), "marketing".to_string())));
+        .contains(&("x-client-id".into(), "marketing".into())));
     assert!(g.remove_headers.iter().any(|h| h == "x-signature"));
     let d = denial(on_request_body(&c, suspended(), body, NOW + 2, &store));
     assert_eq!(d.code, "signature_replayed");
@@ -290,7 +290,7 @@ fn where_headers_cannot_be_held_the_claim_goes_on_and_the_body_decides() {
     };
     assert!(claimed
         .set_headers
-        .contains(&("x-client-id".into(), "marketing".to_string())));
+        .contains(&("x-client-id".into(), "marketing".into())));
     assert!(
         claimed.remove_headers.iter().any(|h| h == "x-client-id"),
         "the client's own header is replaced"
@@ -422,7 +422,7 @@ fn admitted_requests_carry_their_rate_limit_target() {
     }));
     let g = grant(run(&c, "GET", "/api/send/x", &[("x-api-key", KEY)], false));
     let t = g.limit.unwrap();
-    assert_eq!(t.rule, "api_send");
+    assert_eq!(t.rule.as_str(), "api_send");
     assert_eq!(t.limits.per_minute, 50);
     assert_eq!(
         t.subject,
@@ -444,7 +444,7 @@ fn failed_authentication_is_counted_per_address_but_authorisation_denials_are_no
     let Verdict::Deny(r) = run(&c, "GET", "/api/send/x", &[("x-api-key", "wrong")], false) else {
         panic!("expected a denial");
     };
-    assert_eq!(r.limit.unwrap().rule, "address");
+    assert_eq!(r.limit.unwrap().rule.as_str(), "address");
     let Verdict::Deny(r) = run(&c, "GET", "/api/other", &[("x-api-key", KEY)], false) else {
         panic!("expected a denial");
     };
@@ -568,7 +568,7 @@ fn a_method_can_suspend_on_a_call_and_resume_with_its_answer() {
     // Nothing went upstream while it waited, so the whole grant comes now.
     assert!(g
         .set_headers
-        .contains(&("x-client-id".into(), "marketing".to_string())));
+        .contains(&("x-client-id".into(), "marketing".into())));
     assert!(g.remove_headers.iter().any(|h| h == "x-client-id"));
     let d = denial(on_auth_answer(
         &c,

@@ -7,26 +7,25 @@
 use super::window::Decision;
 use super::Limits;
 
-pub fn fields(decision: &Decision, limits: &Limits) -> Vec<(String, String)> {
+/// The fields for `decision`; names are static, so an admitted response allocates only values.
+pub fn fields(decision: &Decision, limits: &Limits) -> Vec<(&'static str, String)> {
     if decision.limit == 0 {
         // A rate limit service that named no quota: nothing to describe but the wait.
         return decision
             .retry_after
-            .map(|retry| ("retry-after".to_string(), retry.to_string()))
+            .map(|retry| ("retry-after", retry.to_string()))
             .into_iter()
             .collect();
     }
-    let mut out = vec![
-        ("ratelimit-limit".to_string(), decision.limit.to_string()),
-        (
-            "ratelimit-remaining".to_string(),
-            decision.remaining.to_string(),
-        ),
-        ("ratelimit-reset".to_string(), decision.reset.to_string()),
-    ];
+    let mut out = Vec::with_capacity(if decision.retry_after.is_some() { 5 } else { 3 });
+    out.extend([
+        ("ratelimit-limit", decision.limit.to_string()),
+        ("ratelimit-remaining", decision.remaining.to_string()),
+        ("ratelimit-reset", decision.reset.to_string()),
+    ]);
     if let Some(retry) = decision.retry_after {
-        out.push(("ratelimit-policy".to_string(), policy(limits)));
-        out.push(("retry-after".to_string(), retry.to_string()));
+        out.push(("ratelimit-policy", policy(limits)));
+        out.push(("retry-after", retry.to_string()));
     }
     out
 }
@@ -58,7 +57,7 @@ mod tests {
             retry_after: Some(17),
         };
         let f = fields(&d, &limits);
-        let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let get = |k: &str| f.iter().find(|(n, _)| *n == k).map(|(_, v)| v.as_str());
         assert_eq!(get("ratelimit-limit"), Some("50"));
         assert_eq!(get("ratelimit-remaining"), Some("0"));
         assert_eq!(get("ratelimit-reset"), Some("17"));
@@ -75,7 +74,7 @@ mod tests {
         let admitted = fields(&ok, &limits);
         assert!(admitted
             .iter()
-            .all(|(n, _)| n != "retry-after" && n != "ratelimit-policy"));
+            .all(|(n, _)| *n != "retry-after" && *n != "ratelimit-policy"));
         assert_eq!(admitted.len(), 3);
     }
 }

@@ -159,7 +159,8 @@ impl Limiter<'_> {
     }
 
     /// Counts one request against `target`.
-    pub fn check(&self, target: Target, now_ms: u64) -> Check {
+    /// Borrows the target: only a count that waits for a call keeps a copy.
+    pub fn check(&self, target: &Target, now_ms: u64) -> Check {
         if let Some(settings) = self.rls_for(&target.subject) {
             // Clients' calls are batched when configured; addresses always ask for one.
             let asked = match &target.subject {
@@ -179,9 +180,9 @@ impl Limiter<'_> {
                 }
                 Subject::Address(_) => 1,
             };
-            let spec = rls_call(settings, &target, asked);
+            let spec = rls_call(settings, target, asked);
             let pending = PendingCount {
-                target,
+                target: target.clone(),
                 sent_ms: now_ms,
                 by_sha: false,
                 asked,
@@ -198,7 +199,7 @@ impl Limiter<'_> {
                 via: Some(Via::Local),
                 ..Trace::default()
             };
-            return Check::Done(self.local(&target, now_ms, trace));
+            return Check::Done(self.local(target, now_ms, trace));
         };
         if let Some(decision) = self.reservations.borrow_mut().take(key, now_ms) {
             let trace = Trace {
@@ -214,7 +215,7 @@ impl Limiter<'_> {
         let call = redis::Call::BySha(&settings.script_sha);
         let spec = redis_call(settings, call, key, &target.limits, now_ms, signed(asked));
         let pending = PendingCount {
-            target,
+            target: target.clone(),
             sent_ms: now_ms,
             by_sha: true,
             asked,

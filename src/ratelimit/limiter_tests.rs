@@ -48,7 +48,7 @@ fn local_counting_is_exact_and_addresses_never_go_to_redis() {
     l.prepare(&["m"]).unwrap();
     let target = s.rules.for_client("m", false, None, "/api/x");
     let allowed = (0..5)
-        .filter(|_| done(l.check(target.clone(), NOW)).decision.unwrap().allowed)
+        .filter(|_| done(l.check(&target, NOW)).decision.unwrap().allowed)
         .count();
     assert_eq!(allowed, 3);
 
@@ -59,7 +59,7 @@ fn local_counting_is_exact_and_addresses_never_go_to_redis() {
         reservations: &held,
     };
     let address = r.rules.for_address("10.0.0.1".parse().ok());
-    assert_eq!(done(l.check(address, NOW)).trace.via, Some(Via::Local));
+    assert_eq!(done(l.check(&address, NOW)).trace.via, Some(Via::Local));
 }
 
 #[test]
@@ -73,7 +73,7 @@ fn noscript_is_retried_once_with_the_script_then_is_an_error() {
         reservations: &held,
     };
     let target = s.rules.for_client("m", false, None, "/api/x");
-    let (pending, first) = call(l.check(target, NOW));
+    let (pending, first) = call(l.check(&target, NOW));
     assert!(first.path.starts_with("/EVALSHA/"));
     let noscript = CalloutAnswer::Response {
         status: 200,
@@ -107,7 +107,7 @@ fn allow_mode_counts_locally_when_redis_cannot_answer() {
     let target = s.rules.for_client("m", false, None, "/api/x");
     let mut admitted = 0;
     for _ in 0..5 {
-        let (pending, _) = call(l.check(target.clone(), NOW));
+        let (pending, _) = call(l.check(&target, NOW));
         let counted = done(l.resume(pending, &CalloutAnswer::DispatchFailed, NOW));
         assert_eq!(counted.trace.via, Some(Via::Fallback));
         assert_eq!(counted.trace.remote_error, Some("dispatch"));
@@ -127,7 +127,7 @@ fn webdis_credentials_travel_with_every_call_and_are_checked() {
         store: &store,
         reservations: &held,
     };
-    let (_, spec) = call(l.check(s.rules.for_client("m", false, None, "/api/x"), NOW));
+    let (_, spec) = call(l.check(&s.rules.for_client("m", false, None, "/api/x"), NOW));
     assert_eq!(
         spec.headers,
         [(
@@ -160,14 +160,14 @@ fn consistent_hashing_names_the_subject_in_every_call_about_it() {
         reservations: &held,
     };
     let target = s.rules.for_client("m", false, None, "/api/x");
-    let (pending, spec) = call(l.check(target.clone(), NOW));
+    let (pending, spec) = call(l.check(&target, NOW));
     let authority = spec.authority.clone();
     let (shard, rest) = authority.split_once('.').unwrap();
     assert_eq!((shard.len(), rest), (16, "webdis"));
     // Another subject lands elsewhere on the ring; the same one always in the same place.
     let other = s.rules.for_client("n", false, None, "/api/x");
-    assert_ne!(call(l.check(other, NOW)).1.authority, authority);
-    assert_eq!(call(l.check(target, NOW)).1.authority, authority);
+    assert_ne!(call(l.check(&other, NOW)).1.authority, authority);
+    assert_eq!(call(l.check(&target, NOW)).1.authority, authority);
     // The give-back of a reservation goes where its admissions were taken.
     let answer = CalloutAnswer::Response {
         status: 200,
@@ -185,7 +185,7 @@ fn consistent_hashing_names_the_subject_in_every_call_about_it() {
         reservations: &held,
     };
     let target = plain.rules.for_client("m", false, None, "/api/x");
-    assert_eq!(call(l.check(target, NOW)).1.authority, "webdis");
+    assert_eq!(call(l.check(&target, NOW)).1.authority, "webdis");
     // Kong's host has no load balancing to shard by.
     let cfg = json!({"host": "kong", "clients": [{"client_id": "m", "allowed_endpoints": ["*"]}],
         "rate_limiting": {"mode": "redis", "redis": {"cluster": "127.0.0.1:7379",

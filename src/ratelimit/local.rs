@@ -18,7 +18,11 @@ use crate::store::{self, SharedStore, SlotKeys, StoreError};
 const ADDRESS_ENTRY: usize = 16 + STATE_BYTES;
 
 pub fn client_key(subject_key: &str) -> String {
-    format!("aw:rl:{subject_key}")
+    const PREFIX: &str = "aw:rl:";
+    let mut key = String::with_capacity(PREFIX.len() + subject_key.len());
+    key.push_str(PREFIX);
+    key.push_str(subject_key);
+    key
 }
 
 /// Counts one request against a client counter.

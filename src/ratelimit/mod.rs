@@ -19,6 +19,7 @@ use crate::field::ConfigError;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use std::net::IpAddr;
+use std::rc::Rc;
 
 #[derive(Debug, Deserialize, Clone, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -86,10 +87,49 @@ impl LimitOverride {
     }
 }
 
+/// A rule's name and the counters named after it, made once at configuration: a request
+/// shares them instead of formatting its own.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RuleName {
+    name: String,
+    allowed: String,
+    limited: String,
+}
+
+impl RuleName {
+    pub fn new(name: &str) -> Rc<Self> {
+        Rc::new(Self {
+            name: name.to_string(),
+            allowed: format!("ratelimit.{name}.allowed"),
+            limited: format!("ratelimit.{name}.limited"),
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.name
+    }
+
+    /// `ratelimit.<rule>.allowed`
+    pub fn allowed_metric(&self) -> &str {
+        &self.allowed
+    }
+
+    /// `ratelimit.<rule>.limited`
+    pub fn limited_metric(&self) -> &str {
+        &self.limited
+    }
+}
+
+impl std::fmt::Display for RuleName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Rule {
     /// Used in counter keys and metric names.
-    pub name: String,
+    pub name: Rc<RuleName>,
     pub pattern: EndpointPattern,
     pub limits: Limits,
 }
@@ -109,7 +149,7 @@ pub enum Subject {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub subject: Subject,
-    pub rule: String,
+    pub rule: Rc<RuleName>,
     pub limits: Limits,
 }
 
@@ -190,7 +230,7 @@ pub fn compile_rule(
         .unwrap_or_else(|| name_from_pattern(&raw.endpoint_pattern));
     check_name(&format!("{field}.name"), &name)?;
     Ok(Rule {
-        name,
+        name: RuleName::new(&name),
         pattern: EndpointPattern::parse(
             &format!("{field}.endpoint_pattern"),
             &raw.endpoint_pattern,
@@ -205,6 +245,8 @@ pub struct RuleSet {
     pub rules: Vec<Rule>,
     pub default_limits: Limits,
     pub address_limits: Limits,
+    default_rule: Rc<RuleName>,
+    address_rule: Rc<RuleName>,
 }
 
 impl RuleSet {
@@ -214,9 +256,10 @@ impl RuleSet {
         address_limits: Limits,
     ) -> Result<Self, ConfigError> {
         for (i, rule) in rules.iter().enumerate() {
-            if rule.name == "default"
-                || rule.name == "address"
-                || rules[..i].iter().any(|r| r.name == rule.name)
+            let name = rule.name.as_str();
+            if name == "default"
+                || name == "address"
+                || rules[..i].iter().any(|r| r.name.as_str() == name)
             {
                 return Err(ConfigError::new(
                     format!("rate_limit_rules[{i}].name"),
@@ -228,6 +271,8 @@ impl RuleSet {
             rules,
             default_limits,
             address_limits,
+            default_rule: RuleName::new("default"),
+            address_rule: RuleName::new("address"),
         })
     }
 
@@ -244,15 +289,17 @@ impl RuleSet {
             .rules
             .iter()
             .find(|r| r.pattern.matches_ignoring_case(path))
-            .map_or(("default", self.default_limits), |r| {
-                (r.name.as_str(), r.limits)
+            .map_or((&self.default_rule, self.default_limits), |r| {
+                (&r.name, r.limits)
             });
+        // Sized up front: one allocation, where `format!` grows the string on the way.
+        let mut key = String::with_capacity(client_id.len() + 1 + rule.as_str().len());
+        key.push_str(client_id);
+        key.push(':');
+        key.push_str(rule.as_str());
         Target {
-            subject: Subject::Client {
-                key: format!("{client_id}:{rule}"),
-                registered,
-            },
-            rule: rule.to_string(),
+            subject: Subject::Client { key, registered },
+            rule: rule.clone(),
             limits: over.map_or(base, |o| o.apply(base)),
         }
     }
@@ -261,7 +308,7 @@ impl RuleSet {
     pub fn for_address(&self, ip: Option<IpAddr>) -> Target {
         Target {
             subject: Subject::Address(ip.map_or(UNKNOWN_ADDRESS, address_key)),
-            rule: "address".to_string(),
+            rule: self.address_rule.clone(),
             limits: self.address_limits,
         }
     }
@@ -302,7 +349,7 @@ mod tests {
 
     fn rule(pattern: &str, per_minute: u64) -> Rule {
         Rule {
-            name: name_from_pattern(pattern),
+            name: RuleName::new(&name_from_pattern(pattern)),
             pattern: EndpointPattern::parse("f", pattern).unwrap(),
             limits: Limits {
                 per_minute,
@@ -345,13 +392,18 @@ mod tests {
                 registered: false,
             }
         );
-        assert_eq!(set.for_client("m", false, None, "/api/other").rule, "api");
         assert_eq!(
-            set.for_client("m", false, None, "/api/SEND/bulk").rule,
+            set.for_client("m", false, None, "/api/other").rule.as_str(),
+            "api"
+        );
+        assert_eq!(
+            set.for_client("m", false, None, "/api/SEND/bulk")
+                .rule
+                .as_str(),
             "api_send"
         );
         assert_eq!(
-            set.for_client("m", false, None, "/elsewhere").rule,
+            set.for_client("m", false, None, "/elsewhere").rule.as_str(),
             "default"
         );
         let over = LimitOverride {

@@ -144,7 +144,7 @@ pub fn subject_entries(target: &Target) -> Vec<Entry> {
         }
         Subject::Address(bytes) => entry("remote_address", &address_text(bytes)),
     };
-    vec![who, entry("rule", &target.rule)]
+    vec![who, entry("rule", target.rule.as_str())]
 }
 
 fn address_text(bytes: &[u8; 16]) -> String {

@@ -14,7 +14,7 @@ fn client(key: &str, rule: &str) -> Target {
             key: key.to_string(),
             registered: false,
         },
-        rule: rule.to_string(),
+        rule: crate::ratelimit::RuleName::new(rule),
         limits: L,
     }
 }
@@ -95,7 +95,7 @@ fn anonymous_callers_are_named_by_address() {
     v4[12..].copy_from_slice(&[192, 0, 2, 7]);
     let t = Target {
         subject: Subject::Address(v4),
-        rule: "address".into(),
+        rule: crate::ratelimit::RuleName::new("address"),
         limits: L,
     };
     let r = RateLimitRequest::decode(request("aw", &t, false, 1).as_slice()).unwrap();
@@ -192,7 +192,7 @@ fn a_service_without_statuses_gives_no_quota() {
     let d = parse_response(&answer(OVER_LIMIT, vec![])).unwrap();
     assert_eq!((d.allowed, d.limit, d.retry_after), (false, 0, Some(60)));
     let fields = crate::ratelimit::headers::fields(&d, &L);
-    assert_eq!(fields, [("retry-after".to_string(), "60".to_string())]);
+    assert_eq!(fields, [("retry-after", "60".to_string())]);
 }
 
 #[test]

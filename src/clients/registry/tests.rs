@@ -200,7 +200,7 @@ fn forwarded_client(step: &Step) -> Option<String> {
         .set
         .iter()
         .find(|(k, _)| k == "x-client-id")
-        .map(|(_, v)| v.clone())
+        .map(|(_, v)| v.to_string())
 }
 
 fn acme() -> Value {

@@ -44,7 +44,10 @@
 #                   20 times per request, beside call_none; prints each call's Envoy CPU
 #   baseline_api_key  with BASELINE_WASM=path: warden_api_key on another build, in the same
 #                   interleaved rounds (to compare a change with what it replaces)
-# ONLY="none empty_wasm warden_api_key" runs a subset.
+# ONLY="none empty_wasm warden_api_key" runs a subset. Each round after the first restarts every
+# variant's Envoy (FRESH=0: one process each for the whole run); PIN=1 pins Envoy to CPU 0 and
+# wrk to CPU 1; PACE_MS (default 10) is the pause of the paced latency runs of warden_api_key and
+# warden_redis (PACED="..." names other variants for them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ENVOY=${ENVOY_BIN:-.venv/bin/envoy}

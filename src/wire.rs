@@ -3,8 +3,11 @@
 //! Decoding checks every bound, so a malformed map is `None`, never a panic.
 
 pub fn encode_pairs<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone) -> Vec<u8> {
-    let count = pairs.clone().count();
-    let mut out = Vec::new();
+    let (count, bytes) = pairs
+        .clone()
+        .fold((0, 0), |(n, b), (k, v)| (n + 1, b + k.len() + v.len() + 2));
+    // Sized up front: one allocation.
+    let mut out = Vec::with_capacity(4 + 8 * count + bytes);
     out.extend_from_slice(&(count as u32).to_le_bytes());
     for (k, v) in pairs.clone() {
         out.extend_from_slice(&(k.len() as u32).to_le_bytes());

@@ -63,7 +63,7 @@ pub trait Host {
     /// The request headers in the ABI's encoding (`wire`), read without copying each one.
     fn request_header_map(&self) -> HostResult<Vec<u8>>;
     fn set_response_header(&self, name: &str, value: &str) -> HostResult<()>;
-    fn send_reply(&self, status: u16, headers: &[(String, String)], body: &[u8]) -> HostResult<()>;
+    fn send_reply(&self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> HostResult<()>;
     fn reset_request(&self) -> HostResult<()>;
     fn resume_request(&self) -> HostResult<()>;
     /// Sends a callout; the answer comes to the context that sent it, with this token.

@@ -279,8 +279,8 @@ impl RequestFilter {
             Step::Respond { status, body } => {
                 self.replied = true;
                 let headers = [
-                    ("content-type".to_string(), "application/json".to_string()),
-                    ("cache-control".to_string(), "no-store".to_string()),
+                    ("content-type", "application/json"),
+                    ("cache-control", "no-store"),
                 ];
                 if host.send_reply(status, &headers, &body).is_err() {
                     let _ = host.reset_request();

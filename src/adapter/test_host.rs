@@ -272,11 +272,15 @@ impl Host for TestHost {
         Ok(())
     }
 
-    fn send_reply(&self, status: u16, headers: &[(String, String)], body: &[u8]) -> HostResult<()> {
+    fn send_reply(&self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> HostResult<()> {
         count(&self.host_calls, "send_reply");
+        let headers = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         self.replies
             .borrow_mut()
-            .push((status, headers.to_vec(), body.to_vec()));
+            .push((status, headers, body.to_vec()));
         Ok(())
     }
 

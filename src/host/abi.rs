@@ -215,7 +215,7 @@ pub fn reset_request() -> Result<(), Status> {
     check(unsafe { proxy_close_stream(STREAM_HTTP_REQUEST) })
 }
 
-pub fn send_response(status: u32, headers: &[(String, String)], body: &[u8]) -> Result<(), Status> {
+pub fn send_response(status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<(), Status> {
     let headers = wire::encode_pairs(headers.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())));
     check(unsafe {
         proxy_send_local_response(

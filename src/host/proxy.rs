@@ -85,7 +85,7 @@ impl Host for ProxyHost {
         abi::set_header(abi::RESPONSE_HEADERS, name, value.as_bytes()).map_err(err)
     }
 
-    fn send_reply(&self, status: u16, headers: &[(String, String)], body: &[u8]) -> HostResult<()> {
+    fn send_reply(&self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> HostResult<()> {
         abi::send_response(u32::from(status), headers, body).map_err(err)
     }
 

@@ -235,23 +235,27 @@ pub fn on_request_headers(
     now: u64,
     store: &dyn SharedStore,
 ) -> Verdict {
-    let mut verdict = decide_headers(cfg, req, now, store);
-    if let Verdict::Deny(rejection) = &mut verdict {
-        if rejection.level.is_none() {
-            rejection.level = path::normalise(req.path)
-                .ok()
-                .map(|t| cfg.routes.level_for(&t.path));
-        }
-    }
-    verdict
-}
-
-fn decide_headers(cfg: &Config, req: &RequestHead, now: u64, store: &dyn SharedStore) -> Verdict {
     let target = match path::normalise(req.path) {
         Ok(t) => t,
         Err(e) => return deny(Denial::bad_request("invalid_path", e.message())),
     };
     let level = cfg.routes.level_for(&target.path);
+    let mut verdict = decide_route(cfg, req, target, level, now, store);
+    // Every refusal of a valid path names its route's level.
+    if let Verdict::Deny(rejection) = &mut verdict {
+        rejection.level.get_or_insert(level);
+    }
+    verdict
+}
+
+fn decide_route(
+    cfg: &Config,
+    req: &RequestHead,
+    target: path::RequestTarget,
+    level: SecurityLevel,
+    now: u64,
+    store: &dyn SharedStore,
+) -> Verdict {
     if level == SecurityLevel::Public {
         // Credentials have no business upstream of a public route either.
         return Verdict::Allow(Grant {

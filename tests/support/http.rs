@@ -20,6 +20,14 @@ impl Response {
             .map(|(_, v)| v.as_str())
     }
 
+    /// A rate-limit refusal that tells the client where it stands: its quota and when to retry.
+    pub fn assert_rate_limited_with_fields(&self) {
+        assert_eq!(self.status, 429, "{}", self.text());
+        for field in ["ratelimit-remaining", "retry-after"] {
+            assert!(self.header(field).is_some(), "no {field}: {self:?}");
+        }
+    }
+
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }

@@ -5,6 +5,9 @@
 //!   with local limits (`cargo test --lib host_calls_per_request`), with the same header names,
 //!   value sizes and a 64-byte shared-data counter, and nothing else. Its cost over the empty
 //!   filter is the floor of that call pattern; api-warden's cost over it is the core's own.
+//! - `api_key_lean_path`: the same for the lean headers (`upstream_identity_headers:
+//!   ["x-client-id"]`, `rate_limiting.response_headers: false`): one identity header, no
+//!   rate-limit fields (9 calls).
 //! - `<call>:<n>`: one kind of host call `n` times per request, so `make bench CALL_COSTS=1`
 //!   can divide the added Envoy CPU by `n`.
 //! - anything else: nothing.
@@ -17,6 +20,7 @@ use std::cell::Cell;
 enum Mode {
     Nothing,
     ApiKeyPath,
+    ApiKeyLeanPath,
     Repeat(Call, u32),
 }
 
@@ -67,6 +71,7 @@ impl RootContext for Root {
         let config = String::from_utf8_lossy(&config);
         let mode = match config.trim().split_once(':') {
             _ if config.trim() == "api_key_path" => Mode::ApiKeyPath,
+            _ if config.trim() == "api_key_lean_path" => Mode::ApiKeyLeanPath,
             Some((name, n)) => match (CALLS.iter().find(|(c, _)| *c == name), n.parse()) {
                 (Some((_, call)), Ok(n)) => Mode::Repeat(*call, n),
                 _ => Mode::Nothing,
@@ -123,27 +128,33 @@ fn repeat(call: Call, n: u32) {
     }
 }
 
+/// The request-side calls of an admitted API-key request, as api-warden makes them.
+fn api_key_path(lean: bool) {
+    let _ = hc::get_current_time();
+    let _ = hc::get_map_bytes(MapType::HttpRequestHeaders);
+    let (value, cas) = hc::get_shared_data(COUNTER_KEY).unwrap_or((None, None));
+    let _ = hc::set_shared_data(COUNTER_KEY, value.as_deref(), cas);
+    let req = MapType::HttpRequestHeaders;
+    let _ = hc::set_map_value_bytes(req, "x-api-key", None);
+    set(req, "x-client-id", "marketing");
+    if !lean {
+        set(req, "x-client-name", "Marketing Team");
+        set(req, "x-auth-method", "api_key");
+        set(req, "x-security-level", "standard");
+    }
+    let _ = hc::get_map_bytes(req);
+    let (requests, allowed) = METRICS.with(|m| m.get());
+    let _ = hc::increment_metric(requests, 1);
+    let _ = hc::increment_metric(allowed, 1);
+}
+
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
         match MODE.with(|m| m.get()) {
             Mode::Nothing => {}
             Mode::Repeat(call, n) => repeat(call, n),
-            Mode::ApiKeyPath => {
-                let _ = hc::get_current_time();
-                let _ = hc::get_map_bytes(MapType::HttpRequestHeaders);
-                let (value, cas) = hc::get_shared_data(COUNTER_KEY).unwrap_or((None, None));
-                let _ = hc::set_shared_data(COUNTER_KEY, value.as_deref(), cas);
-                let req = MapType::HttpRequestHeaders;
-                let _ = hc::set_map_value_bytes(req, "x-api-key", None);
-                set(req, "x-client-id", "marketing");
-                set(req, "x-client-name", "Marketing Team");
-                set(req, "x-auth-method", "api_key");
-                set(req, "x-security-level", "standard");
-                let _ = hc::get_map_bytes(req);
-                let (requests, allowed) = METRICS.with(|m| m.get());
-                let _ = hc::increment_metric(requests, 1);
-                let _ = hc::increment_metric(allowed, 1);
-            }
+            Mode::ApiKeyPath => api_key_path(false),
+            Mode::ApiKeyLeanPath => api_key_path(true),
         }
         Action::Continue
     }

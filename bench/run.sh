@@ -569,12 +569,18 @@ target() { # $1: label, $2 $3: the variants (numerator, denominator), $4: target
 round_spread() { # $1 $2: variants; the lowest and highest of their throughput ratio by round
   python3 -c 'import sys; a, b = (list(map(float, x.split())) for x in sys.argv[1:3]); r = sorted(x / y for x, y in zip(a, b)); print(f"{r[0]:.2f}-{r[-1]:.2f}")' "${RPS[$1]}" "${RPS[$2]}"
 }
-if want host_calls_floor && want empty_wasm_cfg && want warden_api_key; then
+# How api-warden's cost over empty_wasm_cfg splits: its host calls alone (the floor variant)
+# and its own code over them.
+floor_split() { # $1: the floor variant, $2: api-warden's variant
+  want "$1" || return 0
+  printf '  of which the host calls alone (%s / empty_wasm_cfg): %s, %+.1f us CPU; api-warden'"'"'s own code over them: %+.1f us CPU\n' \
+    "$1" "$(ratio "${MED[$1]}" "${MED[empty_wasm_cfg]}")" \
+    "$(python3 -c "print(${MEDCPU[$1]} - ${MEDCPU[empty_wasm_cfg]})")" \
+    "$(python3 -c "print(${MEDCPU[$2]} - ${MEDCPU[$1]})")"
+}
+if want empty_wasm_cfg && want warden_api_key; then
   target "API key + local limits, api-warden / empty_wasm_cfg" warden_api_key empty_wasm_cfg 0.80
-  printf '  of which the host calls alone (host_calls_floor / empty_wasm_cfg): %s, %+.1f us CPU; api-warden'"'"'s own code over them: %+.1f us CPU\n' \
-    "$(ratio "${MED[host_calls_floor]}" "${MED[empty_wasm_cfg]}")" \
-    "$(python3 -c "print(${MEDCPU[host_calls_floor]} - ${MEDCPU[empty_wasm_cfg]})")" \
-    "$(python3 -c "print(${MEDCPU[warden_api_key]} - ${MEDCPU[host_calls_floor]})")"
+  floor_split host_calls_floor warden_api_key
 fi
 if want warden_api_key && want empty_wasm_cfg; then
   r=$(python3 -c "print(f'{$(p99 warden_api_key) / $(p99 empty_wasm_cfg):.2f}')")
@@ -583,12 +589,9 @@ if want warden_api_key && want empty_wasm_cfg; then
 fi
 want warden_jwt && want empty_wasm_cfg &&
   target "JWT HS256 (verified-token cache), api-warden / empty_wasm_cfg" warden_jwt empty_wasm_cfg 0.80
-if want host_calls_floor_lean && want empty_wasm_cfg && want warden_api_key_lean; then
+if want empty_wasm_cfg && want warden_api_key_lean; then
   target "API key + local limits, lean headers, api-warden / empty_wasm_cfg" warden_api_key_lean empty_wasm_cfg 0.80
-  printf '  of which the host calls alone (host_calls_floor_lean / empty_wasm_cfg): %s, %+.1f us CPU; api-warden'"'"'s own code over them: %+.1f us CPU\n' \
-    "$(ratio "${MED[host_calls_floor_lean]}" "${MED[empty_wasm_cfg]}")" \
-    "$(python3 -c "print(${MEDCPU[host_calls_floor_lean]} - ${MEDCPU[empty_wasm_cfg]})")" \
-    "$(python3 -c "print(${MEDCPU[warden_api_key_lean]} - ${MEDCPU[host_calls_floor_lean]})")"
+  floor_split host_calls_floor_lean warden_api_key_lean
 fi
 if want native_api_key_full && want warden_api_key; then
   printf 'API key, api-warden / the native filters doing the same (native_api_key_full): throughput %s, %+.1f us CPU\n' \

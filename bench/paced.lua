@@ -1,15 +1,18 @@
--- wrk: each connection waits PACE ms (given after `--`, default 10) before its next request,
--- so the load stays below what the variant sustains and the latencies are each request's own,
--- not time spent queueing behind the others (at saturation, a closed loop's latency is only
--- connections / throughput).
+-- wrk: each connection waits a random pause between requests, exponentially distributed with a
+-- mean of PACE ms (given after `--`, default 10), so the load stays below what the variant
+-- sustains and the latencies are each request's own, not time spent queueing behind the others
+-- (at saturation, a closed loop's latency is only connections / throughput). The pause is random
+-- because a fixed one lines the connections up: their timers fire in the same event-loop turn,
+-- so the proxy gets bursts of 16 requests and the latencies measure the bursts' queue.
 local pace = 10
 
 function init(args)
   if args[1] then
     pace = tonumber(args[1])
   end
+  math.randomseed(os.time())
 end
 
 function delay()
-  return pace
+  return math.floor(-math.log(1 - math.random()) * pace + 0.5)
 end

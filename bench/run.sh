@@ -48,8 +48,9 @@
 #                   interleaved rounds (to compare a change with what it replaces)
 # ONLY="none empty_wasm warden_api_key" runs a subset. Each round after the first restarts every
 # variant's Envoy (FRESH=0: one process each for the whole run); PIN=1 pins Envoy to CPU 0 and
-# wrk to CPU 1; PACE_MS (default 10) is the pause of the paced latency runs of warden_api_key and
-# warden_redis (PACED="..." names other variants for them).
+# wrk to CPU 1; PACE_MS (default 10) is the mean pause (random, exponential) of the paced latency
+# runs of warden_api_key and warden_redis (PACED="..." names other variants for them), which
+# also time webdis alone under the same load.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ENVOY=${ENVOY_BIN:-.venv/bin/envoy}
@@ -336,13 +337,15 @@ measure() { # $1: name; appends requests/s, p99 and Envoy CPU microseconds per r
   P99[$1]+="$(ms "$(awk '$1 == "99%" {print $2}' <<<"$out")") "
 }
 
-# Latency below saturation: each connection pauses PACE_MS between requests (bench/paced.lua),
-# so local and Redis modes see about the same request rate, which both sustain, and the p99
-# difference is the Redis round trip's own, not queueing.
+# Latency below saturation: each connection pauses PACE_MS on average between requests
+# (bench/paced.lua), so local and Redis modes see about the same request rate, which both
+# sustain, and the p99 difference is the Redis round trip's own, not queueing.
 PACE_MS=${PACE_MS:-10}
 measure_paced() { # $1: name; appends requests/s, p50 and p99 under the paced load
-  local out; out=$("${WRK[@]}" -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s bench/paced.lua -H "${HEADER[$1]}" \
-    "http://127.0.0.1:${PORT[$1]}/api/send/bulk" -- "$PACE_MS")
+  local target=(-H "${HEADER[$1]:-}" "http://127.0.0.1:${PORT[$1]:-}/api/send/bulk")
+  # webdis_alone: the store's own round trip (one INCR through webdis, no Envoy) at that load.
+  [[ $1 == webdis_alone ]] && target=("http://127.0.0.1:$WEBDIS_PORT/INCR/bench:paced")
+  local out; out=$("${WRK[@]}" -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s bench/paced.lua "${target[@]}" -- "$PACE_MS")
   local non2xx; non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
   [[ -z $non2xx ]] || { echo "variant $1 (paced): $non2xx non-2xx responses" >&2; exit 1; }
   PACED_RPS[$1]+="$(awk '/Requests\/sec/ {print $2}' <<<"$out") "
@@ -479,6 +482,7 @@ for round in $(seq "$ROUNDS"); do
     measure "$v"
   done
   for v in ${PACED:-warden_api_key warden_redis}; do want "$v" && measure_paced "$v"; done
+  want warden_redis && measure_paced webdis_alone
 done
 
 declare -A MED MEDCPU
@@ -532,7 +536,10 @@ BENCH_JSON=${BENCH_JSON:-target/bench.json}
       "$(tr ' ' '\n' <<<"${RPS[$v]}" | grep -v '^$' | paste -sd, -)" "$paced"
     sep=", "
   done
-  printf '}}\n'
+  printf '}'
+  [[ -n ${PACED_RPS[webdis_alone]:-} ]] && printf ', "webdis_alone_paced": {"pace_ms": %s, "requests_per_s": %s, "p50_ms": %s, "p99_ms": %s}' \
+    "$PACE_MS" "$(median <<<"${PACED_RPS[webdis_alone]}")" "$(median <<<"${PACED_P50[webdis_alone]}")" "$(median <<<"${PACED_P99[webdis_alone]}")"
+  printf '}\n'
 } > "$BENCH_JSON"
 python3 -m json.tool "$BENCH_JSON" >/dev/null && echo "(also written to $BENCH_JSON)"
 # Host calls and heap allocations per request on each path, counted through the test host.
@@ -616,6 +623,8 @@ if want warden_redis && want warden_api_key; then
     "$(median <<<"${PACED_P99[warden_redis]}")" "$(median <<<"${PACED_P99[warden_api_key]}")" \
     "$(median <<<"${PACED_P50[warden_redis]}")" "$(median <<<"${PACED_P50[warden_api_key]}")" \
     "$(python3 -c "print('met' if $paced <= 1 else 'not met')")"
+  printf '  of which the store: webdis alone under the same paced load (one INCR per request from wrk, no Envoy): p50 %s ms, p99 %s ms\n' \
+    "$(median <<<"${PACED_P50[webdis_alone]}")" "$(median <<<"${PACED_P99[webdis_alone]}")"
 fi
 want warden_hmac_1k && want empty_wasm_1k &&
   target "HMAC over a 1 KiB body, api-warden / empty_wasm under the same POSTs" warden_hmac_1k empty_wasm_1k 0.70

@@ -40,17 +40,20 @@
 #   host_calls_floor  a filter (bench/host-calls) that makes exactly the host calls api-warden
 #                   makes for warden_api_key's requests, and nothing else: the floor of that
 #                   call pattern, so api-warden's cost over it is its own code's;
-#                   host_calls_floor_lean: the same for warden_api_key_lean's 9 calls
+#                   host_calls_floor_lean: the same for warden_api_key_lean's 9 calls;
+#                   host_calls_floor_redis: the same for warden_redis's 19, with its one webdis
+#                   call (the path api-warden sends: examples/redis_call.rs)
 #   call_<kind>     with CALL_COSTS=1 (instead of the variants above): one kind of host call
 #                   20 times per request (CALL_REPEAT=n for another count), beside
 #                   call_none; prints each call's Envoy CPU
-#   baseline_api_key  with BASELINE_WASM=path: warden_api_key on another build, in the same
-#                   interleaved rounds (to compare a change with what it replaces)
+#   baseline_api_key, baseline_redis  with BASELINE_WASM=path: warden_api_key and warden_redis
+#                   on another build, in the same interleaved rounds (to compare a change with
+#                   what it replaces)
 # ONLY="none empty_wasm warden_api_key" runs a subset. Each round after the first restarts every
 # variant's Envoy (FRESH=0: one process each for the whole run); PIN=1 pins Envoy to CPU 0 and
 # wrk to CPU 1; PACE_MS (default 10) is the mean pause (random, exponential) of the paced latency
-# runs of warden_api_key and warden_redis (PACED="..." names other variants for them), which
-# also time webdis alone under the same load.
+# runs of warden_api_key, warden_redis and the two host-call floors (PACED="..." names other
+# variants for them), which also time webdis alone under the same load.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ENVOY=${ENVOY_BIN:-.venv/bin/envoy}
@@ -343,8 +346,8 @@ measure() { # $1: name; appends requests/s, p99 and Envoy CPU microseconds per r
 PACE_MS=${PACE_MS:-10}
 measure_paced() { # $1: name; appends requests/s, p50 and p99 under the paced load
   local target=(-H "${HEADER[$1]:-}" "http://127.0.0.1:${PORT[$1]:-}/api/send/bulk")
-  # webdis_alone: the store's own round trip (one INCR through webdis, no Envoy) at that load.
-  [[ $1 == webdis_alone ]] && target=("http://127.0.0.1:$WEBDIS_PORT/INCR/bench:paced")
+  # webdis_alone: the store's own round trip (api-warden's EVALSHA through webdis, no Envoy).
+  [[ $1 == webdis_alone ]] && target=("http://127.0.0.1:$WEBDIS_PORT$REDIS_CALL_PATH")
   local out; out=$("${WRK[@]}" -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s bench/paced.lua "${target[@]}" -- "$PACE_MS")
   local non2xx; non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
   [[ -z $non2xx ]] || { echo "variant $1 (paced): $non2xx non-2xx responses" >&2; exit 1; }
@@ -367,6 +370,12 @@ printf '{"redis_host":"127.0.0.1","redis_port":%s,"http_host":"127.0.0.1","http_
 sleep 0.3
 webdis "$work/webdis.json" > "$work/webdis.out" 2>&1 &
 for _ in $(seq 50); do curl -sf "127.0.0.1:$WEBDIS_PORT/PING" >/dev/null 2>&1 && break; sleep 0.1; done
+# The webdis request api-warden sends in Redis mode for the bench's client (its EVAL first,
+# which caches the script), so webdis alone and the Redis host-call floor ask exactly that.
+mapfile -t REDIS_CALL < <(cargo run --quiet --example redis_call "$(date +%s%3N)")
+[[ ${#REDIS_CALL[@]} == 2 ]] || { echo "examples/redis_call printed ${#REDIS_CALL[@]} paths, not 2" >&2; exit 1; }
+curl -sf -o /dev/null "127.0.0.1:$WEBDIS_PORT${REDIS_CALL[0]}" || { echo "webdis refused the script" >&2; exit 1; }
+REDIS_CALL_PATH=${REDIS_CALL[1]}
 # The registry variant's client and key, as `api-warden create-client --redis` stores them.
 REG_KEY=ak_bench_registry_key_000000000000001
 REG_SHA=$(printf %s "$REG_KEY" | sha256sum | cut -d' ' -f1)
@@ -412,8 +421,8 @@ ROUNDS=${ROUNDS:-3}
 ALL=(none empty_wasm empty_wasm_cfg native_api_key native_api_key_full warden_api_key warden_api_key_lean warden_threat native_jwt warden_jwt warden_redis warden_batch warden_registry
      warden_rls native_rls empty_wasm_1k warden_hmac_1k
      warden_es256 native_es256 warden_es256_distinct native_es256_distinct warden_rs256_distinct native_rs256_distinct
-     warden_eddsa_distinct host_calls_floor host_calls_floor_lean)
-[[ -n ${BASELINE_WASM:-} ]] && ALL+=(baseline_api_key)
+     warden_eddsa_distinct host_calls_floor host_calls_floor_lean host_calls_floor_redis)
+[[ -n ${BASELINE_WASM:-} ]] && ALL+=(baseline_api_key baseline_redis)
 CALL_KINDS=(clock header_get header_pairs header_set header_remove_absent metric shared_get shared_set property log_below_level)
 CALL_REPEAT=${CALL_REPEAT:-20}
 [[ -n ${CALL_COSTS:-} ]] && ALL=(none empty_wasm call_none "${CALL_KINDS[@]/#/call_}")
@@ -431,7 +440,8 @@ want warden_api_key_lean && start_variant warden_api_key_lean "$(filters_warden 
 want warden_threat && start_variant warden_threat "$(filters_warden "$(warden_config '"auth_methods": ["api_key"], "security_monitoring": {"abuse": {}}')")" "X-API-Key: $KEY"
 want native_jwt && start_variant native_jwt "$filters_native_jwt" "Authorization: Bearer $JWT"
 want warden_jwt && start_variant warden_jwt "$(filters_warden "$(warden_config "\"jwt\": {\"audience\": \"email-api\", \"keys\": [{\"alg\": \"HS256\", \"secret\": \"$JWT_SECRET\"}]}")")" "Authorization: Bearer $JWT"
-want warden_redis && start_variant warden_redis "$(filters_warden "$(warden_config '"auth_methods": ["api_key"], "rate_limiting": {"mode": "redis", "redis": {"cluster": "webdis", "timeout_ms": 1000}}')")" "X-API-Key: $KEY"
+REDIS_MODE='"auth_methods": ["api_key"], "rate_limiting": {"mode": "redis", "redis": {"cluster": "webdis", "timeout_ms": 1000}}'
+want warden_redis && start_variant warden_redis "$(filters_warden "$(warden_config "$REDIS_MODE")")" "X-API-Key: $KEY"
 want warden_batch && start_variant warden_batch "$(filters_warden "$(warden_config '"auth_methods": ["api_key"], "rate_limiting": {"mode": "redis", "redis": {"cluster": "webdis", "timeout_ms": 1000, "batch_size": 20}}')")" "X-API-Key: $KEY"
 if want warden_rls || want native_rls; then
   echo '[{"namespace": "bench", "max_value": 1000000000, "seconds": 60, "variables": ["descriptors[0].client_id"]}]' > "$work/rls-limits.json"
@@ -472,16 +482,18 @@ for alg in ES256 RS256 EdDSA; do
 done
 want host_calls_floor && start_variant host_calls_floor "$(filters_warden api_key_path "$HOST_CALLS_WASM")" "X-API-Key: $KEY"
 want host_calls_floor_lean && start_variant host_calls_floor_lean "$(filters_warden api_key_lean_path "$HOST_CALLS_WASM")" "X-API-Key: $KEY"
+want host_calls_floor_redis && start_variant host_calls_floor_redis "$(filters_warden "api_key_redis_path $REDIS_CALL_PATH" "$HOST_CALLS_WASM")" "X-API-Key: $KEY"
 for c in none "${CALL_KINDS[@]}"; do
   want "call_$c" && start_variant "call_$c" "$(filters_warden "$c:$CALL_REPEAT" "$HOST_CALLS_WASM")" "X-API-Key: $KEY"
 done
 want baseline_api_key && start_variant baseline_api_key "$(filters_warden "$(warden_config '"auth_methods": ["api_key"]')" "$BASELINE_WASM")" "X-API-Key: $KEY"
+want baseline_redis && start_variant baseline_redis "$(filters_warden "$(warden_config "$REDIS_MODE")" "$BASELINE_WASM")" "X-API-Key: $KEY"
 for round in $(seq "$ROUNDS"); do
   for v in "${VARIANTS[@]}"; do
     [[ $round -gt 1 && ${FRESH:-1} == 1 ]] && restart_variant "$v"
     measure "$v"
   done
-  for v in ${PACED:-warden_api_key warden_redis}; do want "$v" && measure_paced "$v"; done
+  for v in ${PACED:-warden_api_key warden_redis host_calls_floor host_calls_floor_redis}; do want "$v" && measure_paced "$v"; done
   want warden_redis && measure_paced webdis_alone
 done
 
@@ -623,9 +635,27 @@ if want warden_redis && want warden_api_key; then
     "$(median <<<"${PACED_P99[warden_redis]}")" "$(median <<<"${PACED_P99[warden_api_key]}")" \
     "$(median <<<"${PACED_P50[warden_redis]}")" "$(median <<<"${PACED_P50[warden_api_key]}")" \
     "$(python3 -c "print('met' if $paced <= 1 else 'not met')")"
-  printf '  of which the store: webdis alone under the same paced load (one INCR per request from wrk, no Envoy): p50 %s ms, p99 %s ms\n' \
+  printf '  of which the store: webdis alone under the same paced load (api-warden'"'"'s EVALSHA from wrk, no Envoy): p50 %s ms, p99 %s ms\n' \
     "$(median <<<"${PACED_P50[webdis_alone]}")" "$(median <<<"${PACED_P99[webdis_alone]}")"
+  # The same comparison between the two host-call floors: what any filter making these calls
+  # and this one callout adds, before any decision code.
+  if [[ -n ${PACED_P99[host_calls_floor]:-} && -n ${PACED_P99[host_calls_floor_redis]:-} ]]; then
+    printf '  the host calls and the callout alone (host_calls_floor_redis - host_calls_floor, paced): p99 %+.3f ms (%s against %s ms), p50 %+.3f ms\n' \
+      "$(python3 -c "print($(median <<<"${PACED_P99[host_calls_floor_redis]}") - $(median <<<"${PACED_P99[host_calls_floor]}"))")" \
+      "$(median <<<"${PACED_P99[host_calls_floor_redis]}")" "$(median <<<"${PACED_P99[host_calls_floor]}")" \
+      "$(python3 -c "print($(median <<<"${PACED_P50[host_calls_floor_redis]}") - $(median <<<"${PACED_P50[host_calls_floor]}"))")"
+  fi
+  want host_calls_floor_redis &&
+    printf 'Redis mode, Envoy CPU per request: api-warden %s us, its host calls and callout alone (host_calls_floor_redis) %s us: api-warden'"'"'s own code %+.1f us\n' \
+      "${MEDCPU[warden_redis]}" "${MEDCPU[host_calls_floor_redis]}" "$(python3 -c "print(${MEDCPU[warden_redis]} - ${MEDCPU[host_calls_floor_redis]})")"
 fi
+# This build against BASELINE_WASM's, variant by variant.
+for v in api_key redis; do
+  want "baseline_$v" && want "warden_$v" &&
+    printf 'warden_%s, this build / BASELINE_WASM: throughput %s (rounds %s), %+.1f us CPU per request\n' "$v" \
+      "$(ratio "${MED[warden_$v]}" "${MED[baseline_$v]}")" "$(round_spread "warden_$v" "baseline_$v")" \
+      "$(python3 -c "print(${MEDCPU[warden_$v]} - ${MEDCPU[baseline_$v]})")"
+done
 want warden_hmac_1k && want empty_wasm_1k &&
   target "HMAC over a 1 KiB body, api-warden / empty_wasm under the same POSTs" warden_hmac_1k empty_wasm_1k 0.70
 want warden_batch && want warden_api_key &&

@@ -211,6 +211,39 @@ fn main() {
         }),
     ));
 
+    // Counting in Redis: the same request, paused for webdis, answered, then forwarded.
+    let (host, root) = configured(json!({
+        "auth_methods": ["api_key"],
+        "clients": [client(json!({}))],
+        "rate_limiting": {"mode": "redis", "redis": {"cluster": "webdis", "timeout_ms": 1000}}
+    }));
+    const GRANTED: &str = r#"{"EVALSHA":[1,3,3,3,40000]}"#;
+    results.push((
+        "request: API key, Redis counting",
+        time(budget, |_| {
+            host.request(
+                &[
+                    (":method", "GET"),
+                    (":path", "/api/send/bulk"),
+                    ("x-api-key", KEY),
+                ],
+                b"",
+                Some("10.1.1.1:5000"),
+            );
+            let mut request: RequestFilter = root.new_request();
+            assert_eq!(request.on_request_headers(&host, true), Action::Pause);
+            let (token, _) = host.last_call().unwrap();
+            host.answer_with(Some(200), GRANTED);
+            request.on_callout(&host, token, GRANTED.len());
+            assert!(
+                host.replies.borrow().is_empty(),
+                "{:?}",
+                host.replies.borrow()
+            );
+            request.on_response_headers(&host);
+        }),
+    ));
+
     // Asymmetric tokens, each distinct (more than the verified-token cache holds), so every
     // request checks a signature: ES256 and EdDSA through ring.
     for (name, alg) in [

@@ -903,12 +903,36 @@ fn host_calls_per_request_and_allocations_stay_within_budget() {
         );
         request.on_response_headers(host);
     };
+    // Counting in Redis: the request waits for one webdis answer, then goes on.
+    let counted_in_redis = |host: &TestHost, root: &RootFilter| {
+        api_key_request(host, "/api/send/x", &[]);
+        let (mut request, action) = start(host, root);
+        assert_eq!(action, Action::Pause);
+        let (token, _) = host.last_call().unwrap();
+        let resumed = host.resumes.get();
+        host.answer_with(Some(200), GRANTED);
+        request.on_callout(host, token, GRANTED.len());
+        assert_eq!(
+            host.resumes.get(),
+            resumed + 1,
+            "{:?}",
+            host.replies.borrow().last()
+        );
+        request.on_response_headers(host);
+    };
     let jwt_config = json!({"auth_methods": ["jwt"], "jwt": {"audience": "email-api",
                             "keys": [{"alg": "HS256", "secret": SECRET}]}});
     // (path, configuration, request, host calls, allocations). The allocation budgets leave
     // about 5 to spare, for a standard library that grows a string differently.
-    let paths: [(&str, Value, &SendOne<'_>, u64, u64); 6] = [
+    let paths: [(&str, Value, &SendOne<'_>, u64, u64); 7] = [
         ("API key, local limits", json!({}), &plain, 15, 59),
+        (
+            "API key, Redis counting",
+            redis(json!({})),
+            &counted_in_redis,
+            19,
+            73,
+        ),
         ("public route", json!({}), &public, 11, 41),
         ("unknown API key (401)", json!({}), &refused, 10, 51),
         ("JWT HS256 (cached)", jwt_config, &jwt, 15, 62),

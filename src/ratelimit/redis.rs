@@ -10,7 +10,7 @@
 
 use super::window::{self, Decision, Snapshot};
 use super::Limits;
-use serde_json::Value;
+use serde::Deserialize;
 
 /// KEYS: minute, hour, day, bucket. ARGV: per_minute, per_hour, per_day, burst, now_ms,
 /// bucket_ttl_ms, count. A positive count asks for up to that many admissions (1 without
@@ -56,14 +56,42 @@ return {0, m, h, d, tokens}
 /// Percent-encodes one webdis path argument (webdis splits the path on '/').
 pub(crate) fn encode(arg: &str) -> String {
     let mut out = String::with_capacity(arg.len() * 3);
-    for b in arg.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
+    encode_into(&mut out, arg);
+    out
+}
+
+/// [`encode`], appended to `out`: runs of unreserved bytes copied whole and escapes written
+/// directly, no formatting machinery, as this runs for every byte of every counting call's keys.
+fn encode_into(out: &mut String, arg: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let unreserved = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~');
+    let mut run = 0;
+    for (i, b) in arg.bytes().enumerate() {
+        if unreserved(b) {
+            continue;
+        }
+        // Unreserved bytes are ASCII, so `run..i` starts and ends on character boundaries.
+        out.push_str(arg.get(run..i).unwrap_or_default());
+        let escape = [b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]];
+        out.push_str(std::str::from_utf8(&escape).unwrap_or_default());
+        run = i + 1;
+    }
+    out.push_str(arg.get(run..).unwrap_or_default());
+}
+
+/// Appends a number's decimal digits (`{n}` without a formatter).
+fn push_number(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
         }
     }
-    out
+    out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
 }
 
 /// The `:authority` of a counting call when sharding by consistent hash: a digest of the
@@ -104,15 +132,42 @@ pub fn request_path(
 ) -> String {
     let now_s = now_ms / 1000;
     let start = |len: u64| now_s - now_s % len;
-    // `{...}` is a Redis Cluster hash tag: the four keys one script touches share a slot.
-    let keys = [
-        format!("{prefix}:{{{subject_key}}}:m:{}", start(60)),
-        format!("{prefix}:{{{subject_key}}}:h:{}", start(3600)),
-        format!("{prefix}:{{{subject_key}}}:d:{}", start(86_400)),
-        format!("{prefix}:{{{subject_key}}}:b"),
-    ];
     // The bucket is full again after this long, so it can expire then.
-    let bucket_ttl_ms = limits.burst.saturating_mul(60_000) / limits.per_minute.max(1) + 1000;
+    let bucket_ttl_ms =
+        (limits.burst.saturating_mul(60_000) / limits.per_minute.max(1)).saturating_add(1000);
+    let mut path = String::with_capacity(160 + 4 * (prefix.len() + subject_key.len()) * 3);
+    match call {
+        Call::BySha(sha) => {
+            path.push_str("/EVALSHA/");
+            encode_into(&mut path, sha);
+        }
+        Call::WithScript => {
+            path.reserve(SCRIPT.len() * 3);
+            path.push_str("/EVAL/");
+            encode_into(&mut path, SCRIPT);
+        }
+    }
+    path.push_str("/4");
+    // Keys `{prefix}:{{{subject_key}}}:m:{start}` and so on, written encoded in place; `{...}`
+    // is a Redis Cluster hash tag: the four keys one script touches share a slot.
+    let windows = [
+        ("m", Some(start(60))),
+        ("h", Some(start(3600))),
+        ("d", Some(start(86_400))),
+        ("b", None),
+    ];
+    for (name, window_start) in windows {
+        path.push('/');
+        encode_into(&mut path, prefix);
+        path.push_str("%3A%7B");
+        encode_into(&mut path, subject_key);
+        path.push_str("%7D%3A");
+        path.push_str(name);
+        if let Some(window_start) = window_start {
+            path.push_str("%3A");
+            push_number(&mut path, window_start);
+        }
+    }
     let args = [
         limits.per_minute,
         limits.per_hour,
@@ -121,20 +176,15 @@ pub fn request_path(
         now_ms,
         bucket_ttl_ms,
     ];
-    let mut path = match call {
-        Call::BySha(sha) => format!("/EVALSHA/{}/4", encode(sha)),
-        Call::WithScript => format!("/EVAL/{}/4", encode(SCRIPT)),
-    };
-    for k in &keys {
-        path.push('/');
-        path.push_str(&encode(k));
-    }
     for a in args {
         path.push('/');
-        path.push_str(&a.to_string());
+        push_number(&mut path, a);
     }
     path.push('/');
-    path.push_str(&count.to_string());
+    if count < 0 {
+        path.push('-');
+    }
+    push_number(&mut path, count.unsigned_abs());
     path
 }
 
@@ -171,6 +221,22 @@ pub struct Reply {
     pub before: Snapshot,
 }
 
+/// webdis' JSON for a script call: `{"EVALSHA": [...]}` (or `"EVAL"`), read into a typed list
+/// (no JSON tree), so anything but numbers, or Redis' `[false, "error"]`, is refused.
+#[derive(Deserialize)]
+struct Answer {
+    #[serde(rename = "EVALSHA", alias = "EVAL")]
+    list: Vec<Item>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Item {
+    Number(u64),
+    Flag(bool),
+    Text(String),
+}
+
 pub fn parse_response(
     status: u32,
     body: &[u8],
@@ -181,36 +247,33 @@ pub fn parse_response(
     if status != 200 {
         return Err(RedisError::Status(status));
     }
-    let value: Value = serde_json::from_slice(body).map_err(|_| RedisError::Garbage)?;
-    let list = value
-        .get("EVALSHA")
-        .or_else(|| value.get("EVAL"))
-        .and_then(Value::as_array)
-        .ok_or(RedisError::Garbage)?;
-    if let [Value::Bool(false), Value::String(message)] = list.as_slice() {
-        if message.starts_with("NOSCRIPT") {
-            return Err(RedisError::NoScript);
+    let answer: Answer = serde_json::from_slice(body).map_err(|_| RedisError::Garbage)?;
+    let [granted, minute, hour, day, tokens_milli] = match answer.list.as_slice() {
+        [Item::Flag(false), Item::Text(message)] if message.starts_with("NOSCRIPT") => {
+            return Err(RedisError::NoScript)
         }
-        return Err(RedisError::Script(message.chars().take(200).collect()));
-    }
-    let numbers: Vec<u64> = list.iter().filter_map(Value::as_u64).collect();
-    let [granted, minute, hour, day, tokens_milli] = numbers.as_slice() else {
-        return Err(RedisError::Garbage);
+        [Item::Flag(false), Item::Text(message)] => {
+            return Err(RedisError::Script(message.chars().take(200).collect()))
+        }
+        [Item::Number(g), Item::Number(m), Item::Number(h), Item::Number(d), Item::Number(t)] => {
+            [*g, *m, *h, *d, *t]
+        }
+        _ => return Err(RedisError::Garbage),
     };
     let before = Snapshot {
-        minute: *minute,
-        hour: *hour,
-        day: *day,
-        tokens_milli: *tokens_milli,
+        minute,
+        hour,
+        day,
+        tokens_milli,
     };
     let decision = window::verdict(&before, limits, now_ms);
     // The grant must agree with the counts, and never exceed what was asked.
-    if decision.allowed != (*granted >= 1) || *granted > asked.max(1) {
+    if decision.allowed != (granted >= 1) || granted > asked.max(1) {
         return Err(RedisError::Garbage);
     }
     Ok(Reply {
         decision,
-        granted: *granted,
+        granted,
         before,
     })
 }
@@ -226,6 +289,119 @@ mod tests {
         burst: 10,
     };
     const NOW: u64 = 1_795_910_410_123;
+
+    /// The path as it was first written (`format!` and `to_string` for every part): the
+    /// in-place writer must produce exactly it.
+    fn reference_path(
+        call: Call,
+        prefix: &str,
+        subject: &str,
+        l: &Limits,
+        now_ms: u64,
+        count: i64,
+    ) -> String {
+        let now_s = now_ms / 1000;
+        let start = |len: u64| now_s - now_s % len;
+        let enc = |arg: &str| {
+            arg.bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                        char::from(b).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect::<String>()
+        };
+        let keys = [
+            format!("{prefix}:{{{subject}}}:m:{}", start(60)),
+            format!("{prefix}:{{{subject}}}:h:{}", start(3600)),
+            format!("{prefix}:{{{subject}}}:d:{}", start(86_400)),
+            format!("{prefix}:{{{subject}}}:b"),
+        ];
+        let ttl = (l.burst.saturating_mul(60_000) / l.per_minute.max(1)).saturating_add(1000);
+        let mut path = match call {
+            Call::BySha(sha) => format!("/EVALSHA/{}/4", enc(sha)),
+            Call::WithScript => format!("/EVAL/{}/4", enc(SCRIPT)),
+        };
+        for k in &keys {
+            path.push_str(&format!("/{}", enc(k)));
+        }
+        for a in [l.per_minute, l.per_hour, l.per_day, l.burst, now_ms, ttl] {
+            path.push_str(&format!("/{a}"));
+        }
+        path + &format!("/{count}")
+    }
+
+    #[test]
+    fn an_answer_with_anything_but_five_numbers_is_garbage() {
+        for body in [
+            r#"{"EVALSHA":[1,"x",3,3,3,40000]}"#,
+            r#"{"EVALSHA":[1,null,3,3,40000]}"#,
+            r#"{"EVALSHA":[1,3,3,3,40000.5]}"#,
+            r#"{"EVALSHA":[1,-3,3,3,40000]}"#,
+            r#"{"EVALSHA":[1,3,3,3]}"#,
+            r#"{"EVALSHA":[1,3,3,3,40000,1]}"#,
+            r#"{"EVALSHA":[true,"NOSCRIPT"]}"#,
+            r#"{"EVALSHA":{"0":1}}"#,
+            r#"{"GET":[1,3,3,3,40000]}"#,
+            r#"[1,3,3,3,40000]"#,
+        ] {
+            assert_eq!(
+                parse_response(200, body.as_bytes(), &L, NOW, 1),
+                Err(RedisError::Garbage),
+                "{body}"
+            );
+        }
+        // Other members beside the answer are webdis' business.
+        let d = parse_response(200, br#"{"EVALSHA":[1,0,0,0,10000],"x":1}"#, &L, NOW, 1);
+        assert!(d.is_ok(), "{d:?}");
+    }
+
+    #[test]
+    fn the_path_is_written_exactly_as_the_reference_writes_it() {
+        let sha = script_sha();
+        let limits = [
+            L,
+            Limits {
+                per_minute: 0,
+                per_hour: u64::MAX,
+                per_day: 1,
+                burst: u64::MAX,
+            },
+        ];
+        let subjects = ["marketing:default", "c:r", "a/b%c d{e}f:é\u{1F600}", ""];
+        let counts = [1, 20, -7, 0, i64::MIN, i64::MAX];
+        let times = [0, NOW, 59_999, u64::MAX];
+        for call in [Call::BySha(&sha), Call::WithScript] {
+            for l in &limits {
+                for subject in subjects {
+                    for prefix in ["aw", "x:y/{z}"] {
+                        for (&count, &now) in counts.iter().zip(times.iter().cycle()) {
+                            assert_eq!(
+                                request_path(call, prefix, subject, l, now, count),
+                                reference_path(call, prefix, subject, l, now, count),
+                                "{prefix} {subject} {count} {now}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        for arg in ["", "plain-_.~09AZaz", "/:{}% \u{0}\u{7f}é"] {
+            let expected: String = arg
+                .bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                        char::from(b).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect();
+            assert_eq!(encode(arg), expected);
+        }
+    }
 
     #[test]
     fn request_path_carries_keys_with_window_starts_and_encoded_arguments() {

@@ -8,6 +8,10 @@
 //! - `api_key_lean_path`: the same for the lean headers (`upstream_identity_headers:
 //!   ["x-client-id"]`, `rate_limiting.response_headers: false`): one identity header, no
 //!   rate-limit fields (9 calls).
+//! - `api_key_redis_path <path>`: the host calls of an admitted API-key request counted in Redis
+//!   (`rate_limiting.mode: redis`): one GET of `<path>` to the `webdis` cluster, the request
+//!   paused until its answer, then the same edits and fields as `api_key_path` (19 calls). With
+//!   the path api-warden sends, its latency over `api_key_path` is the floor of Redis mode's.
 //! - `<call>:<n>`: one kind of host call `n` times per request, so `make bench CALL_COSTS=1`
 //!   can divide the added Envoy CPU by `n`.
 //! - anything else: nothing.
@@ -21,6 +25,7 @@ enum Mode {
     Nothing,
     ApiKeyPath,
     ApiKeyLeanPath,
+    ApiKeyRedisPath,
     Repeat(Call, u32),
 }
 
@@ -57,6 +62,8 @@ const COUNTER: [u8; 64] = [7; 64];
 thread_local! {
     static MODE: Cell<Mode> = const { Cell::new(Mode::Nothing) };
     static METRICS: Cell<(u32, u32)> = const { Cell::new((0, 0)) };
+    static LATENCY: Cell<u32> = const { Cell::new(0) };
+    static REDIS_PATH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
 proxy_wasm::main! {{
@@ -69,7 +76,11 @@ impl RootContext for Root {
     fn on_configure(&mut self, _: usize) -> bool {
         let config = self.get_plugin_configuration().unwrap_or_default();
         let config = String::from_utf8_lossy(&config);
+        if let Some(path) = config.trim().strip_prefix("api_key_redis_path ") {
+            REDIS_PATH.with(|p| *p.borrow_mut() = path.trim().to_string());
+        }
         let mode = match config.trim().split_once(':') {
+            _ if config.trim().starts_with("api_key_redis_path ") => Mode::ApiKeyRedisPath,
             _ if config.trim() == "api_key_path" => Mode::ApiKeyPath,
             _ if config.trim() == "api_key_lean_path" => Mode::ApiKeyLeanPath,
             Some((name, n)) => match (CALLS.iter().find(|(c, _)| *c == name), n.parse()) {
@@ -82,6 +93,8 @@ impl RootContext for Root {
         let define = |name| hc::define_metric(MetricType::Counter, name).unwrap_or(0);
         let ids = (define("hc.requests.total"), define("hc.allowed.total"));
         METRICS.with(|m| m.set(ids));
+        let latency = hc::define_metric(MetricType::Histogram, "hc.latency_ms").unwrap_or(0);
+        LATENCY.with(|l| l.set(latency));
         let _ = hc::set_shared_data(COUNTER_KEY, Some(&COUNTER), None);
         true
     }
@@ -96,7 +109,6 @@ impl RootContext for Root {
 }
 
 struct Request;
-impl Context for Request {}
 
 fn set(map: MapType, name: &str, value: &str) {
     let _ = hc::set_map_value_bytes(map, name, Some(value.as_bytes()));
@@ -134,6 +146,11 @@ fn api_key_path(lean: bool) {
     let _ = hc::get_map_bytes(MapType::HttpRequestHeaders);
     let (value, cas) = hc::get_shared_data(COUNTER_KEY).unwrap_or((None, None));
     let _ = hc::set_shared_data(COUNTER_KEY, value.as_deref(), cas);
+    admitted(lean);
+}
+
+/// The edits and counters of an admitted request, after its count.
+fn admitted(lean: bool) {
     let req = MapType::HttpRequestHeaders;
     let _ = hc::set_map_value_bytes(req, "x-api-key", None);
     set(req, "x-client-id", "marketing");
@@ -148,6 +165,34 @@ fn api_key_path(lean: bool) {
     let _ = hc::increment_metric(allowed, 1);
 }
 
+/// Redis mode's request side: the count is asked of webdis and the request waits for it.
+fn api_key_redis_path() -> Action {
+    let _ = hc::get_current_time();
+    let _ = hc::get_map_bytes(MapType::HttpRequestHeaders);
+    let path = REDIS_PATH.with(|p| p.borrow().clone());
+    let headers = vec![
+        (":method", "GET"),
+        (":path", path.as_str()),
+        (":authority", "webdis"),
+    ];
+    let timeout = std::time::Duration::from_millis(1000);
+    match hc::dispatch_http_call("webdis", headers, None, vec![], timeout) {
+        Ok(_) => Action::Pause,
+        Err(_) => Action::Continue,
+    }
+}
+
+impl Context for Request {
+    fn on_http_call_response(&mut self, _: u32, _: usize, body_size: usize, _: usize) {
+        let _ = hc::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status");
+        let _ = hc::get_buffer(BufferType::HttpCallResponseBody, 0, body_size);
+        let _ = hc::get_current_time();
+        let _ = hc::record_metric(LATENCY.with(|l| l.get()), 0);
+        admitted(false);
+        let _ = hc::resume_http_request();
+    }
+}
+
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
         match MODE.with(|m| m.get()) {
@@ -155,12 +200,16 @@ impl HttpContext for Request {
             Mode::Repeat(call, n) => repeat(call, n),
             Mode::ApiKeyPath => api_key_path(false),
             Mode::ApiKeyLeanPath => api_key_path(true),
+            Mode::ApiKeyRedisPath => return api_key_redis_path(),
         }
         Action::Continue
     }
 
     fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
-        if MODE.with(|m| m.get()) == Mode::ApiKeyPath {
+        if matches!(
+            MODE.with(|m| m.get()),
+            Mode::ApiKeyPath | Mode::ApiKeyRedisPath
+        ) {
             let resp = MapType::HttpResponseHeaders;
             set(resp, "ratelimit-limit", "1000000000");
             set(resp, "ratelimit-remaining", "999999999");

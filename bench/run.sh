@@ -370,9 +370,12 @@ printf '{"redis_host":"127.0.0.1","redis_port":%s,"http_host":"127.0.0.1","http_
 sleep 0.3
 webdis "$work/webdis.json" > "$work/webdis.out" 2>&1 &
 for _ in $(seq 50); do curl -sf "127.0.0.1:$WEBDIS_PORT/PING" >/dev/null 2>&1 && break; sleep 0.1; done
-# The webdis request api-warden sends in Redis mode for the bench's client (its EVAL first,
-# which caches the script), so webdis alone and the Redis host-call floor ask exactly that.
-mapfile -t REDIS_CALL < <(cargo run --quiet --example redis_call "$(date +%s%3N)")
+# The webdis requests api-warden sends in Redis mode for the bench's client, as the filter
+# itself builds them (its EVAL first, which caches the script), so webdis alone and the Redis
+# host-call floor ask exactly that.
+REDIS_MODE='"auth_methods": ["api_key"], "rate_limiting": {"mode": "redis", "redis": {"cluster": "webdis", "timeout_ms": 1000}}'
+warden_config "$REDIS_MODE" > "$work/redis-mode.json"
+mapfile -t REDIS_CALL < <(cargo run --quiet --example redis_call "$work/redis-mode.json" "$KEY" "$(date +%s%3N)")
 [[ ${#REDIS_CALL[@]} == 2 ]] || { echo "examples/redis_call printed ${#REDIS_CALL[@]} paths, not 2" >&2; exit 1; }
 curl -sf -o /dev/null "127.0.0.1:$WEBDIS_PORT${REDIS_CALL[0]}" || { echo "webdis refused the script" >&2; exit 1; }
 REDIS_CALL_PATH=${REDIS_CALL[1]}
@@ -440,7 +443,6 @@ want warden_api_key_lean && start_variant warden_api_key_lean "$(filters_warden 
 want warden_threat && start_variant warden_threat "$(filters_warden "$(warden_config '"auth_methods": ["api_key"], "security_monitoring": {"abuse": {}}')")" "X-API-Key: $KEY"
 want native_jwt && start_variant native_jwt "$filters_native_jwt" "Authorization: Bearer $JWT"
 want warden_jwt && start_variant warden_jwt "$(filters_warden "$(warden_config "\"jwt\": {\"audience\": \"email-api\", \"keys\": [{\"alg\": \"HS256\", \"secret\": \"$JWT_SECRET\"}]}")")" "Authorization: Bearer $JWT"
-REDIS_MODE='"auth_methods": ["api_key"], "rate_limiting": {"mode": "redis", "redis": {"cluster": "webdis", "timeout_ms": 1000}}'
 want warden_redis && start_variant warden_redis "$(filters_warden "$(warden_config "$REDIS_MODE")")" "X-API-Key: $KEY"
 want warden_batch && start_variant warden_batch "$(filters_warden "$(warden_config '"auth_methods": ["api_key"], "rate_limiting": {"mode": "redis", "redis": {"cluster": "webdis", "timeout_ms": 1000, "batch_size": 20}}')")" "X-API-Key: $KEY"
 if want warden_rls || want native_rls; then

@@ -1,26 +1,55 @@
-//! The webdis request paths api-warden sends in Redis mode for the bench's client (a bench
-//! helper, not a test): the `EVAL` one, which also caches the script in Redis, then the usual
+//! The webdis request paths api-warden sends in Redis mode (a bench helper, not a test): the
+//! filter itself, on the test host, is configured with the given plugin configuration and sent
+//! one request with the given API key; its `EVALSHA` call is answered `NOSCRIPT`, so it also
+//! makes its `EVAL` call (which caches the script in Redis). Prints the `EVAL` path, then the
 //! `EVALSHA` one. `make bench` times the second against webdis alone and sends it from the
-//! host-call floor, so both ask Redis exactly what the filter asks.
-//! Usage: `cargo run --example redis_call [now_ms]`.
-use api_warden::ratelimit::redis::{request_path, script_sha, Call};
-use api_warden::ratelimit::Limits;
+//! host-call floor, so both ask Redis exactly what the filter asks, with nothing restated here.
+//! Usage: `cargo run --example redis_call <configuration.json> <api-key> [now_ms]`.
+use api_warden::adapter::root::RootFilter;
+use api_warden::adapter::test_host::TestHost;
+use api_warden::adapter::Action;
 
-fn main() {
-    let now_ms = std::env::args()
-        .nth(1)
+fn main() -> Result<(), String> {
+    let mut args = std::env::args().skip(1);
+    let usage = "usage: redis_call <configuration.json> <api-key> [now_ms]";
+    let config_path = args.next().ok_or(usage)?;
+    let key = args.next().ok_or(usage)?;
+    let now_ms = args
+        .next()
         .and_then(|n| n.parse().ok())
         .unwrap_or(1_800_000_000_000);
-    // The bench's client: limits it never reaches, in the default tier under the default prefix.
-    let limits = Limits {
-        per_minute: 1_000_000_000,
-        per_hour: 1_000_000_000,
-        per_day: 1_000_000_000,
-        burst: 1_000_000_000,
-    };
-    let subject = "marketing:default";
-    let sha = script_sha();
-    for call in [Call::WithScript, Call::BySha(&sha)] {
-        println!("{}", request_path(call, "aw", subject, &limits, now_ms, 1));
+    let config =
+        std::fs::read_to_string(&config_path).map_err(|e| format!("{config_path}: {e}"))?;
+    let host = TestHost::new(&config, now_ms);
+    let mut root = RootFilter::default();
+    if !root.on_configure(&host) {
+        return Err(format!("configuration refused: {:?}", host.logs.borrow()));
     }
+    host.request(
+        &[
+            (":method", "GET"),
+            (":path", "/api/send/bulk"),
+            ("x-api-key", &key),
+        ],
+        b"",
+        Some("127.0.0.1:5000"),
+    );
+    let mut request = root.new_request();
+    if request.on_request_headers(&host, true) != Action::Pause {
+        return Err(format!("no Redis call: {:?}", host.replies.borrow().last()));
+    }
+    let (token, by_sha) = host.last_call().ok_or("no Redis call")?;
+    let noscript = r#"{"EVALSHA":[false,"NOSCRIPT No matching script."]}"#;
+    host.answer_with(Some(200), noscript);
+    request.on_callout(&host, token, noscript.len());
+    let (_, with_script) = host.last_call().ok_or("no EVAL after NOSCRIPT")?;
+    if !by_sha.path.starts_with("/EVALSHA/") || !with_script.path.starts_with("/EVAL/") {
+        return Err(format!(
+            "unexpected calls: {} then {}",
+            by_sha.path, with_script.path
+        ));
+    }
+    println!("{}", with_script.path);
+    println!("{}", by_sha.path);
+    Ok(())
 }

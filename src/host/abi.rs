@@ -1,11 +1,10 @@
 //! The proxy-wasm host calls this filter makes, wrapped so that no host answer can panic.
 //!
-//! The SDK's `hostcalls` wrappers `panic!` on any status they do not expect, and a panic kills
-//! the VM and every request on its worker. These wrappers declare the same imports with a plain
+//! The proxy-wasm Rust SDK's `hostcalls` wrappers `panic!` on any status they do not expect, and
+//! a panic kills the VM and every request on its worker. These declare the imports with a plain
 //! `u32` status, turn every status into a `Result`, and parse what the host returns without
-//! indexing that could go out of bounds. The SDK's context dispatch, allocator and HTTP callout
-//! (which must register its token with that dispatcher) remain in use.
-#![allow(clashing_extern_declarations)] // the SDK declares these imports with its `Status` enum
+//! indexing that could go out of bounds. The exports (the host's callbacks and its allocator)
+//! are in `exports.rs`.
 
 use crate::wire;
 use std::ptr::{null, null_mut};
@@ -13,7 +12,6 @@ use std::ptr::{null, null_mut};
 /// A host status other than success (0 = Ok in the ABI).
 pub type Status = u32;
 pub const NOT_FOUND: Status = 1;
-pub const INTERNAL_FAILURE: Status = 10;
 pub const CAS_MISMATCH: Status = 8;
 
 pub const REQUEST_HEADERS: u32 = 0;
@@ -98,6 +96,35 @@ extern "C" {
     fn proxy_define_metric(kind: u32, name: *const u8, name_size: usize, id: *mut u32) -> u32;
     fn proxy_increment_metric(id: u32, offset: i64) -> u32;
     fn proxy_record_metric(id: u32, value: u64) -> u32;
+    #[allow(clippy::too_many_arguments)]
+    fn proxy_http_call(
+        upstream: *const u8,
+        upstream_size: usize,
+        headers: *const u8,
+        headers_size: usize,
+        body: *const u8,
+        body_size: usize,
+        trailers: *const u8,
+        trailers_size: usize,
+        timeout_ms: u32,
+        token: *mut u32,
+    ) -> u32;
+    #[allow(clippy::too_many_arguments)]
+    fn proxy_grpc_call(
+        upstream: *const u8,
+        upstream_size: usize,
+        service: *const u8,
+        service_size: usize,
+        method: *const u8,
+        method_size: usize,
+        initial_metadata: *const u8,
+        initial_metadata_size: usize,
+        message: *const u8,
+        message_size: usize,
+        timeout_ms: u32,
+        token: *mut u32,
+    ) -> u32;
+    fn proxy_set_effective_context(context_id: u32) -> u32;
 }
 
 fn check(status: u32) -> Result<(), Status> {
@@ -108,7 +135,14 @@ fn check(status: u32) -> Result<(), Status> {
     }
 }
 
-/// Takes ownership of a buffer the host allocated through the SDK's `proxy_on_memory_allocate`.
+/// A buffer for the host to fill (`proxy_on_memory_allocate`): exactly `size` bytes, handed
+/// back to Rust by [`owned`] with the same length and capacity.
+pub fn allocate(size: usize) -> *mut u8 {
+    let buffer: Box<[std::mem::MaybeUninit<u8>]> = Box::new_uninit_slice(size);
+    Box::into_raw(buffer).cast::<u8>()
+}
+
+/// Takes ownership of a buffer the host allocated through [`allocate`].
 ///
 /// # Safety
 /// `data`/`size` must come from a successful host call that returned such a buffer.
@@ -243,4 +277,71 @@ pub fn increment_metric(id: u32) -> Result<(), Status> {
 
 pub fn record_metric(id: u32, value: u64) -> Result<(), Status> {
     check(unsafe { proxy_record_metric(id, value) })
+}
+
+/// An HTTP call to `upstream` (a cluster); `Ok` is its token.
+pub fn http_call(
+    upstream: &[u8],
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout_ms: u32,
+) -> Result<u32, Status> {
+    let headers = wire::encode_pairs(headers.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())));
+    let trailers = wire::encode_pairs(std::iter::empty());
+    let mut token = 0u32;
+    check(unsafe {
+        proxy_http_call(
+            upstream.as_ptr(),
+            upstream.len(),
+            headers.as_ptr(),
+            headers.len(),
+            // No body is a null pointer, as the SDK sends it.
+            if body.is_empty() {
+                null()
+            } else {
+                body.as_ptr()
+            },
+            body.len(),
+            trailers.as_ptr(),
+            trailers.len(),
+            timeout_ms,
+            &mut token,
+        )
+    })?;
+    Ok(token)
+}
+
+/// A unary gRPC call; `upstream` is a cluster name or a serialized `GrpcService`. `Ok` is its
+/// token.
+pub fn grpc_call(
+    upstream: &[u8],
+    service: &str,
+    method: &str,
+    message: &[u8],
+    timeout_ms: u32,
+) -> Result<u32, Status> {
+    let metadata = wire::encode_pairs(std::iter::empty());
+    let mut token = 0u32;
+    check(unsafe {
+        proxy_grpc_call(
+            upstream.as_ptr(),
+            upstream.len(),
+            service.as_ptr(),
+            service.len(),
+            method.as_ptr(),
+            method.len(),
+            metadata.as_ptr(),
+            metadata.len(),
+            message.as_ptr(),
+            message.len(),
+            timeout_ms,
+            &mut token,
+        )
+    })?;
+    Ok(token)
+}
+
+/// Makes later host calls act on `context_id` (a callout's answer arrives outside its context).
+pub fn set_effective_context(context_id: u32) -> Result<(), Status> {
+    check(unsafe { proxy_set_effective_context(context_id) })
 }

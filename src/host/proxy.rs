@@ -2,6 +2,7 @@
 //! every status into a `Result`.
 
 use super::abi;
+use super::exports::{register_call, Call};
 use super::shared::HostStore;
 use crate::adapter::{Host, HostError, HostResult, LogLevel};
 use crate::callout::CalloutSpec;
@@ -98,38 +99,30 @@ impl Host for ProxyHost {
     }
 
     fn dispatch(&self, call: &CalloutSpec) -> HostResult<u32> {
-        if let Some(grpc) = call.grpc {
-            // The SDK's call, for the same reason as below; Envoy returns BadArgument (which
-            // the SDK does not expect) only for a target that is not a usable `GrpcService`,
-            // and the target is always one (`rls::grpc_target`).
-            return proxy_wasm::hostcalls::dispatch_grpc_call(
-                &call.upstream,
-                grpc.service,
-                grpc.method,
-                vec![],
-                Some(call.body.as_slice()),
-                std::time::Duration::from_millis(call.timeout_ms),
-            )
-            .map_err(|_| HostError(abi::INTERNAL_FAILURE));
-        }
-        let mut headers: Vec<(&str, &str)> = vec![
-            (":method", call.method),
-            (":path", &call.path),
-            (":authority", &call.authority),
-        ];
-        headers.extend(call.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let body = (!call.body.is_empty()).then_some(call.body.as_slice());
-        // The SDK's own call, because only it registers the token with the SDK's dispatcher
-        // (which routes the answer to the context that asked). It panics only on a status
-        // Envoy and ngx_wasm_module do not return for this call.
-        proxy_wasm::hostcalls::dispatch_http_call(
-            &call.upstream,
-            headers,
-            body,
-            vec![],
-            std::time::Duration::from_millis(call.timeout_ms),
-        )
-        .map_err(|_| HostError(abi::INTERNAL_FAILURE))
+        let timeout_ms = u32::try_from(call.timeout_ms).unwrap_or(u32::MAX);
+        let upstream = call.upstream.as_bytes();
+        let (kind, sent) = match call.grpc {
+            Some(grpc) => (
+                Call::Grpc,
+                abi::grpc_call(upstream, grpc.service, grpc.method, &call.body, timeout_ms),
+            ),
+            None => {
+                let mut headers: Vec<(&str, &str)> = Vec::with_capacity(3 + call.headers.len());
+                headers.extend([
+                    (":method", call.method),
+                    (":path", call.path.as_str()),
+                    (":authority", call.authority.as_str()),
+                ]);
+                headers.extend(call.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                (
+                    Call::Http,
+                    abi::http_call(upstream, &headers, &call.body, timeout_ms),
+                )
+            }
+        };
+        let token = sent.map_err(err)?;
+        register_call(kind, token);
+        Ok(token)
     }
 
     fn callout_status(&self) -> HostResult<Option<Vec<u8>>> {

@@ -4,6 +4,7 @@
 //! host did what it was asked, routes callout answers by token, and turns each request's record
 //! into metrics and logs. `crate::host` implements [`Host`] over proxy-wasm (wasm only).
 
+pub mod contexts;
 pub mod request;
 pub mod root;
 pub mod test_host;

@@ -9,13 +9,11 @@
 
 use super::abi;
 use super::proxy::ProxyHost;
+use crate::adapter::contexts::{CallKind, Contexts, Owner};
 use crate::adapter::request::RequestFilter;
 use crate::adapter::root::RootFilter;
 use crate::adapter::Action;
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-use std::rc::Rc;
 
 /// The ABI's answers to a stream callback.
 const CONTINUE: u32 = 0;
@@ -28,33 +26,6 @@ fn action(step: Action) -> u32 {
     }
 }
 
-/// Context ids and callout tokens are numbers the host hands out (never the client's input),
-/// so a multiplicative hash is enough, and cheaper than SipHash on every callback.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.write_u64(u64::from(*b));
-        }
-    }
-
-    fn write_u32(&mut self, id: u32) {
-        self.write_u64(u64::from(id));
-    }
-
-    fn write_u64(&mut self, id: u64) {
-        self.0 = (self.0.rotate_left(5) ^ id).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-type ById<V> = HashMap<u32, V, BuildHasherDefault<IdHasher>>;
-
 struct Root {
     host: ProxyHost,
     filter: RootFilter,
@@ -65,72 +36,48 @@ struct Request {
     filter: RequestFilter,
 }
 
-#[derive(Default)]
-struct Contexts {
-    roots: ById<Rc<RefCell<Root>>>,
-    requests: ById<Rc<RefCell<Request>>>,
-    /// Callout tokens to the context that made the call (hosts number HTTP and gRPC calls
-    /// apart, so they are kept apart).
-    http_calls: ById<u32>,
-    grpc_calls: ById<u32>,
-}
-
 thread_local! {
-    static CONTEXTS: RefCell<Contexts> = RefCell::new(Contexts::default());
+    static CONTEXTS: RefCell<Contexts<Root, Request>> = RefCell::new(Contexts::default());
     /// The context whose callback is running: a call it makes is answered to it.
     static ACTIVE: Cell<u32> = const { Cell::new(0) };
 }
 
 /// The table, for a short read or update that never calls into the filter (so no callback
 /// can re-enter while it is borrowed); `None` only if it is (which would be a bug).
-fn contexts<R>(f: impl FnOnce(&mut Contexts) -> R) -> Option<R> {
+fn contexts<T>(f: impl FnOnce(&mut Contexts<Root, Request>) -> T) -> Option<T> {
     CONTEXTS.with(|c| c.try_borrow_mut().ok().map(|mut c| f(&mut c)))
 }
 
-fn root(id: u32) -> Option<Rc<RefCell<Root>>> {
-    contexts(|c| c.roots.get(&id).cloned()).flatten()
-}
-
-fn request(id: u32) -> Option<Rc<RefCell<Request>>> {
-    contexts(|c| c.requests.get(&id).cloned()).flatten()
-}
-
-/// Kinds of callout, for [`register_call`].
-#[derive(Clone, Copy)]
-pub enum Call {
-    Http,
-    Grpc,
+fn activate(id: u32) {
+    ACTIVE.with(|a| a.set(id));
 }
 
 /// Records that the running context made the call `token`, so its answer reaches it.
-pub fn register_call(kind: Call, token: u32) {
-    let id = ACTIVE.with(Cell::get);
-    contexts(|c| match kind {
-        Call::Http => c.http_calls.insert(token, id),
-        Call::Grpc => c.grpc_calls.insert(token, id),
-    });
+pub fn register_call(kind: CallKind, token: u32) {
+    let owner = ACTIVE.with(Cell::get);
+    contexts(|c| c.register_call(kind, token, owner));
 }
 
-/// Runs `f` on a request context; a request this VM has no context for is refused by a filter
-/// with no configuration (503), never forwarded.
+/// Runs `f` on a request context. A request this VM has no context for (or one the host
+/// re-entered inside a host call) goes to a filter with no configuration, which refuses it
+/// (503): never forwarded unexamined.
 fn on_request(id: u32, f: impl FnOnce(&mut RequestFilter, &ProxyHost) -> Action) -> u32 {
-    ACTIVE.with(|a| a.set(id));
-    match request(id) {
-        Some(entry) => match entry.try_borrow_mut() {
-            Ok(mut r) => {
-                let r = &mut *r;
-                action(f(&mut r.filter, &r.host))
-            }
-            // Re-entered for the same request: the host called back inside a host call.
-            Err(_) => CONTINUE,
-        },
-        None => action(f(&mut RequestFilter::new(None), &ProxyHost::default())),
+    activate(id);
+    let entry = contexts(|c| c.request(id)).flatten();
+    if let Some(Ok(mut r)) = entry.as_ref().map(|e| e.try_borrow_mut()) {
+        let r = &mut *r;
+        return action(f(&mut r.filter, &r.host));
     }
+    action(f(&mut RequestFilter::new(None), &ProxyHost::default()))
 }
 
-fn on_root<R>(id: u32, otherwise: R, f: impl FnOnce(&mut RootFilter, &ProxyHost) -> R) -> R {
-    ACTIVE.with(|a| a.set(id));
-    match root(id).as_ref().map(|r| r.try_borrow_mut()) {
+fn on_root<T>(id: u32, otherwise: T, f: impl FnOnce(&mut RootFilter, &ProxyHost) -> T) -> T {
+    activate(id);
+    match contexts(|c| c.root(id))
+        .flatten()
+        .as_ref()
+        .map(|r| r.try_borrow_mut())
+    {
         Some(Ok(mut r)) => {
             let r = &mut *r;
             f(&mut r.filter, &r.host)
@@ -141,26 +88,33 @@ fn on_root<R>(id: u32, otherwise: R, f: impl FnOnce(&mut RootFilter, &ProxyHost)
 
 /// Delivers a callout's answer to the context that made the call, acting on it.
 fn on_answer(
-    calls: impl FnOnce(&mut Contexts) -> Option<u32>,
+    kind: CallKind,
+    token: u32,
     to_request: impl FnOnce(&mut RequestFilter, &ProxyHost),
     to_root: impl FnOnce(&mut RootFilter, &ProxyHost),
 ) {
-    let Some(id) = contexts(calls).flatten() else {
+    let Some(owner) = contexts(|c| c.answer(kind, token)).flatten() else {
         return;
+    };
+    let id = match &owner {
+        Owner::Root(id, _) | Owner::Request(id, _) => *id,
     };
     if abi::set_effective_context(id).is_err() {
         return;
     }
-    ACTIVE.with(|a| a.set(id));
-    if let Some(entry) = request(id) {
-        if let Ok(mut r) = entry.try_borrow_mut() {
-            let r = &mut *r;
-            to_request(&mut r.filter, &r.host);
+    activate(id);
+    match owner {
+        Owner::Request(_, entry) => {
+            if let Ok(mut r) = entry.try_borrow_mut() {
+                let r = &mut *r;
+                to_request(&mut r.filter, &r.host);
+            }
         }
-    } else if let Some(entry) = root(id) {
-        if let Ok(mut r) = entry.try_borrow_mut() {
-            let r = &mut *r;
-            to_root(&mut r.filter, &r.host);
+        Owner::Root(_, entry) => {
+            if let Ok(mut r) = entry.try_borrow_mut() {
+                let r = &mut *r;
+                to_root(&mut r.filter, &r.host);
+            }
         }
     }
 }
@@ -194,11 +148,12 @@ pub extern "C" fn proxy_on_context_create(id: u32, root_id: u32) {
             host: ProxyHost::default(),
             filter: RootFilter::default(),
         };
-        contexts(|c| c.roots.insert(id, Rc::new(RefCell::new(root))));
+        contexts(|c| c.add_root(id, root));
         return;
     }
     // A request under a root this VM does not have is refused (no configuration).
-    let request = match root(root_id).as_ref().map(|r| r.try_borrow()) {
+    let root = contexts(|c| c.root(root_id)).flatten();
+    let request = match root.as_ref().map(|r| r.try_borrow()) {
         Some(Ok(root)) => Request {
             host: root.host.clone(),
             filter: root.filter.new_request(),
@@ -208,7 +163,7 @@ pub extern "C" fn proxy_on_context_create(id: u32, root_id: u32) {
             filter: RequestFilter::new(None),
         },
     };
-    contexts(|c| c.requests.insert(id, Rc::new(RefCell::new(request))));
+    contexts(|c| c.add_request(id, request));
 }
 
 #[no_mangle]
@@ -247,15 +202,16 @@ pub extern "C" fn proxy_on_request_trailers(id: u32, _trailers: usize) -> u32 {
 
 #[no_mangle]
 pub extern "C" fn proxy_on_response_headers(id: u32, _headers: usize, _end_of_stream: u32) -> u32 {
-    ACTIVE.with(|a| a.set(id));
+    activate(id);
     // A response of a request this VM never saw passes as it is (the request was refused).
-    match request(id).as_ref().map(|r| r.try_borrow_mut()) {
-        Some(Ok(mut r)) => {
-            let r = &mut *r;
-            action(r.filter.on_response_headers(&r.host))
-        }
-        _ => CONTINUE,
-    }
+    let Some(entry) = contexts(|c| c.request(id)).flatten() else {
+        return CONTINUE;
+    };
+    let Ok(mut r) = entry.try_borrow_mut() else {
+        return CONTINUE;
+    };
+    let r = &mut *r;
+    action(r.filter.on_response_headers(&r.host))
 }
 
 #[no_mangle]
@@ -278,18 +234,7 @@ pub extern "C" fn proxy_on_done(_id: u32) -> bool {
 
 #[no_mangle]
 pub extern "C" fn proxy_on_delete(id: u32) {
-    contexts(|c| {
-        if c.requests.remove(&id).is_none() {
-            c.roots.remove(&id);
-        }
-        // Calls still out for it will not be answered (the host cancels them): forget them.
-        if c.http_calls.values().any(|owner| *owner == id) {
-            c.http_calls.retain(|_, owner| *owner != id);
-        }
-        if c.grpc_calls.values().any(|owner| *owner == id) {
-            c.grpc_calls.retain(|_, owner| *owner != id);
-        }
-    });
+    contexts(|c| c.delete(id));
 }
 
 #[no_mangle]
@@ -301,7 +246,8 @@ pub extern "C" fn proxy_on_http_call_response(
     _trailers: usize,
 ) {
     on_answer(
-        |c| c.http_calls.remove(&token),
+        CallKind::Http,
+        token,
         |filter, host| filter.on_callout(host, token, body_size),
         |filter, host| filter.on_callout(host, token, body_size),
     );
@@ -310,7 +256,8 @@ pub extern "C" fn proxy_on_http_call_response(
 #[no_mangle]
 pub extern "C" fn proxy_on_grpc_receive(_id: u32, token: u32, size: usize) {
     on_answer(
-        |c| c.grpc_calls.remove(&token),
+        CallKind::Grpc,
+        token,
         |filter, host| filter.on_grpc_callout(host, token, 0, size),
         |_, _| {},
     );
@@ -319,7 +266,8 @@ pub extern "C" fn proxy_on_grpc_receive(_id: u32, token: u32, size: usize) {
 #[no_mangle]
 pub extern "C" fn proxy_on_grpc_close(_id: u32, token: u32, status: u32) {
     on_answer(
-        |c| c.grpc_calls.remove(&token),
+        CallKind::Grpc,
+        token,
         |filter, host| filter.on_grpc_callout(host, token, status, 0),
         |_, _| {},
     );

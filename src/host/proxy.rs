@@ -2,8 +2,9 @@
 //! every status into a `Result`.
 
 use super::abi;
-use super::exports::{register_call, Call};
+use super::exports::register_call;
 use super::shared::HostStore;
+use crate::adapter::contexts::CallKind;
 use crate::adapter::{Host, HostError, HostResult, LogLevel};
 use crate::callout::CalloutSpec;
 use crate::store::SharedStore;
@@ -103,7 +104,7 @@ impl Host for ProxyHost {
         let upstream = call.upstream.as_bytes();
         let (kind, sent) = match call.grpc {
             Some(grpc) => (
-                Call::Grpc,
+                CallKind::Grpc,
                 abi::grpc_call(upstream, grpc.service, grpc.method, &call.body, timeout_ms),
             ),
             None => {
@@ -115,7 +116,7 @@ impl Host for ProxyHost {
                 ]);
                 headers.extend(call.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
                 (
-                    Call::Http,
+                    CallKind::Http,
                     abi::http_call(upstream, &headers, &call.body, timeout_ms),
                 )
             }

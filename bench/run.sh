@@ -371,15 +371,7 @@ printf '{"redis_host":"127.0.0.1","redis_port":%s,"http_host":"127.0.0.1","http_
 sleep 0.3
 webdis "$work/webdis.json" > "$work/webdis.out" 2>&1 &
 for _ in $(seq 50); do curl -sf "127.0.0.1:$WEBDIS_PORT/PING" >/dev/null 2>&1 && break; sleep 0.1; done
-# The webdis requests api-warden sends in Redis mode for the bench's client, as the filter
-# itself builds them (its EVAL first, which caches the script), so webdis alone and the Redis
-# host-call floor ask exactly that.
 REDIS_MODE='"auth_methods": ["api_key"], "rate_limiting": {"mode": "redis", "redis": {"cluster": "webdis", "timeout_ms": 1000}}'
-warden_config "$REDIS_MODE" > "$work/redis-mode.json"
-mapfile -t REDIS_CALL < <(cargo run --quiet --example redis_call "$work/redis-mode.json" "$KEY" "$(date +%s%3N)")
-[[ ${#REDIS_CALL[@]} == 2 ]] || { echo "examples/redis_call printed ${#REDIS_CALL[@]} paths, not 2" >&2; exit 1; }
-curl -sf -o /dev/null "127.0.0.1:$WEBDIS_PORT${REDIS_CALL[0]}" || { echo "webdis refused the script" >&2; exit 1; }
-REDIS_CALL_PATH=${REDIS_CALL[1]}
 # The registry variant's client and key, as `api-warden create-client --redis` stores them.
 REG_KEY=ak_bench_registry_key_000000000000001
 REG_SHA=$(printf %s "$REG_KEY" | sha256sum | cut -d' ' -f1)
@@ -433,6 +425,16 @@ CALL_REPEAT=${CALL_REPEAT:-20}
 VARIANTS=()
 for v in "${ALL[@]}"; do [[ -z ${ONLY:-} || " $ONLY " == *" $v "* ]] && VARIANTS+=("$v"); done
 want() { [[ " ${VARIANTS[*]} " == *" $1 "* ]]; }
+# The webdis requests api-warden sends in Redis mode for the bench's client, as the filter
+# itself builds them (its EVAL first, which caches the script), so webdis alone and the Redis
+# host-call floor ask exactly that; only when a variant needs them.
+if want warden_redis || want host_calls_floor_redis; then
+  warden_config "$REDIS_MODE" > "$work/redis-mode.json"
+  mapfile -t REDIS_CALL < <(cargo run --quiet --example redis_call "$work/redis-mode.json" "$KEY" "$(date +%s%3N)")
+  [[ ${#REDIS_CALL[@]} == 2 ]] || { echo "examples/redis_call printed ${#REDIS_CALL[@]} paths, not 2" >&2; exit 1; }
+  curl -sf -o /dev/null "127.0.0.1:$WEBDIS_PORT${REDIS_CALL[0]}" || { echo "webdis refused the script" >&2; exit 1; }
+  REDIS_CALL_PATH=${REDIS_CALL[1]}
+fi
 echo "api-warden benchmark: Envoy $("$ENVOY" --version | grep -o '1\.[0-9]*\.[0-9]*' | head -1), --concurrency $CONCURRENCY, "${WRK[@]}" -t1 -c$CONNECTIONS -d${DURATION}s, median of $ROUNDS interleaved rounds, $(nproc) cores"
 want none && start_variant none "$filters_none" "X-API-Key: $KEY"
 want empty_wasm && start_variant empty_wasm "$(filters_empty)" "X-API-Key: $KEY"

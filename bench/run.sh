@@ -42,7 +42,9 @@
 #                   call pattern, so api-warden's cost over it is its own code's;
 #                   host_calls_floor_lean: the same for warden_api_key_lean's 9 calls;
 #                   host_calls_floor_redis: the same for warden_redis's 19, with its one webdis
-#                   call (the path api-warden sends: examples/redis_call.rs)
+#                   call (the path api-warden sends: examples/redis_call.rs);
+#                   host_calls_floor_rls: the same for warden_rls's 18, with its one gRPC call
+#                   (the message api-warden sends: examples/rls_call.rs)
 #   call_<kind>     with CALL_COSTS=1 (instead of the variants above): one kind of host call
 #                   20 times per request (CALL_REPEAT=n for another count), beside
 #                   call_none; prints each call's Envoy CPU
@@ -417,7 +419,7 @@ ROUNDS=${ROUNDS:-3}
 ALL=(none empty_wasm empty_wasm_cfg native_api_key native_api_key_full warden_api_key warden_api_key_lean warden_threat native_jwt warden_jwt warden_redis warden_batch warden_registry
      warden_rls native_rls empty_wasm_1k warden_hmac_1k
      warden_es256 native_es256 warden_es256_distinct native_es256_distinct warden_rs256_distinct native_rs256_distinct
-     warden_eddsa_distinct host_calls_floor host_calls_floor_lean host_calls_floor_redis)
+     warden_eddsa_distinct host_calls_floor host_calls_floor_lean host_calls_floor_redis host_calls_floor_rls)
 [[ -n ${BASELINE_WASM:-} ]] && ALL+=(baseline_api_key baseline_redis)
 CALL_KINDS=(clock header_get header_pairs header_set header_remove_absent metric shared_get shared_set property log_below_level)
 CALL_REPEAT=${CALL_REPEAT:-20}
@@ -448,7 +450,8 @@ want native_jwt && start_variant native_jwt "$filters_native_jwt" "Authorization
 want warden_jwt && start_variant warden_jwt "$(filters_warden "$(warden_config "\"jwt\": {\"audience\": \"email-api\", \"keys\": [{\"alg\": \"HS256\", \"secret\": \"$JWT_SECRET\"}]}")")" "Authorization: Bearer $JWT"
 want warden_redis && start_variant warden_redis "$(filters_warden "$(warden_config "$REDIS_MODE")")" "X-API-Key: $KEY"
 want warden_batch && start_variant warden_batch "$(filters_warden "$(warden_config '"auth_methods": ["api_key"], "rate_limiting": {"mode": "redis", "redis": {"cluster": "webdis", "timeout_ms": 1000, "batch_size": 20}}')")" "X-API-Key: $KEY"
-if want warden_rls || want native_rls; then
+RLS_MODE='"auth_methods": ["api_key"], "rate_limiting": {"mode": "rls", "rls": {"cluster": "ratelimit", "domain": "bench", "send_limits": false, "timeout_ms": 1000}}'
+if want warden_rls || want native_rls || want host_calls_floor_rls; then
   echo '[{"namespace": "bench", "max_value": 1000000000, "seconds": 60, "variables": ["descriptors[0].client_id"]}]' > "$work/rls-limits.json"
   "$RLS_SERVER" --listen "127.0.0.1:$RLS_PORT" --redis "redis://127.0.0.1:$REDIS_PORT" --limits "$work/rls-limits.json" > "$work/rls.log" 2>&1 &
   for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$RLS_PORT") 2>/dev/null && break; sleep 0.1; done
@@ -474,7 +477,7 @@ YAML
 )
 want empty_wasm_1k && start_variant empty_wasm_1k "$(filters_empty)" signed
 want warden_hmac_1k && start_variant warden_hmac_1k "$(filters_warden "$(warden_hmac_config)")" signed
-want warden_rls && start_variant warden_rls "$(filters_warden "$(warden_config '"auth_methods": ["api_key"], "rate_limiting": {"mode": "rls", "rls": {"cluster": "ratelimit", "domain": "bench", "send_limits": false, "timeout_ms": 1000}}')")" "X-API-Key: $KEY"
+want warden_rls && start_variant warden_rls "$(filters_warden "$(warden_config "$RLS_MODE")")" "X-API-Key: $KEY"
 want native_rls && start_variant native_rls "$filters_native_rls" "X-API-Key: $KEY"
 want warden_registry && start_variant warden_registry "$(filters_warden "$(warden_config '"auth_methods": ["api_key"], "registry": {"cluster": "webdis", "timeout_ms": 1000}')")" "X-API-Key: $REG_KEY"
 want warden_es256 && start_variant warden_es256 "$(filters_warden "$(warden_asym ES256)")" "Authorization: Bearer $(first_token ES256)"
@@ -488,6 +491,13 @@ done
 want host_calls_floor && start_variant host_calls_floor "$(filters_warden api_key_path "$HOST_CALLS_WASM")" "X-API-Key: $KEY"
 want host_calls_floor_lean && start_variant host_calls_floor_lean "$(filters_warden api_key_lean_path "$HOST_CALLS_WASM")" "X-API-Key: $KEY"
 want host_calls_floor_redis && start_variant host_calls_floor_redis "$(filters_warden "api_key_redis_path $REDIS_CALL_PATH" "$HOST_CALLS_WASM")" "X-API-Key: $KEY"
+if want host_calls_floor_rls; then
+  # The gRPC target and message api-warden sends in RLS mode, as the filter itself builds them.
+  warden_config "$RLS_MODE" > "$work/rls-mode.json"
+  mapfile -t RLS_CALL < <(cargo run --quiet --example rls_call "$work/rls-mode.json" "$KEY")
+  [[ ${#RLS_CALL[@]} == 2 ]] || { echo "examples/rls_call printed ${#RLS_CALL[@]} lines, not 2" >&2; exit 1; }
+  start_variant host_calls_floor_rls "$(filters_warden "api_key_rls_call ${RLS_CALL[0]} ${RLS_CALL[1]}" "$HOST_CALLS_WASM")" "X-API-Key: $KEY"
+fi
 for c in none "${CALL_KINDS[@]}"; do
   want "call_$c" && start_variant "call_$c" "$(filters_warden "$c:$CALL_REPEAT" "$HOST_CALLS_WASM")" "X-API-Key: $KEY"
 done
@@ -686,6 +696,11 @@ want warden_rls && want native_rls &&
   printf 'RLS, api-warden / native ratelimit filter (same service, same Redis): throughput %s, p99 %s ms vs %s ms\n' \
     "$(ratio "${MED[warden_rls]}" "${MED[native_rls]}")" "$(p99 warden_rls)" "$(p99 native_rls)" &&
   paced_pair warden_rls native_rls
+paced_pair warden_rls host_calls_floor_rls
+want warden_rls && want host_calls_floor_rls &&
+  printf 'RLS mode, Envoy CPU per request: api-warden %s us, its host calls and gRPC call alone (host_calls_floor_rls) %s us: api-warden'"'"'s own code %+.1f us%s\n' \
+    "${MEDCPU[warden_rls]}" "${MEDCPU[host_calls_floor_rls]}" "$(python3 -c "print(${MEDCPU[warden_rls]} - ${MEDCPU[host_calls_floor_rls]})")" \
+    "$(want native_rls && printf '; the native ratelimit filter %s us' "${MEDCPU[native_rls]}")"
 want warden_es256 && want empty_wasm &&
   target "One ES256 token (verified-token cache), api-warden / empty_wasm" warden_es256 empty_wasm 0.80
 want native_api_key && want native_jwt && want warden_api_key && want warden_jwt || exit 0

@@ -244,6 +244,62 @@ fn main() {
         }),
     ));
 
+    // Counting in a rate limit service: the same request, paused for one gRPC call, answered
+    // as tools/rls-server answers (the limit, what remains, the reset), then forwarded.
+    let (host, root) = configured(json!({
+        "auth_methods": ["api_key"],
+        "clients": [client(json!({}))],
+        "rate_limiting": {"mode": "rls", "rls": {"cluster": "ratelimit", "domain": "bench",
+                          "send_limits": false, "timeout_ms": 1000}}
+    }));
+    let rls_answer = {
+        use api_warden::ratelimit::rls::{
+            CurrentLimit, DescriptorStatus, Duration, RateLimitResponse,
+        };
+        use prost::Message;
+        RateLimitResponse {
+            overall_code: 1,
+            statuses: vec![DescriptorStatus {
+                code: 1,
+                current_limit: Some(CurrentLimit {
+                    requests_per_unit: 1_000_000_000,
+                    unit: 2,
+                }),
+                limit_remaining: 999_999_999,
+                duration_until_reset: Some(Duration {
+                    seconds: 59,
+                    nanos: 0,
+                }),
+            }],
+        }
+        .encode_to_vec()
+    };
+    results.push((
+        "request: API key, RLS counting",
+        time(budget, |_| {
+            host.request(
+                &[
+                    (":method", "GET"),
+                    (":path", "/api/send/bulk"),
+                    ("x-api-key", KEY),
+                ],
+                b"",
+                Some("10.1.1.1:5000"),
+            );
+            let mut request: RequestFilter = root.new_request();
+            assert_eq!(request.on_request_headers(&host, true), Action::Pause);
+            let (token, _) = host.last_call().unwrap();
+            host.answer_grpc(&rls_answer);
+            request.on_grpc_callout(&host, token, 0, rls_answer.len());
+            assert!(
+                host.replies.borrow().is_empty(),
+                "{:?}",
+                host.replies.borrow()
+            );
+            request.on_response_headers(&host);
+        }),
+    ));
+
     // Asymmetric tokens, each distinct (more than the verified-token cache holds), so every
     // request checks a signature: ES256 and EdDSA through ring.
     for (name, alg) in [

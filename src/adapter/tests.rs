@@ -920,11 +920,53 @@ fn host_calls_per_request_and_allocations_stay_within_budget() {
         );
         request.on_response_headers(host);
     };
+    // Counting in a rate limit service: one gRPC call, answered OK for the one descriptor
+    // (`send_limits: false`, as `make bench`'s RLS variant configures it), with its limit and
+    // reset as `tools/rls-server` sends them.
+    let rls_answer = {
+        use crate::ratelimit::rls::{CurrentLimit, DescriptorStatus, Duration, RateLimitResponse};
+        use prost::Message;
+        let ok = DescriptorStatus {
+            code: 1,
+            current_limit: Some(CurrentLimit {
+                requests_per_unit: 1_000_000_000,
+                unit: 2,
+            }),
+            limit_remaining: 999_999_999,
+            duration_until_reset: Some(Duration {
+                seconds: 59,
+                nanos: 0,
+            }),
+        };
+        RateLimitResponse {
+            overall_code: 1,
+            statuses: vec![ok],
+        }
+        .encode_to_vec()
+    };
+    let counted_by_rls = |host: &TestHost, root: &RootFilter| {
+        api_key_request(host, "/api/send/x", &[]);
+        let (mut request, action) = start(host, root);
+        assert_eq!(action, Action::Pause);
+        let (token, _) = host.last_call().unwrap();
+        let resumed = host.resumes.get();
+        host.answer_grpc(&rls_answer);
+        request.on_grpc_callout(host, token, 0, rls_answer.len());
+        assert_eq!(
+            host.resumes.get(),
+            resumed + 1,
+            "{:?}",
+            host.replies.borrow().last()
+        );
+        request.on_response_headers(host);
+    };
+    let rls_config = json!({"rate_limiting": {"mode": "rls", "rls": {"cluster": "ratelimit",
+                            "domain": "bench", "send_limits": false, "timeout_ms": 1000}}});
     let jwt_config = json!({"auth_methods": ["jwt"], "jwt": {"audience": "email-api",
                             "keys": [{"alg": "HS256", "secret": SECRET}]}});
     // (path, configuration, request, host calls, allocations). The allocation budgets leave
     // about 5 to spare, for a standard library that grows a string differently.
-    let paths: [(&str, Value, &SendOne<'_>, u64, u64); 7] = [
+    let paths: [(&str, Value, &SendOne<'_>, u64, u64); 8] = [
         ("API key, local limits", json!({}), &plain, 15, 59),
         (
             "API key, Redis counting",
@@ -933,6 +975,7 @@ fn host_calls_per_request_and_allocations_stay_within_budget() {
             19,
             73,
         ),
+        ("API key, RLS counting", rls_config, &counted_by_rls, 18, 78),
         ("public route", json!({}), &public, 11, 41),
         ("unknown API key (401)", json!({}), &refused, 10, 51),
         ("JWT HS256 (cached)", jwt_config, &jwt, 15, 62),

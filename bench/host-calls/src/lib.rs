@@ -12,6 +12,12 @@
 //!   (`rate_limiting.mode: redis`): one GET of `<path>` to the `webdis` cluster, the request
 //!   paused until its answer, then the same edits and fields as `api_key_path` (19 calls). With
 //!   the path api-warden sends, its latency over `api_key_path` is the floor of Redis mode's.
+//! - `api_key_rls_call <target> <message>` (both hex): the host calls of an admitted API-key
+//!   request counted by a rate limit service (`rate_limiting.mode: rls`): one unary
+//!   `ShouldRateLimit` call with that target and message (what api-warden sends:
+//!   `examples/rls_call.rs`), the request paused until its answer, the answer read, then the
+//!   same edits and fields as `api_key_path` (18 calls). Its cost over `api_key_path` is what
+//!   Envoy's wasm gRPC call costs; api-warden's over it is its own RLS code.
 //! - `<call>:<n>`: one kind of host call `n` times per request, so `make bench CALL_COSTS=1`
 //!   can divide the added Envoy CPU by `n`.
 //! - anything else: nothing.
@@ -26,6 +32,7 @@ enum Mode {
     ApiKeyPath,
     ApiKeyLeanPath,
     ApiKeyRedisPath,
+    ApiKeyRlsCall,
     Repeat(Call, u32),
 }
 
@@ -64,6 +71,7 @@ thread_local! {
     static METRICS: Cell<(u32, u32)> = const { Cell::new((0, 0)) };
     static LATENCY: Cell<u32> = const { Cell::new(0) };
     static REDIS_PATH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    static RLS_CALL: std::cell::RefCell<(String, Vec<u8>)> = const { std::cell::RefCell::new((String::new(), Vec::new())) };
 }
 
 proxy_wasm::main! {{
@@ -79,7 +87,18 @@ impl RootContext for Root {
         if let Some(path) = config.trim().strip_prefix("api_key_redis_path ") {
             REDIS_PATH.with(|p| *p.borrow_mut() = path.trim().to_string());
         }
+        let rls = config
+            .trim()
+            .strip_prefix("api_key_rls_call ")
+            .and_then(|rest| rest.split_once(' '))
+            .and_then(|(target, message)| Some((unhex(target)?, unhex(message.trim())?)))
+            .and_then(|(target, message)| Some((String::from_utf8(target).ok()?, message)));
+        let has_rls = rls.is_some();
+        if let Some(call) = rls {
+            RLS_CALL.with(|c| *c.borrow_mut() = call);
+        }
         let mode = match config.trim().split_once(':') {
+            _ if has_rls => Mode::ApiKeyRlsCall,
             _ if config.trim().starts_with("api_key_redis_path ") => Mode::ApiKeyRedisPath,
             _ if config.trim() == "api_key_path" => Mode::ApiKeyPath,
             _ if config.trim() == "api_key_lean_path" => Mode::ApiKeyLeanPath,
@@ -109,6 +128,16 @@ impl RootContext for Root {
 }
 
 struct Request;
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
 
 fn set(map: MapType, name: &str, value: &str) {
     let _ = hc::set_map_value_bytes(map, name, Some(value.as_bytes()));
@@ -182,7 +211,37 @@ fn api_key_redis_path() -> Action {
     }
 }
 
+/// RLS mode's request side: the service is asked and the request waits for its answer.
+fn api_key_rls_call() -> Action {
+    let _ = hc::get_current_time();
+    let _ = hc::get_map_bytes(MapType::HttpRequestHeaders);
+    let timeout = std::time::Duration::from_millis(1000);
+    let sent = RLS_CALL.with(|c| {
+        let (target, message) = &*c.borrow();
+        hc::dispatch_grpc_call(
+            target,
+            "envoy.service.ratelimit.v3.RateLimitService",
+            "ShouldRateLimit",
+            vec![],
+            Some(message),
+            timeout,
+        )
+    });
+    match sent {
+        Ok(_) => Action::Pause,
+        Err(_) => Action::Continue,
+    }
+}
+
 impl Context for Request {
+    fn on_grpc_call_response(&mut self, _: u32, _: u32, size: usize) {
+        let _ = hc::get_buffer(BufferType::GrpcReceiveBuffer, 0, size);
+        let _ = hc::get_current_time();
+        let _ = hc::record_metric(LATENCY.with(|l| l.get()), 0);
+        admitted(false);
+        let _ = hc::resume_http_request();
+    }
+
     fn on_http_call_response(&mut self, _: u32, _: usize, body_size: usize, _: usize) {
         let _ = hc::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status");
         let _ = hc::get_buffer(BufferType::HttpCallResponseBody, 0, body_size);
@@ -201,6 +260,7 @@ impl HttpContext for Request {
             Mode::ApiKeyPath => api_key_path(false),
             Mode::ApiKeyLeanPath => api_key_path(true),
             Mode::ApiKeyRedisPath => return api_key_redis_path(),
+            Mode::ApiKeyRlsCall => return api_key_rls_call(),
         }
         Action::Continue
     }
@@ -208,7 +268,7 @@ impl HttpContext for Request {
     fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
         if matches!(
             MODE.with(|m| m.get()),
-            Mode::ApiKeyPath | Mode::ApiKeyRedisPath
+            Mode::ApiKeyPath | Mode::ApiKeyRedisPath | Mode::ApiKeyRlsCall
         ) {
             let resp = MapType::HttpResponseHeaders;
             set(resp, "ratelimit-limit", "1000000000");

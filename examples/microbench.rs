@@ -110,6 +110,45 @@ fn main() {
                 .unwrap();
         }),
     ));
+    // One RS256 signature (Wycheproof's first valid 2048-bit vector) checked by ring, which
+    // reads the key each time, and by rsa_pkcs1, whose key was read at configuration.
+    let (n, e, message, signature) = {
+        use wycheproof::rsa_pkcs1_verify::{TestName, TestSet};
+        let set = TestSet::load(TestName::Rsa2048Sha256).unwrap();
+        let group = &set.test_groups[0];
+        let t = group
+            .tests
+            .iter()
+            .find(|t| t.result == wycheproof::TestResult::Valid)
+            .unwrap();
+        let strip = |b: &[u8]| b[b.iter().position(|x| *x != 0).unwrap()..].to_vec();
+        (
+            strip(&group.key.n),
+            strip(&group.key.e),
+            t.msg.to_vec(),
+            t.sig.to_vec(),
+        )
+    };
+    results.push((
+        "RS256 check, 2048 bits (ring)",
+        time(budget, |_| {
+            ring::signature::RsaPublicKeyComponents { n: &n, e: &e }
+                .verify(
+                    &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+                    &message,
+                    &signature,
+                )
+                .unwrap();
+        }),
+    ));
+    let rsa = api_warden::auth::jwt::rsa_pkcs1::PublicKey::new(&n, &e).unwrap();
+    results.push((
+        "RS256 check, 2048 bits (rsa_pkcs1)",
+        time(budget, |_| {
+            let hash = api_warden::auth::jwt::rsa_pkcs1::Hash::Sha256;
+            assert!(rsa.verify(hash, &message, &signature));
+        }),
+    ));
     let config = json!({
         "auth_methods": ["api_key", "jwt", "hmac_signature"],
         "jwt": {"audience": "email-api", "keys": [{"alg": "HS256", "secret": JWT_SECRET}]},

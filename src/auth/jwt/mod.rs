@@ -4,6 +4,7 @@
 //! checked against the proxy's clock, passed in as `now`.
 
 pub mod remote;
+pub mod rsa_pkcs1;
 pub mod signature;
 
 use super::credentials::Credentials;
@@ -94,12 +95,12 @@ struct ConfiguredKey {
     alg: &'static str,
     key: Key,
     /// The same public key for ring, which checks its signatures (see `signature`).
-    fast: Option<signature::RingKey>,
+    fast: Option<signature::FastKey>,
 }
 
 impl ConfiguredKey {
     fn new(kid: Option<String>, alg: &'static str, key: Key) -> Self {
-        let fast = signature::RingKey::for_key(&key);
+        let fast = signature::FastKey::for_key(&key);
         ConfiguredKey {
             kid,
             alg,

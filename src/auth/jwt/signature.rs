@@ -1,10 +1,12 @@
-//! Asymmetric JWT signatures checked with ring (its C and assembly compiled for wasm by clang),
-//! which in V8 is about 3x faster than jwt-simple's pure-Rust backends for RSA and 2x for ECDSA.
-//! jwt-simple stays the token library: it parses keys, and [`verify`] follows its
+//! Asymmetric JWT signatures checked faster than jwt-simple's pure-Rust backends do in wasm:
+//! RS256/384/512 by [`rsa_pkcs1`](super::rsa_pkcs1) (each key's constants computed once), PS*,
+//! ES256/384 and EdDSA by ring (its C and assembly compiled for wasm by clang; about 2x faster
+//! for ECDSA). jwt-simple stays the token library: it parses keys, and [`verify`] follows its
 //! `Token::verify` step by step (length, compact form, header type, algorithm, signature, claims
 //! and their validation) with only the signature check replaced. Tests run tokens through both
-//! and compare outcomes; Wycheproof vectors test ring's checks behind [`RingKey`].
+//! and compare outcomes; Wycheproof vectors test every check behind [`FastKey`].
 
+use super::rsa_pkcs1::{self, Hash};
 use super::{JwtFailure, Key};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -15,8 +17,14 @@ use serde_json::{Map, Value};
 /// jwt-simple's bound on the encoded header.
 const MAX_HEADER_LENGTH: usize = 8192;
 
-/// A public key ready for ring, with the algorithm its JWT `alg` names.
-pub enum RingKey {
+/// A public key ready for its fast check, with the algorithm its JWT `alg` names.
+pub enum FastKey {
+    /// RS256/384/512.
+    RsaPkcs1 {
+        key: rsa_pkcs1::PublicKey,
+        hash: Hash,
+    },
+    /// PS256/384/512, by ring.
     Rsa {
         n: Vec<u8>,
         e: Vec<u8>,
@@ -29,11 +37,12 @@ pub enum RingKey {
     },
 }
 
-impl std::fmt::Debug for RingKey {
+impl std::fmt::Debug for FastKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Rsa { n, .. } => write!(f, "RingKey::Rsa({} bits)", n.len() * 8),
-            Self::Raw { public, .. } => write!(f, "RingKey::Raw({} bytes)", public.len()),
+            Self::RsaPkcs1 { key, hash } => write!(f, "FastKey::RsaPkcs1({key:?}, {hash:?})"),
+            Self::Rsa { n, .. } => write!(f, "FastKey::Rsa({} bits)", n.len() * 8),
+            Self::Raw { public, .. } => write!(f, "FastKey::Raw({} bytes)", public.len()),
         }
     }
 }
@@ -41,27 +50,35 @@ impl std::fmt::Debug for RingKey {
 fn rsa(
     components: jwt_simple::algorithms::RSAPublicKeyComponents,
     params: &'static sig::RsaParameters,
-) -> Option<RingKey> {
+) -> Option<FastKey> {
     // ring's RSA checks take 2048- to 8192-bit moduli; anything else stays with jwt-simple.
     let bits = components.n.len() * 8;
-    (2048..=8192).contains(&bits).then_some(RingKey::Rsa {
+    (2048..=8192).contains(&bits).then_some(FastKey::Rsa {
         n: components.n,
         e: components.e,
         params,
     })
 }
 
-impl RingKey {
-    /// ring's form of a configured key; `None` for keys it does not take (HMAC keys, RSA
+fn pkcs1(
+    components: jwt_simple::algorithms::RSAPublicKeyComponents,
+    hash: Hash,
+) -> Option<FastKey> {
+    rsa_pkcs1::PublicKey::new(&components.n, &components.e)
+        .map(|key| FastKey::RsaPkcs1 { key, hash })
+}
+
+impl FastKey {
+    /// The fast form of a configured key; `None` for keys neither check takes (HMAC keys, RSA
     /// moduli outside 2048–8192 bits), which jwt-simple keeps checking.
-    pub(super) fn for_key(key: &Key) -> Option<RingKey> {
+    pub(super) fn for_key(key: &Key) -> Option<FastKey> {
         let raw = |algorithm: &'static dyn sig::VerificationAlgorithm, public: Vec<u8>| {
-            Some(RingKey::Raw { algorithm, public })
+            Some(FastKey::Raw { algorithm, public })
         };
         match key {
-            Key::RS256(k) => rsa(k.to_components(), &sig::RSA_PKCS1_2048_8192_SHA256),
-            Key::RS384(k) => rsa(k.to_components(), &sig::RSA_PKCS1_2048_8192_SHA384),
-            Key::RS512(k) => rsa(k.to_components(), &sig::RSA_PKCS1_2048_8192_SHA512),
+            Key::RS256(k) => pkcs1(k.to_components(), Hash::Sha256),
+            Key::RS384(k) => pkcs1(k.to_components(), Hash::Sha384),
+            Key::RS512(k) => pkcs1(k.to_components(), Hash::Sha512),
             Key::PS256(k) => rsa(k.to_components(), &sig::RSA_PSS_2048_8192_SHA256),
             Key::PS384(k) => rsa(k.to_components(), &sig::RSA_PSS_2048_8192_SHA384),
             Key::PS512(k) => rsa(k.to_components(), &sig::RSA_PSS_2048_8192_SHA512),
@@ -81,6 +98,7 @@ impl RingKey {
     /// Whether `signature` is this key's over `message`.
     pub fn check(&self, message: &[u8], signature: &[u8]) -> bool {
         match self {
+            Self::RsaPkcs1 { key, hash } => key.verify(*hash, message, signature),
             Self::Rsa { n, e, params } => RsaPublicKeyComponents { n, e }
                 .verify(params, message, signature)
                 .is_ok(),
@@ -99,7 +117,7 @@ fn decode(part: &str) -> Result<Vec<u8>, JwtFailure> {
 
 /// A token checked as jwt-simple's `verify_token` checks it, the signature by ring.
 pub(super) fn verify(
-    key: &RingKey,
+    key: &FastKey,
     alg: &str,
     token: &str,
     options: &VerificationOptions,

@@ -1,4 +1,4 @@
-//! ring behind [`RingKey`] against the Wycheproof vectors, and the ring path of [`verify`]
+//! ring behind [`FastKey`] against the Wycheproof vectors, and the ring path of [`verify`]
 //! against jwt-simple's own `verify_token` on the same tokens: same claims, same refusals.
 
 use super::*;
@@ -10,7 +10,7 @@ use wycheproof::TestResult;
 /// either). Returns how many vectors were checked.
 fn run_vectors(
     name: &str,
-    tests: impl Iterator<Item = (RingKey, Vec<u8>, Vec<u8>, TestResult, usize)>,
+    tests: impl Iterator<Item = (FastKey, Vec<u8>, Vec<u8>, TestResult, usize)>,
 ) -> usize {
     let mut checked = 0;
     for (key, msg, sig, result, id) in tests {
@@ -48,7 +48,7 @@ fn ecdsa_and_ed25519_pass_wycheproof() {
         let vectors = set.test_groups.into_iter().flat_map(move |g| {
             let public = g.key.key.to_vec();
             g.tests.into_iter().map(move |t| {
-                let key = RingKey::Raw {
+                let key = FastKey::Raw {
                     algorithm,
                     public: public.clone(),
                 };
@@ -61,7 +61,7 @@ fn ecdsa_and_ed25519_pass_wycheproof() {
     let vectors = set.test_groups.into_iter().flat_map(|g| {
         let public = g.key.pk.to_vec();
         g.tests.into_iter().map(move |t| {
-            let key = RingKey::Raw {
+            let key = FastKey::Raw {
                 algorithm: &sig::ED25519,
                 public: public.clone(),
             };
@@ -86,7 +86,7 @@ fn rsa_pkcs1_and_pss_pass_wycheproof() {
                 without_leading_zeros(&g.key.e),
             );
             g.tests.into_iter().map(move |t| {
-                let key = RingKey::Rsa {
+                let key = FastKey::Rsa {
                     n: n.clone(),
                     e: e.clone(),
                     params,
@@ -104,7 +104,7 @@ fn rsa_pkcs1_and_pss_pass_wycheproof() {
             without_leading_zeros(&g.key.e),
         );
         g.tests.into_iter().map(move |t| {
-            let key = RingKey::Rsa {
+            let key = FastKey::Rsa {
                 n: n.clone(),
                 e: e.clone(),
                 params: &sig::RSA_PSS_2048_8192_SHA256,
@@ -259,7 +259,7 @@ fn outcome(r: Result<JWTClaims<Map<String, Value>>, JwtFailure>) -> Outcome {
 
 /// Every token decides the same through ring and through jwt-simple.
 fn agree(alg: &'static str, key: &Key, sign: &dyn Fn(JWTClaims<Map<String, Value>>) -> String) {
-    let ring = RingKey::for_key(key).unwrap();
+    let ring = FastKey::for_key(key).unwrap();
     for (what, token) in corpus(sign) {
         let theirs = match key {
             Key::RS256(k) => k.verify_token(&token, Some(options())),
@@ -301,14 +301,14 @@ fn the_ring_path_decides_every_token_as_jwt_simple_does() {
 
 #[test]
 fn keys_ring_does_not_take_stay_with_jwt_simple() {
-    assert!(RingKey::for_key(&Key::HS256(HS256Key::generate())).is_none());
+    assert!(FastKey::for_key(&Key::HS256(HS256Key::generate())).is_none());
     // jwt-simple refuses RSA moduli under 2048 bits itself, so every RSA key it loads is one
     // ring takes.
     assert!(RS256KeyPair::generate(1024).is_err());
     // And a key from another pair never verifies.
     let a = ES256KeyPair::generate();
     let b = ES256KeyPair::generate();
-    let ring = RingKey::for_key(&Key::ES256(b.public_key())).unwrap();
+    let ring = FastKey::for_key(&Key::ES256(b.public_key())).unwrap();
     let token = a.sign(claims(|_| {})).unwrap();
     assert_eq!(
         verify(&ring, "ES256", &token, &options()).err(),

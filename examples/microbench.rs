@@ -141,6 +141,12 @@ fn main() {
                 .unwrap();
         }),
     ));
+    results.push((
+        "RS256 key read, 2048 bits (rsa_pkcs1)",
+        time(budget, |_| {
+            api_warden::auth::jwt::rsa_pkcs1::PublicKey::new(&n, &e).unwrap();
+        }),
+    ));
     let rsa = api_warden::auth::jwt::rsa_pkcs1::PublicKey::new(&n, &e).unwrap();
     results.push((
         "RS256 check, 2048 bits (rsa_pkcs1)",
@@ -250,7 +256,29 @@ fn main() {
         }),
     ));
 
-    // Counting in Redis: the same request, paused for webdis, answered, then forwarded.
+    // Counting in Redis, then in a rate limit service: the same request, paused for one call,
+    // answered (as webdis and tools/rls-server answer), then forwarded.
+    let counted = |host: &TestHost, root: &RootFilter, answer: &dyn Fn(&mut RequestFilter, u32)| {
+        host.request(
+            &[
+                (":method", "GET"),
+                (":path", "/api/send/bulk"),
+                ("x-api-key", KEY),
+            ],
+            b"",
+            Some("10.1.1.1:5000"),
+        );
+        let mut request: RequestFilter = root.new_request();
+        assert_eq!(request.on_request_headers(host, true), Action::Pause);
+        let (token, _) = host.last_call().unwrap();
+        answer(&mut request, token);
+        assert!(
+            host.replies.borrow().is_empty(),
+            "{:?}",
+            host.replies.borrow()
+        );
+        request.on_response_headers(host);
+    };
     let (host, root) = configured(json!({
         "auth_methods": ["api_key"],
         "clients": [client(json!({}))],
@@ -260,82 +288,26 @@ fn main() {
     results.push((
         "request: API key, Redis counting",
         time(budget, |_| {
-            host.request(
-                &[
-                    (":method", "GET"),
-                    (":path", "/api/send/bulk"),
-                    ("x-api-key", KEY),
-                ],
-                b"",
-                Some("10.1.1.1:5000"),
-            );
-            let mut request: RequestFilter = root.new_request();
-            assert_eq!(request.on_request_headers(&host, true), Action::Pause);
-            let (token, _) = host.last_call().unwrap();
-            host.answer_with(Some(200), GRANTED);
-            request.on_callout(&host, token, GRANTED.len());
-            assert!(
-                host.replies.borrow().is_empty(),
-                "{:?}",
-                host.replies.borrow()
-            );
-            request.on_response_headers(&host);
+            counted(&host, &root, &|request, token| {
+                host.answer_with(Some(200), GRANTED);
+                request.on_callout(&host, token, GRANTED.len());
+            })
         }),
     ));
-
-    // Counting in a rate limit service: the same request, paused for one gRPC call, answered
-    // as tools/rls-server answers (the limit, what remains, the reset), then forwarded.
     let (host, root) = configured(json!({
         "auth_methods": ["api_key"],
         "clients": [client(json!({}))],
         "rate_limiting": {"mode": "rls", "rls": {"cluster": "ratelimit", "domain": "bench",
                           "send_limits": false, "timeout_ms": 1000}}
     }));
-    let rls_answer = {
-        use api_warden::ratelimit::rls::{
-            CurrentLimit, DescriptorStatus, Duration, RateLimitResponse,
-        };
-        use prost::Message;
-        RateLimitResponse {
-            overall_code: 1,
-            statuses: vec![DescriptorStatus {
-                code: 1,
-                current_limit: Some(CurrentLimit {
-                    requests_per_unit: 1_000_000_000,
-                    unit: 2,
-                }),
-                limit_remaining: 999_999_999,
-                duration_until_reset: Some(Duration {
-                    seconds: 59,
-                    nanos: 0,
-                }),
-            }],
-        }
-        .encode_to_vec()
-    };
+    let rls_answer = api_warden::adapter::test_host::rls_granted();
     results.push((
         "request: API key, RLS counting",
         time(budget, |_| {
-            host.request(
-                &[
-                    (":method", "GET"),
-                    (":path", "/api/send/bulk"),
-                    ("x-api-key", KEY),
-                ],
-                b"",
-                Some("10.1.1.1:5000"),
-            );
-            let mut request: RequestFilter = root.new_request();
-            assert_eq!(request.on_request_headers(&host, true), Action::Pause);
-            let (token, _) = host.last_call().unwrap();
-            host.answer_grpc(&rls_answer);
-            request.on_grpc_callout(&host, token, 0, rls_answer.len());
-            assert!(
-                host.replies.borrow().is_empty(),
-                "{:?}",
-                host.replies.borrow()
-            );
-            request.on_response_headers(&host);
+            counted(&host, &root, &|request, token| {
+                host.answer_grpc(&rls_answer);
+                request.on_grpc_callout(&host, token, 0, rls_answer.len());
+            })
         }),
     ));
 

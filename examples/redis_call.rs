@@ -5,9 +5,7 @@
 //! `EVALSHA` one. `make bench` times the second against webdis alone and sends it from the
 //! host-call floor, so both ask Redis exactly what the filter asks, with nothing restated here.
 //! Usage: `cargo run --example redis_call <configuration.json> <api-key> [now_ms]`.
-use api_warden::adapter::root::RootFilter;
 use api_warden::adapter::test_host::TestHost;
-use api_warden::adapter::Action;
 
 fn main() -> Result<(), String> {
     let mut args = std::env::args().skip(1);
@@ -20,25 +18,8 @@ fn main() -> Result<(), String> {
         .unwrap_or(1_800_000_000_000);
     let config =
         std::fs::read_to_string(&config_path).map_err(|e| format!("{config_path}: {e}"))?;
-    let host = TestHost::new(&config, now_ms);
-    let mut root = RootFilter::default();
-    if !root.on_configure(&host) {
-        return Err(format!("configuration refused: {:?}", host.logs.borrow()));
-    }
-    host.request(
-        &[
-            (":method", "GET"),
-            (":path", "/api/send/bulk"),
-            ("x-api-key", &key),
-        ],
-        b"",
-        Some("127.0.0.1:5000"),
-    );
-    let mut request = root.new_request();
-    if request.on_request_headers(&host, true) != Action::Pause {
-        return Err(format!("no Redis call: {:?}", host.replies.borrow().last()));
-    }
-    let (token, by_sha) = host.last_call().ok_or("no Redis call")?;
+    let (host, _root, mut request, token, by_sha) =
+        TestHost::paused_on_a_call(&config, &key, now_ms)?;
     let noscript = r#"{"EVALSHA":[false,"NOSCRIPT No matching script."]}"#;
     host.answer_with(Some(200), noscript);
     request.on_callout(&host, token, noscript.len());

@@ -178,6 +178,68 @@ impl TestHost {
     pub fn last_call(&self) -> Option<(u32, CalloutSpec)> {
         self.calls.borrow().last().cloned()
     }
+
+    /// A filter configured with `configuration` and sent one API-key request that pauses for a
+    /// call: the host, the root, the paused request and its call (the bench helpers print what
+    /// the filter itself asks a store or a service).
+    pub fn paused_on_a_call(
+        configuration: &str,
+        api_key: &str,
+        now_ms: u64,
+    ) -> Result<
+        (
+            TestHost,
+            super::root::RootFilter,
+            super::request::RequestFilter,
+            u32,
+            CalloutSpec,
+        ),
+        String,
+    > {
+        let host = TestHost::new(configuration, now_ms);
+        let mut root = super::root::RootFilter::default();
+        if !root.on_configure(&host) {
+            return Err(format!("configuration refused: {:?}", host.logs.borrow()));
+        }
+        host.request(
+            &[
+                (":method", "GET"),
+                (":path", "/api/send/bulk"),
+                ("x-api-key", api_key),
+            ],
+            b"",
+            Some("127.0.0.1:5000"),
+        );
+        let mut request = root.new_request();
+        if request.on_request_headers(&host, true) != super::Action::Pause {
+            return Err(format!("no call: {:?}", host.replies.borrow().last()));
+        }
+        let (token, call) = host.last_call().ok_or("no call")?;
+        Ok((host, root, request, token, call))
+    }
+}
+
+/// A rate limit service's `OK` for one descriptor, with its limit (10^9 a minute), what remains
+/// and the reset, as `tools/rls-server` answers `make bench`'s RLS requests.
+pub fn rls_granted() -> Vec<u8> {
+    use crate::ratelimit::rls::{CurrentLimit, DescriptorStatus, Duration, RateLimitResponse};
+    use prost::Message;
+    RateLimitResponse {
+        overall_code: 1,
+        statuses: vec![DescriptorStatus {
+            code: 1,
+            current_limit: Some(CurrentLimit {
+                requests_per_unit: 1_000_000_000,
+                unit: 2,
+            }),
+            limit_remaining: 999_999_999,
+            duration_until_reset: Some(Duration {
+                seconds: 59,
+                nanos: 0,
+            }),
+        }],
+    }
+    .encode_to_vec()
 }
 
 impl Host for TestHost {

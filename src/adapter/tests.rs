@@ -903,62 +903,37 @@ fn host_calls_per_request_and_allocations_stay_within_budget() {
         );
         request.on_response_headers(host);
     };
-    // Counting in Redis: the request waits for one webdis answer, then goes on.
-    let counted_in_redis = |host: &TestHost, root: &RootFilter| {
-        api_key_request(host, "/api/send/x", &[]);
-        let (mut request, action) = start(host, root);
-        assert_eq!(action, Action::Pause);
-        let (token, _) = host.last_call().unwrap();
-        let resumed = host.resumes.get();
-        host.answer_with(Some(200), GRANTED);
-        request.on_callout(host, token, GRANTED.len());
-        assert_eq!(
-            host.resumes.get(),
-            resumed + 1,
-            "{:?}",
-            host.replies.borrow().last()
-        );
-        request.on_response_headers(host);
-    };
-    // Counting in a rate limit service: one gRPC call, answered OK for the one descriptor
-    // (`send_limits: false`, as `make bench`'s RLS variant configures it), with its limit and
-    // reset as `tools/rls-server` sends them.
-    let rls_answer = {
-        use crate::ratelimit::rls::{CurrentLimit, DescriptorStatus, Duration, RateLimitResponse};
-        use prost::Message;
-        let ok = DescriptorStatus {
-            code: 1,
-            current_limit: Some(CurrentLimit {
-                requests_per_unit: 1_000_000_000,
-                unit: 2,
-            }),
-            limit_remaining: 999_999_999,
-            duration_until_reset: Some(Duration {
-                seconds: 59,
-                nanos: 0,
-            }),
+    // Counting in Redis or a rate limit service: the request waits for one answer, then goes on.
+    let counted_by_a_call =
+        |host: &TestHost, root: &RootFilter, answer: &dyn Fn(&mut RequestFilter, u32)| {
+            api_key_request(host, "/api/send/x", &[]);
+            let (mut request, action) = start(host, root);
+            assert_eq!(action, Action::Pause);
+            let (token, _) = host.last_call().unwrap();
+            let resumed = host.resumes.get();
+            answer(&mut request, token);
+            assert_eq!(
+                host.resumes.get(),
+                resumed + 1,
+                "{:?}",
+                host.replies.borrow().last()
+            );
+            request.on_response_headers(host);
         };
-        RateLimitResponse {
-            overall_code: 1,
-            statuses: vec![ok],
-        }
-        .encode_to_vec()
+    let counted_in_redis = |host: &TestHost, root: &RootFilter| {
+        counted_by_a_call(host, root, &|request, token| {
+            host.answer_with(Some(200), GRANTED);
+            request.on_callout(host, token, GRANTED.len());
+        });
     };
+    // One gRPC call, answered OK for the one descriptor (`send_limits: false`, as `make
+    // bench`'s RLS variant configures it).
+    let rls_answer = crate::adapter::test_host::rls_granted();
     let counted_by_rls = |host: &TestHost, root: &RootFilter| {
-        api_key_request(host, "/api/send/x", &[]);
-        let (mut request, action) = start(host, root);
-        assert_eq!(action, Action::Pause);
-        let (token, _) = host.last_call().unwrap();
-        let resumed = host.resumes.get();
-        host.answer_grpc(&rls_answer);
-        request.on_grpc_callout(host, token, 0, rls_answer.len());
-        assert_eq!(
-            host.resumes.get(),
-            resumed + 1,
-            "{:?}",
-            host.replies.borrow().last()
-        );
-        request.on_response_headers(host);
+        counted_by_a_call(host, root, &|request, token| {
+            host.answer_grpc(&rls_answer);
+            request.on_grpc_callout(host, token, 0, rls_answer.len());
+        });
     };
     let rls_config = json!({"rate_limiting": {"mode": "rls", "rls": {"cluster": "ratelimit",
                             "domain": "bench", "send_limits": false, "timeout_ms": 1000}}});

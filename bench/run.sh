@@ -278,13 +278,23 @@ ENVOY_PIN=() WRK=(wrk)
 if [[ ${PIN:-0} == 1 ]]; then ENVOY_PIN=(taskset -c 0) WRK=(taskset -c 1 wrk); fi
 
 start_variant() { # $1: name, $2: filters YAML, $3: request header
-  local p a u; p=$(port); a=$(port); u=$(port)
-  render "$p" "$a" "$u" "$2" > "$work/$1.yaml"
-  "${ENVOY_PIN[@]}" "$ENVOY" -c "$work/$1.yaml" --concurrency "$CONCURRENCY" --disable-hot-restart -l error > "$work/$1.log" 2>&1 &
-  PID[$1]=$!
-  for _ in $(seq 100); do
-    curl -sf "127.0.0.1:$a/ready" >/dev/null 2>&1 && curl -s -o /dev/null "127.0.0.1:$p/" && break
-    sleep 0.1
+  local p a u attempt
+  # A port found free can be taken (an outgoing connection's source port) before Envoy binds
+  # it: then again with other ports, so a long run is not lost to that race.
+  for attempt in 1 2 3; do
+    p=$(port); a=$(port); u=$(port)
+    [[ $p != "$a" && $p != "$u" && $a != "$u" ]] || continue
+    render "$p" "$a" "$u" "$2" > "$work/$1.yaml"
+    "${ENVOY_PIN[@]}" "$ENVOY" -c "$work/$1.yaml" --concurrency "$CONCURRENCY" --disable-hot-restart -l error > "$work/$1.log" 2>&1 &
+    PID[$1]=$!
+    for _ in $(seq 100); do
+      curl -sf "127.0.0.1:$a/ready" >/dev/null 2>&1 && curl -s -o /dev/null "127.0.0.1:$p/" && break
+      kill -0 "${PID[$1]}" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -0 "${PID[$1]}" 2>/dev/null && break
+    grep -q 'Address already in use' "$work/$1.log" || break
+    echo "variant $1: a port was taken before Envoy bound it (attempt $attempt); again with others" >&2
   done
   local code
   if [[ $3 == signed ]]; then

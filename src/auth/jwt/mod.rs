@@ -94,7 +94,7 @@ struct ConfiguredKey {
     kid: Option<String>,
     alg: &'static str,
     key: Key,
-    /// The same public key for ring, which checks its signatures (see `signature`).
+    /// The same public key in the form its fast check takes (see `signature`).
     fast: Option<signature::FastKey>,
 }
 

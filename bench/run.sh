@@ -48,8 +48,9 @@
 #   call_<kind>     with CALL_COSTS=1 (instead of the variants above): one kind of host call
 #                   20 times per request (CALL_REPEAT=n for another count), beside
 #                   call_none; prints each call's Envoy CPU
-#   baseline_api_key, baseline_redis, baseline_rs256_distinct  with BASELINE_WASM=path:
-#                   warden_api_key, warden_redis and warden_rs256_distinct
+#   baseline_api_key, baseline_redis, baseline_es256_distinct, baseline_rs256_distinct
+#                   with BASELINE_WASM=path: warden_api_key, warden_redis,
+#                   warden_es256_distinct and warden_rs256_distinct
 #                   on another build, in the same interleaved rounds (to compare a change with
 #                   what it replaces)
 # ONLY="none empty_wasm warden_api_key" runs a subset. Each round after the first restarts every
@@ -431,7 +432,7 @@ ALL=(none empty_wasm empty_wasm_cfg native_api_key native_api_key_full warden_ap
      warden_rls native_rls empty_wasm_1k warden_hmac_1k
      warden_es256 native_es256 warden_es256_distinct native_es256_distinct warden_rs256_distinct native_rs256_distinct
      warden_eddsa_distinct host_calls_floor host_calls_floor_lean host_calls_floor_redis host_calls_floor_rls)
-[[ -n ${BASELINE_WASM:-} ]] && ALL+=(baseline_api_key baseline_redis baseline_rs256_distinct)
+[[ -n ${BASELINE_WASM:-} ]] && ALL+=(baseline_api_key baseline_redis baseline_es256_distinct baseline_rs256_distinct)
 CALL_KINDS=(clock header_get header_pairs header_set header_remove_absent metric shared_get shared_set property log_below_level)
 CALL_REPEAT=${CALL_REPEAT:-20}
 [[ -n ${CALL_COSTS:-} ]] && ALL=(none empty_wasm call_none "${CALL_KINDS[@]/#/call_}")
@@ -514,6 +515,7 @@ for c in none "${CALL_KINDS[@]}"; do
 done
 want baseline_api_key && start_variant baseline_api_key "$(filters_warden "$(warden_config '"auth_methods": ["api_key"]')" "$BASELINE_WASM")" "X-API-Key: $KEY"
 want baseline_redis && start_variant baseline_redis "$(filters_warden "$(warden_config "$REDIS_MODE")" "$BASELINE_WASM")" "X-API-Key: $KEY"
+want baseline_es256_distinct && start_variant baseline_es256_distinct "$(filters_warden "$(warden_asym ES256)" "$BASELINE_WASM")" "Authorization: Bearer $(first_token ES256)" && TOKEN_FILE[baseline_es256_distinct]=$work/ES256.tokens
 want baseline_rs256_distinct && start_variant baseline_rs256_distinct "$(filters_warden "$(warden_asym RS256)" "$BASELINE_WASM")" "Authorization: Bearer $(first_token RS256)" && TOKEN_FILE[baseline_rs256_distinct]=$work/RS256.tokens
 for round in $(seq "$ROUNDS"); do
   for v in "${VARIANTS[@]}"; do
@@ -694,7 +696,7 @@ if want warden_redis && want warden_api_key; then
       "${MEDCPU[warden_redis]}" "${MEDCPU[host_calls_floor_redis]}" "$(python3 -c "print(${MEDCPU[warden_redis]} - ${MEDCPU[host_calls_floor_redis]})")"
 fi
 # This build against BASELINE_WASM's, variant by variant.
-for v in api_key redis rs256_distinct; do
+for v in api_key redis es256_distinct rs256_distinct; do
   want "baseline_$v" && want "warden_$v" &&
     printf 'warden_%s, this build / BASELINE_WASM: throughput %s (rounds %s), %+.1f us CPU per request\n' "$v" \
       "$(ratio "${MED[warden_$v]}" "${MED[baseline_$v]}")" "$(round_spread "warden_$v" "baseline_$v")" \

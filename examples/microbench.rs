@@ -155,6 +155,44 @@ fn main() {
             assert!(rsa.verify(hash, &message, &signature));
         }),
     ));
+    // One ES256 signature (Wycheproof's first valid P-256 vector) checked by ring and by
+    // ecdsa_p256, whose key table is built on a key's first check.
+    let (public, message, signature) = {
+        use wycheproof::ecdsa::{TestName, TestSet};
+        let set = TestSet::load(TestName::EcdsaSecp256r1Sha256P1363).unwrap();
+        let group = &set.test_groups[0];
+        let t = group
+            .tests
+            .iter()
+            .find(|t| t.result == wycheproof::TestResult::Valid)
+            .unwrap();
+        (group.key.key.to_vec(), t.msg.to_vec(), t.sig.to_vec())
+    };
+    results.push((
+        "ES256 check (ring)",
+        time(budget, |_| {
+            ring::signature::UnparsedPublicKey::new(
+                &ring::signature::ECDSA_P256_SHA256_FIXED,
+                &public,
+            )
+            .verify(&message, &signature)
+            .unwrap();
+        }),
+    ));
+    results.push((
+        "ES256 key table + check (ecdsa_p256)",
+        time(budget, |_| {
+            let key = api_warden::auth::jwt::ecdsa_p256::PublicKey::new(&public).unwrap();
+            assert!(key.verify(&message, &signature));
+        }),
+    ));
+    let es256 = api_warden::auth::jwt::ecdsa_p256::PublicKey::new(&public).unwrap();
+    results.push((
+        "ES256 check (ecdsa_p256)",
+        time(budget, |_| {
+            assert!(es256.verify(&message, &signature));
+        }),
+    ));
     let config = json!({
         "auth_methods": ["api_key", "jwt", "hmac_signature"],
         "jwt": {"audience": "email-api", "keys": [{"alg": "HS256", "secret": JWT_SECRET}]},
@@ -312,7 +350,7 @@ fn main() {
     ));
 
     // Asymmetric tokens, each distinct (more than the verified-token cache holds), so every
-    // request checks a signature: ES256 and EdDSA through ring.
+    // request checks a signature: ES256 through ecdsa_p256, EdDSA through ring.
     for (name, alg) in [
         ("request: JWT ES256, distinct tokens", "ES256"),
         ("request: JWT EdDSA, distinct tokens", "EdDSA"),

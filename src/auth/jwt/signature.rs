@@ -1,11 +1,12 @@
 //! Asymmetric JWT signatures checked faster than jwt-simple's pure-Rust backends do in wasm:
-//! RS256/384/512 by [`rsa_pkcs1`](super::rsa_pkcs1) (each key's constants computed once), PS*,
-//! ES256/384 and EdDSA by ring (its C and assembly compiled for wasm by clang; about 2x faster
-//! for ECDSA). jwt-simple stays the token library: it parses keys, and [`verify`] follows its
+//! RS256/384/512 by [`rsa_pkcs1`](super::rsa_pkcs1) (each key's constants computed once), ES256
+//! by [`ecdsa_p256`](super::ecdsa_p256) (each key's multiples precomputed), PS*, ES384 and EdDSA
+//! by ring (its C and assembly compiled for wasm by clang). jwt-simple stays the token library: it parses keys, and [`verify`] follows its
 //! `Token::verify` step by step (length, compact form, header type, algorithm, signature, claims
 //! and their validation) with only the signature check replaced. Tests run tokens through both
 //! and compare outcomes; Wycheproof vectors test every check behind [`FastKey`].
 
+use super::ecdsa_p256;
 use super::rsa_pkcs1::{self, Hash};
 use super::{JwtFailure, Key};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -24,13 +25,15 @@ pub enum FastKey {
         key: rsa_pkcs1::PublicKey,
         hash: Hash,
     },
+    /// ES256.
+    EcdsaP256(ecdsa_p256::PublicKey),
     /// PS256/384/512, by ring.
     Rsa {
         n: Vec<u8>,
         e: Vec<u8>,
         params: &'static sig::RsaParameters,
     },
-    /// An uncompressed EC point, or an Ed25519 public key.
+    /// An uncompressed P-384 point, or an Ed25519 public key, by ring.
     Raw {
         algorithm: &'static dyn sig::VerificationAlgorithm,
         public: Vec<u8>,
@@ -41,6 +44,7 @@ impl std::fmt::Debug for FastKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::RsaPkcs1 { key, hash } => write!(f, "FastKey::RsaPkcs1({key:?}, {hash:?})"),
+            Self::EcdsaP256(key) => write!(f, "FastKey::EcdsaP256({key:?})"),
             Self::Rsa { n, .. } => write!(f, "FastKey::Rsa({} bits)", n.len() * 8),
             Self::Raw { public, .. } => write!(f, "FastKey::Raw({} bytes)", public.len()),
         }
@@ -82,10 +86,8 @@ impl FastKey {
             Key::PS256(k) => rsa(k.to_components(), &sig::RSA_PSS_2048_8192_SHA256),
             Key::PS384(k) => rsa(k.to_components(), &sig::RSA_PSS_2048_8192_SHA384),
             Key::PS512(k) => rsa(k.to_components(), &sig::RSA_PSS_2048_8192_SHA512),
-            Key::ES256(k) => raw(
-                &sig::ECDSA_P256_SHA256_FIXED,
-                k.public_key().to_bytes_uncompressed(),
-            ),
+            Key::ES256(k) => ecdsa_p256::PublicKey::new(&k.public_key().to_bytes_uncompressed())
+                .map(FastKey::EcdsaP256),
             Key::ES384(k) => raw(
                 &sig::ECDSA_P384_SHA384_FIXED,
                 k.public_key().to_bytes_uncompressed(),
@@ -99,6 +101,7 @@ impl FastKey {
     pub fn check(&self, message: &[u8], signature: &[u8]) -> bool {
         match self {
             Self::RsaPkcs1 { key, hash } => key.verify(*hash, message, signature),
+            Self::EcdsaP256(key) => key.verify(message, signature),
             Self::Rsa { n, e, params } => RsaPublicKeyComponents { n, e }
                 .verify(params, message, signature)
                 .is_ok(),
@@ -115,7 +118,7 @@ fn decode(part: &str) -> Result<Vec<u8>, JwtFailure> {
         .map_err(|_| JwtFailure::Malformed)
 }
 
-/// A token checked as jwt-simple's `verify_token` checks it, the signature by ring.
+/// A token checked as jwt-simple's `verify_token` checks it, the signature by its fast check.
 pub(super) fn verify(
     key: &FastKey,
     alg: &str,

@@ -1,4 +1,4 @@
-//! ring behind [`FastKey`] against the Wycheproof vectors, and the ring path of [`verify`]
+//! ring behind [`FastKey`] against the Wycheproof vectors, and the fast path of [`verify`]
 //! against jwt-simple's own `verify_token` on the same tokens: same claims, same refusals.
 
 use super::*;
@@ -257,9 +257,9 @@ fn outcome(r: Result<JWTClaims<Map<String, Value>>, JwtFailure>) -> Outcome {
     }
 }
 
-/// Every token decides the same through ring and through jwt-simple.
+/// Every token decides the same through the fast check and through jwt-simple.
 fn agree(alg: &'static str, key: &Key, sign: &dyn Fn(JWTClaims<Map<String, Value>>) -> String) {
-    let ring = FastKey::for_key(key).unwrap();
+    let fast = FastKey::for_key(key).unwrap();
     for (what, token) in corpus(sign) {
         let theirs = match key {
             Key::RS256(k) => k.verify_token(&token, Some(options())),
@@ -270,13 +270,13 @@ fn agree(alg: &'static str, key: &Key, sign: &dyn Fn(JWTClaims<Map<String, Value
             _ => unreachable!(),
         }
         .map_err(classify);
-        let ours = verify(&ring, alg, &token, &options());
+        let ours = verify(&fast, alg, &token, &options());
         assert_eq!(outcome(ours), outcome(theirs), "{alg}: {what}");
     }
 }
 
 #[test]
-fn the_ring_path_decides_every_token_as_jwt_simple_does() {
+fn the_fast_path_decides_every_token_as_jwt_simple_does() {
     let es = ES256KeyPair::generate();
     agree("ES256", &Key::ES256(es.public_key()), &|c| {
         es.sign(c).unwrap()
@@ -300,7 +300,7 @@ fn the_ring_path_decides_every_token_as_jwt_simple_does() {
 }
 
 #[test]
-fn keys_ring_does_not_take_stay_with_jwt_simple() {
+fn keys_no_fast_check_takes_stay_with_jwt_simple() {
     assert!(FastKey::for_key(&Key::HS256(HS256Key::generate())).is_none());
     // jwt-simple refuses RSA moduli under 2048 bits itself, so every RSA key it loads is one
     // ring takes.
@@ -308,10 +308,10 @@ fn keys_ring_does_not_take_stay_with_jwt_simple() {
     // And a key from another pair never verifies.
     let a = ES256KeyPair::generate();
     let b = ES256KeyPair::generate();
-    let ring = FastKey::for_key(&Key::ES256(b.public_key())).unwrap();
+    let fast = FastKey::for_key(&Key::ES256(b.public_key())).unwrap();
     let token = a.sign(claims(|_| {})).unwrap();
     assert_eq!(
-        verify(&ring, "ES256", &token, &options()).err(),
+        verify(&fast, "ES256", &token, &options()).err(),
         Some(JwtFailure::BadSignature)
     );
 }

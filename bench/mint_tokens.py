@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Mints COUNT distinct JWTs for the benchmark with a fresh key pair: ES256, RS256 or EdDSA.
+"""Mints COUNT distinct JWTs for the benchmark with a fresh key pair: ES256, ES384, RS256, PS256
+or EdDSA.
 
 Writes PREFIX.tokens (one per line, each with its own jti) and PREFIX.jwks (the public key as
 a JWK set, kid "bench"). Uses `cryptography` from the Makefile's virtualenv.
@@ -25,22 +26,29 @@ def uint(n: int) -> str:
 
 def main() -> None:
     alg, count, prefix = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    if alg == "ES256":
-        key = ec.generate_private_key(ec.SECP256R1())
+    if alg in ("ES256", "ES384"):
+        curve, digest, size, crv = {
+            "ES256": (ec.SECP256R1(), hashes.SHA256(), 32, "P-256"),
+            "ES384": (ec.SECP384R1(), hashes.SHA384(), 48, "P-384"),
+        }[alg]
+        key = ec.generate_private_key(curve)
         pub = key.public_key().public_numbers()
-        jwk = {"kty": "EC", "crv": "P-256", "x": b64(pub.x.to_bytes(32, "big")),
-               "y": b64(pub.y.to_bytes(32, "big"))}
+        jwk = {"kty": "EC", "crv": crv, "x": b64(pub.x.to_bytes(size, "big")),
+               "y": b64(pub.y.to_bytes(size, "big"))}
 
         def sign(data: bytes) -> bytes:
-            r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256())))
-            return r.to_bytes(32, "big") + s.to_bytes(32, "big")
-    elif alg == "RS256":
+            r, s = decode_dss_signature(key.sign(data, ec.ECDSA(digest)))
+            return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+    elif alg in ("RS256", "PS256"):
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         pub = key.public_key().public_numbers()
         jwk = {"kty": "RSA", "n": uint(pub.n), "e": uint(pub.e)}
+        # PS256: MGF1 with SHA-256 and a salt as long as the digest (RFC 7518, 3.5).
+        scheme = padding.PKCS1v15() if alg == "RS256" else padding.PSS(
+            mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
 
         def sign(data: bytes) -> bytes:
-            return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+            return key.sign(data, scheme, hashes.SHA256())
     elif alg == "EdDSA":
         key = ed25519.Ed25519PrivateKey.generate()
         from cryptography.hazmat.primitives import serialization

@@ -33,10 +33,10 @@
 #                   instead of the configuration (answers cached: no callout once warm)
 #   warden_es256    api-warden with one ES256 token, sent again and again (its verified-token
 #                   cache answers); native_es256: jwt_authn on the same token with its cache
-#   warden_es256_distinct, warden_rs256_distinct, warden_eddsa_distinct
-#                   api-warden with distinct tokens (minted here, more than any cache holds, each
-#                   run from a random line): every request verifies a signature;
-#                   native_es256_distinct, native_rs256_distinct: jwt_authn without a cache
+#   warden_<alg>_distinct  for ES256, ES384, RS256, PS256 and EdDSA: api-warden with distinct
+#                   tokens (minted here, more than any cache holds, each run from a random
+#                   line): every request verifies a signature; native_<alg>_distinct (not
+#                   EdDSA): jwt_authn on the same tokens without a cache
 #   host_calls_floor  a filter (bench/host-calls) that makes exactly the host calls api-warden
 #                   makes for warden_api_key's requests, and nothing else: the floor of that
 #                   call pattern, so api-warden's cost over it is its own code's;
@@ -48,10 +48,8 @@
 #   call_<kind>     with CALL_COSTS=1 (instead of the variants above): one kind of host call
 #                   20 times per request (CALL_REPEAT=n for another count), beside
 #                   call_none; prints each call's Envoy CPU
-#   baseline_api_key, baseline_redis, baseline_es256_distinct, baseline_rs256_distinct
-#                   with BASELINE_WASM=path: warden_api_key, warden_redis,
-#                   warden_es256_distinct and warden_rs256_distinct
-#                   on another build, in the same interleaved rounds (to compare a change with
+#   baseline_api_key, baseline_redis, baseline_<alg>_distinct  with BASELINE_WASM=path:
+#                   warden_api_key, warden_redis and warden_<alg>_distinct on another build, in the same interleaved rounds (to compare a change with
 #                   what it replaces)
 # ONLY="none empty_wasm warden_api_key" runs a subset. Each round after the first restarts every
 # variant's Envoy (FRESH=0: one process each for the whole run); PIN=1 pins Envoy to CPU 0 and
@@ -400,7 +398,8 @@ RLS_SERVER=target/rls-server/release/rls-server
 # Asymmetric tokens: more than the filter's verified-token cache holds (4096), cycled from a
 # random line by bench/tokens.lua, so no request of a distinct variant is a cache hit.
 TOKENS=${TOKENS:-20000}
-for alg in ES256 RS256 EdDSA; do
+ASYM_ALGS=(ES256 ES384 RS256 PS256 EdDSA)
+for alg in "${ASYM_ALGS[@]}"; do
   .venv/bin/python bench/mint_tokens.py "$alg" "$TOKENS" "$work/$alg"
 done
 first_token() { head -n1 "$work/$1.tokens"; }
@@ -431,8 +430,10 @@ ROUNDS=${ROUNDS:-3}
 ALL=(none empty_wasm empty_wasm_cfg native_api_key native_api_key_full warden_api_key warden_api_key_lean warden_threat native_jwt warden_jwt warden_redis warden_batch warden_registry
      warden_rls native_rls empty_wasm_1k warden_hmac_1k
      warden_es256 native_es256 warden_es256_distinct native_es256_distinct warden_rs256_distinct native_rs256_distinct
+     warden_es384_distinct native_es384_distinct warden_ps256_distinct native_ps256_distinct
      warden_eddsa_distinct host_calls_floor host_calls_floor_lean host_calls_floor_redis host_calls_floor_rls)
-[[ -n ${BASELINE_WASM:-} ]] && ALL+=(baseline_api_key baseline_redis baseline_es256_distinct baseline_rs256_distinct)
+[[ -n ${BASELINE_WASM:-} ]] && ALL+=(baseline_api_key baseline_redis baseline_es256_distinct baseline_es384_distinct
+                                   baseline_rs256_distinct baseline_ps256_distinct baseline_eddsa_distinct)
 CALL_KINDS=(clock header_get header_pairs header_set header_remove_absent metric shared_get shared_set property log_below_level)
 CALL_REPEAT=${CALL_REPEAT:-20}
 [[ -n ${CALL_COSTS:-} ]] && ALL=(none empty_wasm call_none "${CALL_KINDS[@]/#/call_}")
@@ -494,9 +495,10 @@ want native_rls && start_variant native_rls "$filters_native_rls" "X-API-Key: $K
 want warden_registry && start_variant warden_registry "$(filters_warden "$(warden_config '"auth_methods": ["api_key"], "registry": {"cluster": "webdis", "timeout_ms": 1000}')")" "X-API-Key: $REG_KEY"
 want warden_es256 && start_variant warden_es256 "$(filters_warden "$(warden_asym ES256)")" "Authorization: Bearer $(first_token ES256)"
 want native_es256 && start_variant native_es256 "$(native_asym ES256 yes)" "Authorization: Bearer $(first_token ES256)"
-for alg in ES256 RS256 EdDSA; do
+for alg in "${ASYM_ALGS[@]}"; do
   lower=$(tr 'A-Z' 'a-z' <<<"$alg")
   want "warden_${lower}_distinct" && start_variant "warden_${lower}_distinct" "$(filters_warden "$(warden_asym "$alg")")" "Authorization: Bearer $(first_token "$alg")" && TOKEN_FILE[warden_${lower}_distinct]=$work/$alg.tokens
+  want "baseline_${lower}_distinct" && start_variant "baseline_${lower}_distinct" "$(filters_warden "$(warden_asym "$alg")" "$BASELINE_WASM")" "Authorization: Bearer $(first_token "$alg")" && TOKEN_FILE[baseline_${lower}_distinct]=$work/$alg.tokens
   [[ $alg == EdDSA ]] && continue
   want "native_${lower}_distinct" && start_variant "native_${lower}_distinct" "$(native_asym "$alg" no)" "Authorization: Bearer $(first_token "$alg")" && TOKEN_FILE[native_${lower}_distinct]=$work/$alg.tokens
 done
@@ -515,8 +517,6 @@ for c in none "${CALL_KINDS[@]}"; do
 done
 want baseline_api_key && start_variant baseline_api_key "$(filters_warden "$(warden_config '"auth_methods": ["api_key"]')" "$BASELINE_WASM")" "X-API-Key: $KEY"
 want baseline_redis && start_variant baseline_redis "$(filters_warden "$(warden_config "$REDIS_MODE")" "$BASELINE_WASM")" "X-API-Key: $KEY"
-want baseline_es256_distinct && start_variant baseline_es256_distinct "$(filters_warden "$(warden_asym ES256)" "$BASELINE_WASM")" "Authorization: Bearer $(first_token ES256)" && TOKEN_FILE[baseline_es256_distinct]=$work/ES256.tokens
-want baseline_rs256_distinct && start_variant baseline_rs256_distinct "$(filters_warden "$(warden_asym RS256)" "$BASELINE_WASM")" "Authorization: Bearer $(first_token RS256)" && TOKEN_FILE[baseline_rs256_distinct]=$work/RS256.tokens
 for round in $(seq "$ROUNDS"); do
   for v in "${VARIANTS[@]}"; do
     [[ $round -gt 1 && ${FRESH:-1} == 1 ]] && restart_variant "$v"
@@ -666,6 +666,11 @@ want warden_es256_distinct && want native_es256_distinct &&
   target "Distinct ES256 tokens, api-warden / native jwt_authn uncached" warden_es256_distinct native_es256_distinct 0.25
 want warden_rs256_distinct && want native_rs256_distinct &&
   target "Distinct RS256 tokens, api-warden / native jwt_authn uncached" warden_rs256_distinct native_rs256_distinct 0.20
+for alg in es384 ps256; do
+  want "warden_${alg}_distinct" && want "native_${alg}_distinct" &&
+    printf 'Distinct %s tokens, api-warden / native jwt_authn uncached: %s (rounds %s; no target)\n' "${alg^^}" \
+      "$(ratio "${MED[warden_${alg}_distinct]}" "${MED[native_${alg}_distinct]}")" "$(round_spread "warden_${alg}_distinct" "native_${alg}_distinct")"
+done
 if want warden_redis && want warden_api_key; then
   extra=$(python3 -c "print(f'{$(p99 warden_redis) - $(p99 warden_api_key):.3f}')")
   printf 'Redis mode p99 - local mode p99, at saturation: %s ms (p50 %s against %s ms: latency there is connections / throughput)\n' \
@@ -696,7 +701,7 @@ if want warden_redis && want warden_api_key; then
       "${MEDCPU[warden_redis]}" "${MEDCPU[host_calls_floor_redis]}" "$(python3 -c "print(${MEDCPU[warden_redis]} - ${MEDCPU[host_calls_floor_redis]})")"
 fi
 # This build against BASELINE_WASM's, variant by variant.
-for v in api_key redis es256_distinct rs256_distinct; do
+for v in api_key redis es256_distinct es384_distinct rs256_distinct ps256_distinct eddsa_distinct; do
   want "baseline_$v" && want "warden_$v" &&
     printf 'warden_%s, this build / BASELINE_WASM: throughput %s (rounds %s), %+.1f us CPU per request\n' "$v" \
       "$(ratio "${MED[warden_$v]}" "${MED[baseline_$v]}")" "$(round_spread "warden_$v" "baseline_$v")" \

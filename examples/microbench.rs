@@ -155,44 +155,108 @@ fn main() {
             assert!(rsa.verify(hash, &message, &signature));
         }),
     ));
-    // One ES256 signature (Wycheproof's first valid P-256 vector) checked by ring and by
-    // ecdsa_p256, whose key table is built on a key's first check.
-    let (public, message, signature) = {
-        use wycheproof::ecdsa::{TestName, TestSet};
-        let set = TestSet::load(TestName::EcdsaSecp256r1Sha256P1363).unwrap();
+    // One PS256 signature (Wycheproof's first valid 2048-bit vector with JWS's parameters).
+    let (n, e, message, signature) = {
+        use wycheproof::rsa_pss_verify::{TestName, TestSet};
+        let set = TestSet::load(TestName::RsaPss2048Sha256Mgf1SaltLen32).unwrap();
         let group = &set.test_groups[0];
         let t = group
             .tests
             .iter()
             .find(|t| t.result == wycheproof::TestResult::Valid)
             .unwrap();
-        (group.key.key.to_vec(), t.msg.to_vec(), t.sig.to_vec())
+        let strip = |b: &[u8]| b[b.iter().position(|x| *x != 0).unwrap()..].to_vec();
+        (
+            strip(&group.key.n),
+            strip(&group.key.e),
+            t.msg.to_vec(),
+            t.sig.to_vec(),
+        )
     };
     results.push((
-        "ES256 check (ring)",
+        "PS256 check, 2048 bits (ring)",
         time(budget, |_| {
-            ring::signature::UnparsedPublicKey::new(
-                &ring::signature::ECDSA_P256_SHA256_FIXED,
-                &public,
-            )
-            .verify(&message, &signature)
+            ring::signature::RsaPublicKeyComponents { n: &n, e: &e }
+                .verify(
+                    &ring::signature::RSA_PSS_2048_8192_SHA256,
+                    &message,
+                    &signature,
+                )
+                .unwrap();
+        }),
+    ));
+    let pss = api_warden::auth::jwt::rsa_pkcs1::PublicKey::new(&n, &e).unwrap();
+    results.push((
+        "PS256 check, 2048 bits (rsa_pkcs1)",
+        time(budget, |_| {
+            let hash = api_warden::auth::jwt::rsa_pkcs1::Hash::Sha256;
+            assert!(pss.verify_pss(hash, &message, &signature));
+        }),
+    ));
+    // One ES256 and one ES384 signature (Wycheproof's first valid vector of each) checked by
+    // ring and by the ecdsa module, whose key table is built on a key's first check.
+    use api_warden::auth::jwt::ecdsa::{EcdsaCurve, NistP256, NistP384, PublicKey};
+    use wycheproof::ecdsa::TestName;
+    fn ecdsa_steps<C: EcdsaCurve>(
+        budget: u128,
+        results: &mut Vec<(&'static str, f64)>,
+        set: TestName,
+        ring_algorithm: &'static ring::signature::EcdsaVerificationAlgorithm,
+        names: [&'static str; 3],
+    ) {
+        let set = wycheproof::ecdsa::TestSet::load(set).unwrap();
+        let group = &set.test_groups[0];
+        let t = group
+            .tests
+            .iter()
+            .find(|t| t.result == wycheproof::TestResult::Valid)
             .unwrap();
-        }),
-    ));
-    results.push((
-        "ES256 key table + check (ecdsa_p256)",
-        time(budget, |_| {
-            let key = api_warden::auth::jwt::ecdsa_p256::PublicKey::new(&public).unwrap();
-            assert!(key.verify(&message, &signature));
-        }),
-    ));
-    let es256 = api_warden::auth::jwt::ecdsa_p256::PublicKey::new(&public).unwrap();
-    results.push((
-        "ES256 check (ecdsa_p256)",
-        time(budget, |_| {
-            assert!(es256.verify(&message, &signature));
-        }),
-    ));
+        let (public, message, signature) = (group.key.key.to_vec(), t.msg.to_vec(), t.sig.to_vec());
+        results.push((
+            names[0],
+            time(budget, |_| {
+                ring::signature::UnparsedPublicKey::new(ring_algorithm, &public)
+                    .verify(&message, &signature)
+                    .unwrap();
+            }),
+        ));
+        results.push((
+            names[1],
+            time(budget, |_| {
+                let key = PublicKey::<C>::new(&public).unwrap();
+                assert!(key.verify(&message, &signature));
+            }),
+        ));
+        let key = PublicKey::<C>::new(&public).unwrap();
+        results.push((
+            names[2],
+            time(budget, |_| {
+                assert!(key.verify(&message, &signature));
+            }),
+        ));
+    }
+    ecdsa_steps::<NistP256>(
+        budget,
+        &mut results,
+        TestName::EcdsaSecp256r1Sha256P1363,
+        &ring::signature::ECDSA_P256_SHA256_FIXED,
+        [
+            "ES256 check (ring)",
+            "ES256 key table + check (ecdsa)",
+            "ES256 check (ecdsa)",
+        ],
+    );
+    ecdsa_steps::<NistP384>(
+        budget,
+        &mut results,
+        TestName::EcdsaSecp384r1Sha384P1363,
+        &ring::signature::ECDSA_P384_SHA384_FIXED,
+        [
+            "ES384 check (ring)",
+            "ES384 key table + check (ecdsa)",
+            "ES384 check (ecdsa)",
+        ],
+    );
     let config = json!({
         "auth_methods": ["api_key", "jwt", "hmac_signature"],
         "jwt": {"audience": "email-api", "keys": [{"alg": "HS256", "secret": JWT_SECRET}]},
@@ -350,7 +414,7 @@ fn main() {
     ));
 
     // Asymmetric tokens, each distinct (more than the verified-token cache holds), so every
-    // request checks a signature: ES256 through ecdsa_p256, EdDSA through ring.
+    // request checks a signature: ES256 through the ecdsa module, EdDSA through ring.
     for (name, alg) in [
         ("request: JWT ES256, distinct tokens", "ES256"),
         ("request: JWT EdDSA, distinct tokens", "EdDSA"),

@@ -3,9 +3,10 @@
 //! `alg: none` and HS256-signed-with-the-RSA-public-key tokens find no key. Time claims are
 //! checked against the proxy's clock, passed in as `now`.
 
-pub mod ecdsa_p256;
+pub mod ecdsa;
 pub mod remote;
 pub mod rsa_pkcs1;
+mod rsa_pss;
 pub mod signature;
 
 use super::credentials::Credentials;

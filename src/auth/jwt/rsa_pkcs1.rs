@@ -1,4 +1,5 @@
-//! RSASSA-PKCS1-v1_5 signature checks (RS256, RS384, RS512) with each key's Montgomery constants
+//! RSASSA-PKCS1-v1_5 signature checks (RS256, RS384, RS512), and the RSA step of RSASSA-PSS's
+//! (PS256, PS384, PS512: [`rsa_pss`](super::rsa_pss)), with each key's Montgomery constants
 //! computed once, when the key is configured.
 //!
 //! ring recomputes them on every check (about a sixth of its time) and, compiled to wasm, its
@@ -39,11 +40,32 @@ impl Hash {
         }
     }
 
-    fn digest(self, message: &[u8]) -> Vec<u8> {
+    pub(super) fn digest(self, message: &[u8]) -> Vec<u8> {
+        self.digest_parts(&[message])
+    }
+
+    /// The digest of the parts one after another.
+    pub(super) fn digest_parts(self, parts: &[&[u8]]) -> Vec<u8> {
+        fn run<D: Digest>(parts: &[&[u8]]) -> Vec<u8> {
+            let mut d = D::new();
+            for part in parts {
+                d.update(part);
+            }
+            d.finalize().to_vec()
+        }
         match self {
-            Hash::Sha256 => sha2::Sha256::digest(message).to_vec(),
-            Hash::Sha384 => sha2::Sha384::digest(message).to_vec(),
-            Hash::Sha512 => sha2::Sha512::digest(message).to_vec(),
+            Hash::Sha256 => run::<sha2::Sha256>(parts),
+            Hash::Sha384 => run::<sha2::Sha384>(parts),
+            Hash::Sha512 => run::<sha2::Sha512>(parts),
+        }
+    }
+
+    /// The digest's length in bytes.
+    pub(super) fn len(self) -> usize {
+        match self {
+            Hash::Sha256 => 32,
+            Hash::Sha384 => 48,
+            Hash::Sha512 => 64,
         }
     }
 }
@@ -58,6 +80,8 @@ pub struct PublicKey {
     n: Vec<u32>,
     /// The modulus' length in bytes: a signature has exactly this many.
     len: usize,
+    /// The modulus' length in bits.
+    bits: usize,
     /// -n^-1 mod 2^32, for Montgomery reduction.
     n0inv: u32,
     /// R^2 mod n, with R = 2^(32 * limbs): takes a number into Montgomery form.
@@ -71,7 +95,7 @@ impl std::fmt::Debug for PublicKey {
     }
 }
 
-fn without_leading_zeros(bytes: &[u8]) -> &[u8] {
+pub(super) fn without_leading_zeros(bytes: &[u8]) -> &[u8] {
     let first = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
     bytes.get(first..).unwrap_or_default()
 }
@@ -150,6 +174,7 @@ impl PublicKey {
         Some(PublicKey {
             n,
             len: modulus.len(),
+            bits,
             n0inv: inverse.wrapping_neg(),
             rr,
             e,
@@ -158,17 +183,43 @@ impl PublicKey {
 
     /// Whether `signature` is this key's RSASSA-PKCS1-v1_5 signature of `message`.
     pub fn verify(&self, hash: Hash, message: &[u8], signature: &[u8]) -> bool {
-        if signature.len() != self.len {
+        let Some(em) = self.open(signature) else {
             return false;
+        };
+        encoded(hash, message, self.len).is_some_and(|expected| em == expected)
+    }
+
+    /// Whether `signature` is this key's RSASSA-PSS signature of `message` (RFC 8017, 8.1.2),
+    /// with MGF1 and a salt as long as the digest (RFC 7518, 3.5).
+    pub fn verify_pss(&self, hash: Hash, message: &[u8], signature: &[u8]) -> bool {
+        let Some(m) = self.open(signature) else {
+            return false;
+        };
+        // emBits = modBits - 1; when that is a whole number of bytes, EM is one byte shorter
+        // than the modulus and the byte above it must be zero.
+        let em_bits = self.bits - 1;
+        let em = if em_bits.is_multiple_of(8) {
+            match m.split_first() {
+                Some((0, rest)) => rest,
+                _ => return false,
+            }
+        } else {
+            &m[..]
+        };
+        super::rsa_pss::consistent(hash, message, em, em_bits)
+    }
+
+    /// RSAVP1: the signature, exactly as long as the modulus and below it, raised to the
+    /// public exponent; `None` if it is not such a signature.
+    fn open(&self, signature: &[u8]) -> Option<Vec<u8>> {
+        if signature.len() != self.len {
+            return None;
         }
         let s = to_limbs(signature, self.n.len());
         if at_least(&s, &self.n) {
-            return false;
+            return None;
         }
-        let Some(expected) = encoded(hash, message, self.len) else {
-            return false;
-        };
-        self.power(&s) == expected
+        Some(self.power(&s))
     }
 
     /// `s^e mod n` as big-endian bytes, as long as the modulus.

@@ -1,18 +1,19 @@
 //! Asymmetric JWT signatures checked faster than jwt-simple's pure-Rust backends do in wasm:
-//! RS256/384/512 by [`rsa_pkcs1`](super::rsa_pkcs1) (each key's constants computed once), ES256
-//! by [`ecdsa_p256`](super::ecdsa_p256) (each key's multiples precomputed), PS*, ES384 and EdDSA
-//! by ring (its C and assembly compiled for wasm by clang). jwt-simple stays the token library: it parses keys, and [`verify`] follows its
+//! RS256/384/512 and PS256/384/512 by [`rsa_pkcs1`](super::rsa_pkcs1) (each key's constants
+//! computed once; PSS decoding in [`rsa_pss`](super::rsa_pss)), ES256 and ES384 by
+//! [`ecdsa`](super::ecdsa) (each key's multiples precomputed), EdDSA by ring (its C compiled for
+//! wasm by clang). jwt-simple stays the token library: it parses keys, and [`verify`] follows its
 //! `Token::verify` step by step (length, compact form, header type, algorithm, signature, claims
 //! and their validation) with only the signature check replaced. Tests run tokens through both
 //! and compare outcomes; Wycheproof vectors test every check behind [`FastKey`].
 
-use super::ecdsa_p256;
+use super::ecdsa::{self, NistP256, NistP384};
 use super::rsa_pkcs1::{self, Hash};
 use super::{JwtFailure, Key};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jwt_simple::prelude::*;
-use ring::signature::{self as sig, RsaPublicKeyComponents, UnparsedPublicKey};
+use ring::signature::{UnparsedPublicKey, ED25519};
 use serde_json::{Map, Value};
 
 /// jwt-simple's bound on the encoded header.
@@ -25,74 +26,56 @@ pub enum FastKey {
         key: rsa_pkcs1::PublicKey,
         hash: Hash,
     },
+    /// PS256/384/512.
+    RsaPss {
+        key: rsa_pkcs1::PublicKey,
+        hash: Hash,
+    },
     /// ES256.
-    EcdsaP256(ecdsa_p256::PublicKey),
-    /// PS256/384/512, by ring.
-    Rsa {
-        n: Vec<u8>,
-        e: Vec<u8>,
-        params: &'static sig::RsaParameters,
-    },
-    /// An uncompressed P-384 point, or an Ed25519 public key, by ring.
-    Raw {
-        algorithm: &'static dyn sig::VerificationAlgorithm,
-        public: Vec<u8>,
-    },
+    EcdsaP256(ecdsa::PublicKey<NistP256>),
+    /// ES384.
+    EcdsaP384(ecdsa::PublicKey<NistP384>),
+    /// An Ed25519 public key, checked by ring.
+    Ed25519(Vec<u8>),
 }
 
 impl std::fmt::Debug for FastKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::RsaPkcs1 { key, hash } => write!(f, "FastKey::RsaPkcs1({key:?}, {hash:?})"),
+            Self::RsaPss { key, hash } => write!(f, "FastKey::RsaPss({key:?}, {hash:?})"),
             Self::EcdsaP256(key) => write!(f, "FastKey::EcdsaP256({key:?})"),
-            Self::Rsa { n, .. } => write!(f, "FastKey::Rsa({} bits)", n.len() * 8),
-            Self::Raw { public, .. } => write!(f, "FastKey::Raw({} bytes)", public.len()),
+            Self::EcdsaP384(key) => write!(f, "FastKey::EcdsaP384({key:?})"),
+            Self::Ed25519(_) => write!(f, "FastKey::Ed25519"),
         }
     }
 }
 
 fn rsa(
     components: jwt_simple::algorithms::RSAPublicKeyComponents,
-    params: &'static sig::RsaParameters,
+    make: impl FnOnce(rsa_pkcs1::PublicKey) -> FastKey,
 ) -> Option<FastKey> {
-    // ring's RSA checks take 2048- to 8192-bit moduli; anything else stays with jwt-simple.
-    let bits = components.n.len() * 8;
-    (2048..=8192).contains(&bits).then_some(FastKey::Rsa {
-        n: components.n,
-        e: components.e,
-        params,
-    })
-}
-
-fn pkcs1(
-    components: jwt_simple::algorithms::RSAPublicKeyComponents,
-    hash: Hash,
-) -> Option<FastKey> {
-    rsa_pkcs1::PublicKey::new(&components.n, &components.e)
-        .map(|key| FastKey::RsaPkcs1 { key, hash })
+    rsa_pkcs1::PublicKey::new(&components.n, &components.e).map(make)
 }
 
 impl FastKey {
-    /// The fast form of a configured key; `None` for keys neither check takes (HMAC keys, RSA
+    /// The fast form of a configured key; `None` for keys no fast check takes (HMAC keys, RSA
     /// moduli outside 2048–8192 bits), which jwt-simple keeps checking.
     pub(super) fn for_key(key: &Key) -> Option<FastKey> {
-        let raw = |algorithm: &'static dyn sig::VerificationAlgorithm, public: Vec<u8>| {
-            Some(FastKey::Raw { algorithm, public })
-        };
+        let pkcs1 = |hash| move |key| FastKey::RsaPkcs1 { key, hash };
+        let pss = |hash| move |key| FastKey::RsaPss { key, hash };
         match key {
-            Key::RS256(k) => pkcs1(k.to_components(), Hash::Sha256),
-            Key::RS384(k) => pkcs1(k.to_components(), Hash::Sha384),
-            Key::RS512(k) => pkcs1(k.to_components(), Hash::Sha512),
-            Key::PS256(k) => rsa(k.to_components(), &sig::RSA_PSS_2048_8192_SHA256),
-            Key::PS384(k) => rsa(k.to_components(), &sig::RSA_PSS_2048_8192_SHA384),
-            Key::PS512(k) => rsa(k.to_components(), &sig::RSA_PSS_2048_8192_SHA512),
-            Key::ES256(k) => ecdsa_p256::PublicKey::new(&k.public_key().to_bytes_uncompressed())
+            Key::RS256(k) => rsa(k.to_components(), pkcs1(Hash::Sha256)),
+            Key::RS384(k) => rsa(k.to_components(), pkcs1(Hash::Sha384)),
+            Key::RS512(k) => rsa(k.to_components(), pkcs1(Hash::Sha512)),
+            Key::PS256(k) => rsa(k.to_components(), pss(Hash::Sha256)),
+            Key::PS384(k) => rsa(k.to_components(), pss(Hash::Sha384)),
+            Key::PS512(k) => rsa(k.to_components(), pss(Hash::Sha512)),
+            Key::ES256(k) => ecdsa::PublicKey::new(&k.public_key().to_bytes_uncompressed())
                 .map(FastKey::EcdsaP256),
-            Key::ES384(k) => raw(
-                &sig::ECDSA_P384_SHA384_FIXED,
-                k.public_key().to_bytes_uncompressed(),
-            ),
-            Key::EdDSA(k) => raw(&sig::ED25519, k.to_bytes()),
+            Key::ES384(k) => ecdsa::PublicKey::new(&k.public_key().to_bytes_uncompressed())
+                .map(FastKey::EcdsaP384),
+            Key::EdDSA(k) => Some(FastKey::Ed25519(k.to_bytes())),
             Key::HS256(_) | Key::HS384(_) | Key::HS512(_) => None,
         }
     }
@@ -101,11 +84,10 @@ impl FastKey {
     pub fn check(&self, message: &[u8], signature: &[u8]) -> bool {
         match self {
             Self::RsaPkcs1 { key, hash } => key.verify(*hash, message, signature),
+            Self::RsaPss { key, hash } => key.verify_pss(*hash, message, signature),
             Self::EcdsaP256(key) => key.verify(message, signature),
-            Self::Rsa { n, e, params } => RsaPublicKeyComponents { n, e }
-                .verify(params, message, signature)
-                .is_ok(),
-            Self::Raw { algorithm, public } => UnparsedPublicKey::new(*algorithm, public)
+            Self::EcdsaP384(key) => key.verify(message, signature),
+            Self::Ed25519(public) => UnparsedPublicKey::new(&ED25519, public)
                 .verify(message, signature)
                 .is_ok(),
         }

@@ -110,87 +110,81 @@ fn main() {
                 .unwrap();
         }),
     ));
-    // One RS256 signature (Wycheproof's first valid 2048-bit vector) checked by ring, which
-    // reads the key each time, and by rsa_pkcs1, whose key was read at configuration.
-    let (n, e, message, signature) = {
+    // One RS256 and one PS256 signature (Wycheproof's first valid 2048-bit vector of each, the
+    // PSS one with JWS's parameters) checked by ring, which reads the key each time, and by
+    // rsa_pkcs1, whose key was read at configuration.
+    use api_warden::auth::jwt::rsa_pkcs1::{self, Hash};
+    let strip = |b: &[u8]| b[b.iter().position(|x| *x != 0).unwrap()..].to_vec();
+    let pkcs1 = {
         use wycheproof::rsa_pkcs1_verify::{TestName, TestSet};
         let set = TestSet::load(TestName::Rsa2048Sha256).unwrap();
         let group = &set.test_groups[0];
         let t = group
             .tests
             .iter()
-            .find(|t| t.result == wycheproof::TestResult::Valid)
-            .unwrap();
-        let strip = |b: &[u8]| b[b.iter().position(|x| *x != 0).unwrap()..].to_vec();
-        (
-            strip(&group.key.n),
-            strip(&group.key.e),
-            t.msg.to_vec(),
-            t.sig.to_vec(),
-        )
+            .find(|t| t.result == wycheproof::TestResult::Valid);
+        let t = t.unwrap();
+        let (n, e) = (strip(&group.key.n), strip(&group.key.e));
+        [n, e, t.msg.to_vec(), t.sig.to_vec()]
     };
-    results.push((
-        "RS256 check, 2048 bits (ring)",
-        time(budget, |_| {
-            ring::signature::RsaPublicKeyComponents { n: &n, e: &e }
-                .verify(
-                    &ring::signature::RSA_PKCS1_2048_8192_SHA256,
-                    &message,
-                    &signature,
-                )
-                .unwrap();
-        }),
-    ));
-    results.push((
-        "RS256 key read, 2048 bits (rsa_pkcs1)",
-        time(budget, |_| {
-            api_warden::auth::jwt::rsa_pkcs1::PublicKey::new(&n, &e).unwrap();
-        }),
-    ));
-    let rsa = api_warden::auth::jwt::rsa_pkcs1::PublicKey::new(&n, &e).unwrap();
-    results.push((
-        "RS256 check, 2048 bits (rsa_pkcs1)",
-        time(budget, |_| {
-            let hash = api_warden::auth::jwt::rsa_pkcs1::Hash::Sha256;
-            assert!(rsa.verify(hash, &message, &signature));
-        }),
-    ));
-    // One PS256 signature (Wycheproof's first valid 2048-bit vector with JWS's parameters).
-    let (n, e, message, signature) = {
+    let pss = {
         use wycheproof::rsa_pss_verify::{TestName, TestSet};
         let set = TestSet::load(TestName::RsaPss2048Sha256Mgf1SaltLen32).unwrap();
         let group = &set.test_groups[0];
         let t = group
             .tests
             .iter()
-            .find(|t| t.result == wycheproof::TestResult::Valid)
-            .unwrap();
-        let strip = |b: &[u8]| b[b.iter().position(|x| *x != 0).unwrap()..].to_vec();
-        (
-            strip(&group.key.n),
-            strip(&group.key.e),
-            t.msg.to_vec(),
-            t.sig.to_vec(),
-        )
+            .find(|t| t.result == wycheproof::TestResult::Valid);
+        let t = t.unwrap();
+        let (n, e) = (strip(&group.key.n), strip(&group.key.e));
+        [n, e, t.msg.to_vec(), t.sig.to_vec()]
     };
+    for ([n, e, message, signature], ring_params, is_pss, names) in [
+        (
+            &pkcs1,
+            &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+            false,
+            [
+                "RS256 check, 2048 bits (ring)",
+                "RS256 check, 2048 bits (rsa_pkcs1)",
+            ],
+        ),
+        (
+            &pss,
+            &ring::signature::RSA_PSS_2048_8192_SHA256,
+            true,
+            [
+                "PS256 check, 2048 bits (ring)",
+                "PS256 check, 2048 bits (rsa_pkcs1)",
+            ],
+        ),
+    ] {
+        results.push((
+            names[0],
+            time(budget, |_| {
+                ring::signature::RsaPublicKeyComponents { n, e }
+                    .verify(ring_params, message, signature)
+                    .unwrap();
+            }),
+        ));
+        let key = rsa_pkcs1::PublicKey::new(n, e).unwrap();
+        results.push((
+            names[1],
+            time(budget, |_| {
+                let ok = if is_pss {
+                    key.verify_pss(Hash::Sha256, message, signature)
+                } else {
+                    key.verify(Hash::Sha256, message, signature)
+                };
+                assert!(ok);
+            }),
+        ));
+    }
+    let [n, e, ..] = &pkcs1;
     results.push((
-        "PS256 check, 2048 bits (ring)",
+        "RS256 key read, 2048 bits (rsa_pkcs1)",
         time(budget, |_| {
-            ring::signature::RsaPublicKeyComponents { n: &n, e: &e }
-                .verify(
-                    &ring::signature::RSA_PSS_2048_8192_SHA256,
-                    &message,
-                    &signature,
-                )
-                .unwrap();
-        }),
-    ));
-    let pss = api_warden::auth::jwt::rsa_pkcs1::PublicKey::new(&n, &e).unwrap();
-    results.push((
-        "PS256 check, 2048 bits (rsa_pkcs1)",
-        time(budget, |_| {
-            let hash = api_warden::auth::jwt::rsa_pkcs1::Hash::Sha256;
-            assert!(pss.verify_pss(hash, &message, &signature));
+            rsa_pkcs1::PublicKey::new(n, e).unwrap();
         }),
     ));
     // One ES256 and one ES384 signature (Wycheproof's first valid vector of each) checked by

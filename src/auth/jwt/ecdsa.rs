@@ -186,7 +186,7 @@ impl<C: EcdsaCurve> PublicKey<C> {
         if signature.len() != 2 * half {
             return None;
         }
-        let (r, s) = signature.split_at(half);
+        let (r, s) = signature.split_at_checked(half)?;
         let r = scalar::<C>(r)?;
         let s = scalar::<C>(s)?;
         let w = Option::<Scalar<C>>::from(s.invert_vartime())?;

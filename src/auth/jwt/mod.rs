@@ -8,6 +8,8 @@ pub mod remote;
 pub mod rsa_pkcs1;
 mod rsa_pss;
 pub mod signature;
+#[cfg(test)]
+mod wycheproof_verdicts;
 
 use super::credentials::Credentials;
 use super::{

@@ -1,10 +1,10 @@
 //! The PKCS#1 v1.5 checks against the Wycheproof vectors, against ring on the same signatures,
 //! and their arithmetic against num-bigint's.
 
+use super::super::wycheproof_verdicts::expect_verdicts;
 use super::*;
 use num_bigint::BigUint;
 use ring::signature::{self as sig, RsaPublicKeyComponents};
-use wycheproof::TestResult;
 
 /// A small deterministic generator (xorshift64*), so failures reproduce.
 struct Bytes(u64);
@@ -45,25 +45,15 @@ fn every_wycheproof_pkcs1_vector_is_decided_as_expected() {
     ];
     for (name, hash) in sets {
         let set = TestSet::load(name).unwrap();
-        let (mut valid, mut invalid) = (0, 0);
-        for group in set.test_groups {
+        let verdicts = set.test_groups.into_iter().flat_map(|group| {
             let key = PublicKey::new(&group.key.n, &group.key.e)
                 .unwrap_or_else(|| panic!("{name:?}: key refused"));
-            for t in group.tests {
-                let ok = key.verify(hash, &t.msg, &t.sig);
-                match t.result {
-                    TestResult::Valid => {
-                        assert!(ok, "{name:?} #{}: a valid signature was refused", t.tc_id);
-                        valid += 1;
-                    }
-                    TestResult::Invalid => {
-                        assert!(!ok, "{name:?} #{}: an invalid signature passed", t.tc_id);
-                        invalid += 1;
-                    }
-                    TestResult::Acceptable => {}
-                }
-            }
-        }
+            group
+                .tests
+                .into_iter()
+                .map(move |t| (key.verify(hash, &t.msg, &t.sig), t.result, t.tc_id))
+        });
+        let (valid, invalid) = expect_verdicts(&format!("{name:?}"), verdicts);
         assert!(
             valid > 0 && invalid > 30,
             "{name:?}: {valid} valid, {invalid} invalid"

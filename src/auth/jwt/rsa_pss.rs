@@ -33,7 +33,9 @@ pub(super) fn consistent(hash: Hash, message: &[u8], em: &[u8], em_bits: usize) 
         return false;
     };
     // Step 5: maskedDB, then H.
-    let (masked_db, h) = rest.split_at(em_len - h_len - 1);
+    let Some((masked_db, h)) = rest.split_at_checked(em_len - h_len - 1) else {
+        return false;
+    };
     // Step 6: the bits above em_bits must be zero.
     let unused = 8 * em_len - em_bits;
     let top_mask = 0xffu8.checked_shr(unused as u32).unwrap_or(0);
@@ -53,7 +55,9 @@ pub(super) fn consistent(hash: Hash, message: &[u8], em: &[u8], em_bits: usize) 
     }
     // Step 10: zeros, then 0x01, then the salt.
     let zeros = em_len - h_len - s_len - 2;
-    let (padding, salt_and_one) = db.split_at(zeros);
+    let Some((padding, salt_and_one)) = db.split_at_checked(zeros) else {
+        return false;
+    };
     if padding.iter().any(|b| *b != 0) {
         return false;
     }

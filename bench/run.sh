@@ -35,8 +35,8 @@
 #                   cache answers); native_es256: jwt_authn on the same token with its cache
 #   warden_<alg>_distinct  for ES256, ES384, RS256, PS256 and EdDSA: api-warden with distinct
 #                   tokens (minted here, more than any cache holds, each run from a random
-#                   line): every request verifies a signature; native_<alg>_distinct (not
-#                   EdDSA): jwt_authn on the same tokens without a cache
+#                   line): every request verifies a signature; native_<alg>_distinct:
+#                   jwt_authn on the same tokens without a cache
 #   host_calls_floor  a filter (bench/host-calls) that makes exactly the host calls api-warden
 #                   makes for warden_api_key's requests, and nothing else: the floor of that
 #                   call pattern, so api-warden's cost over it is its own code's;
@@ -431,7 +431,7 @@ ALL=(none empty_wasm empty_wasm_cfg native_api_key native_api_key_full warden_ap
      warden_rls native_rls empty_wasm_1k warden_hmac_1k
      warden_es256 native_es256 warden_es256_distinct native_es256_distinct warden_rs256_distinct native_rs256_distinct
      warden_es384_distinct native_es384_distinct warden_ps256_distinct native_ps256_distinct
-     warden_eddsa_distinct host_calls_floor host_calls_floor_lean host_calls_floor_redis host_calls_floor_rls)
+     warden_eddsa_distinct native_eddsa_distinct host_calls_floor host_calls_floor_lean host_calls_floor_redis host_calls_floor_rls)
 [[ -n ${BASELINE_WASM:-} ]] && ALL+=(baseline_api_key baseline_redis baseline_es256_distinct baseline_es384_distinct
                                    baseline_rs256_distinct baseline_ps256_distinct baseline_eddsa_distinct)
 CALL_KINDS=(clock header_get header_pairs header_set header_remove_absent metric shared_get shared_set property log_below_level)
@@ -499,7 +499,6 @@ for alg in "${ASYM_ALGS[@]}"; do
   lower=$(tr 'A-Z' 'a-z' <<<"$alg")
   want "warden_${lower}_distinct" && start_variant "warden_${lower}_distinct" "$(filters_warden "$(warden_asym "$alg")")" "Authorization: Bearer $(first_token "$alg")" && TOKEN_FILE[warden_${lower}_distinct]=$work/$alg.tokens
   want "baseline_${lower}_distinct" && start_variant "baseline_${lower}_distinct" "$(filters_warden "$(warden_asym "$alg")" "$BASELINE_WASM")" "Authorization: Bearer $(first_token "$alg")" && TOKEN_FILE[baseline_${lower}_distinct]=$work/$alg.tokens
-  [[ $alg == EdDSA ]] && continue
   want "native_${lower}_distinct" && start_variant "native_${lower}_distinct" "$(native_asym "$alg" no)" "Authorization: Bearer $(first_token "$alg")" && TOKEN_FILE[native_${lower}_distinct]=$work/$alg.tokens
 done
 want host_calls_floor && start_variant host_calls_floor "$(filters_warden api_key_path "$HOST_CALLS_WASM")" "X-API-Key: $KEY"
@@ -666,9 +665,9 @@ want warden_es256_distinct && want native_es256_distinct &&
   target "Distinct ES256 tokens, api-warden / native jwt_authn uncached" warden_es256_distinct native_es256_distinct 0.25
 want warden_rs256_distinct && want native_rs256_distinct &&
   target "Distinct RS256 tokens, api-warden / native jwt_authn uncached" warden_rs256_distinct native_rs256_distinct 0.20
-for alg in es384 ps256; do
+for alg in es384 ps256 eddsa; do
   want "warden_${alg}_distinct" && want "native_${alg}_distinct" &&
-    printf 'Distinct %s tokens, api-warden / native jwt_authn uncached: %s (rounds %s; no target)\n' "${alg^^}" \
+    printf 'Distinct %s tokens, api-warden / native jwt_authn uncached: %s (rounds %s; no target)\n' "$(sed 's/eddsa/EdDSA/; s/^[a-z]*[0-9]*$/\U&/' <<<"$alg")" \
       "$(ratio "${MED[warden_${alg}_distinct]}" "${MED[native_${alg}_distinct]}")" "$(round_spread "warden_${alg}_distinct" "native_${alg}_distinct")"
 done
 if want warden_redis && want warden_api_key; then

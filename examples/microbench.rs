@@ -251,6 +251,41 @@ fn main() {
             "ES384 check (ecdsa)",
         ],
     );
+    // One Ed25519 signature (Wycheproof's first valid vector) checked by ring and by the
+    // ed25519 module, whose key table is built on a key's first check.
+    {
+        use api_warden::auth::jwt::ed25519::PublicKey;
+        let set = wycheproof::eddsa::TestSet::load(wycheproof::eddsa::TestName::Ed25519).unwrap();
+        let group = &set.test_groups[0];
+        let t = group
+            .tests
+            .iter()
+            .find(|t| t.result == wycheproof::TestResult::Valid)
+            .unwrap();
+        let (public, message, signature) = (group.key.pk.to_vec(), t.msg.to_vec(), t.sig.to_vec());
+        results.push((
+            "Ed25519 check (ring)",
+            time(budget, |_| {
+                ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, &public)
+                    .verify(&message, &signature)
+                    .unwrap();
+            }),
+        ));
+        results.push((
+            "Ed25519 key table + check (ed25519)",
+            time(budget, |_| {
+                let key = PublicKey::new(&public).unwrap();
+                assert!(key.verify(&message, &signature));
+            }),
+        ));
+        let key = PublicKey::new(&public).unwrap();
+        results.push((
+            "Ed25519 check (ed25519)",
+            time(budget, |_| {
+                assert!(key.verify(&message, &signature));
+            }),
+        ));
+    }
     let config = json!({
         "auth_methods": ["api_key", "jwt", "hmac_signature"],
         "jwt": {"audience": "email-api", "keys": [{"alg": "HS256", "secret": JWT_SECRET}]},
@@ -408,7 +443,7 @@ fn main() {
     ));
 
     // Asymmetric tokens, each distinct (more than the verified-token cache holds), so every
-    // request checks a signature: ES256 through the ecdsa module, EdDSA through ring.
+    // request checks a signature: ES256 through the ecdsa module, EdDSA through the ed25519 module.
     for (name, alg) in [
         ("request: JWT ES256, distinct tokens", "ES256"),
         ("request: JWT EdDSA, distinct tokens", "EdDSA"),

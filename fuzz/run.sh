@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 seconds=${1:-20}
 shift || true
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(config jwt signatures paths cidr webdis flow rsa_pkcs1 ecdsa)
+[[ ${#targets[@]} -gt 0 ]] || targets=(config jwt signatures paths cidr webdis flow rsa_pkcs1 ecdsa ed25519)
 
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet
 # cargo-fuzz needs nightly's -Z flags: nightly when installed, else the stable compiler with

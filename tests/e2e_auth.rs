@@ -31,6 +31,24 @@ fn es_key() -> &'static ES256KeyPair {
     KEY.get_or_init(|| ES256KeyPair::generate().with_key_id("es-1"))
 }
 
+/// One key pair of each other asymmetric algorithm, each behind its own signature check.
+struct OtherKeys {
+    es384: ES384KeyPair,
+    rs256: RS256KeyPair,
+    ps256: PS256KeyPair,
+    eddsa: Ed25519KeyPair,
+}
+
+fn other_keys() -> &'static OtherKeys {
+    static KEYS: OnceLock<OtherKeys> = OnceLock::new();
+    KEYS.get_or_init(|| OtherKeys {
+        es384: ES384KeyPair::generate().with_key_id("es384-1"),
+        rs256: RS256KeyPair::generate(2048).unwrap().with_key_id("rs-1"),
+        ps256: PS256KeyPair::generate(2048).unwrap().with_key_id("ps-1"),
+        eddsa: Ed25519KeyPair::generate().with_key_id("ed-1"),
+    })
+}
+
 /// The demo configuration plus what the tests need: an inactive client, a client below the
 /// admin routes' level, an ES256 key, a revoked token id and a small body cap.
 fn test_config() -> Value {
@@ -55,6 +73,13 @@ fn test_config() -> Value {
     cfg["jwt"]["keys"].as_array_mut().unwrap().push(json!({
         "kid": "es-1", "alg": "ES256", "pem": es_key().public_key().to_pem().unwrap()
     }));
+    let other = other_keys();
+    cfg["jwt"]["keys"].as_array_mut().unwrap().extend([
+        json!({"kid": "es384-1", "alg": "ES384", "pem": other.es384.public_key().to_pem().unwrap()}),
+        json!({"kid": "rs-1", "alg": "RS256", "pem": other.rs256.public_key().to_pem().unwrap()}),
+        json!({"kid": "ps-1", "alg": "PS256", "pem": other.ps256.public_key().to_pem().unwrap()}),
+        json!({"kid": "ed-1", "alg": "EdDSA", "pem": other.eddsa.public_key().to_pem()}),
+    ]);
     cfg["jwt"]["revoked_jti"] = json!(["revoked-token-1"]);
     cfg["jwt"]["claim_headers"] = json!({"sub": "x-user-id", "tenant": "X-Tenant"});
     cfg["hmac"] = json!({"max_body_bytes": MAX_BODY});
@@ -594,6 +619,53 @@ fn jwt_claim_failures() {
     );
     let resp = get("/api/send/x", &[("Authorization", &t(claims("marketing")))]);
     assert!(resp.reached_upstream());
+}
+
+/// Each asymmetric algorithm's own check, in Envoy: a signed token passes, and the same token
+/// with one signature bit flipped, or signed by another algorithm's key, is refused.
+#[test]
+fn every_asymmetric_algorithm_is_checked_in_envoy() {
+    let other = other_keys();
+    let c = || claims("analytics");
+    let tokens = [
+        ("ES256", es_key().sign(c()).unwrap()),
+        ("ES384", other.es384.sign(c()).unwrap()),
+        ("RS256", other.rs256.sign(c()).unwrap()),
+        ("PS256", other.ps256.sign(c()).unwrap()),
+        ("EdDSA", other.eddsa.sign(c()).unwrap()),
+    ];
+    for (alg, token) in &tokens {
+        let resp = get("/api/reports/weekly", &[("Authorization", &bearer(token))]);
+        assert!(resp.reached_upstream(), "{alg}: {}", resp.text());
+        assert_eq!(
+            resp.upstream_header("x-client-id").as_deref(),
+            Some("analytics"),
+            "{alg}"
+        );
+        let (signed, signature) = token.rsplit_once('.').unwrap();
+        let mut bytes = Base64UrlSafeNoPadding::decode_to_vec(signature, None).unwrap();
+        bytes[7] ^= 0x10;
+        let flipped = format!(
+            "{signed}.{}",
+            Base64UrlSafeNoPadding::encode_to_string(&bytes).unwrap()
+        );
+        let resp = get(
+            "/api/reports/weekly",
+            &[("Authorization", &bearer(&flipped))],
+        );
+        assert_denied(&resp, 401, "token_bad_signature");
+    }
+    // An EdDSA token whose header names the ES256 key: the key's algorithm decides, so no
+    // check runs on a signature of the wrong kind.
+    let ed = &tokens[4].1;
+    let (_, rest) = ed.split_once('.').unwrap();
+    let renamed = format!("{}.{rest}", b64(&json!({"alg": "EdDSA", "kid": "es-1"})));
+    let resp = get(
+        "/api/reports/weekly",
+        &[("Authorization", &bearer(&renamed))],
+    );
+    assert_eq!(resp.status, 401, "{}", resp.text());
+    assert!(!resp.reached_upstream());
 }
 
 #[test]

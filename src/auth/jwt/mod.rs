@@ -4,6 +4,7 @@
 //! checked against the proxy's clock, passed in as `now`.
 
 pub mod ecdsa;
+pub mod ed25519;
 pub mod remote;
 pub mod rsa_pkcs1;
 mod rsa_pss;

@@ -1,19 +1,19 @@
 //! Asymmetric JWT signatures checked faster than jwt-simple's pure-Rust backends do in wasm:
 //! RS256/384/512 and PS256/384/512 by [`rsa_pkcs1`](super::rsa_pkcs1) (each key's constants
 //! computed once; PSS decoding in [`rsa_pss`](super::rsa_pss)), ES256 and ES384 by
-//! [`ecdsa`](super::ecdsa) (each key's multiples precomputed), EdDSA by ring (its C compiled for
-//! wasm by clang). jwt-simple stays the token library: it parses keys, and [`verify`] follows its
+//! [`ecdsa`](super::ecdsa) (each key's multiples precomputed), EdDSA by
+//! [`ed25519`](super::ed25519) (likewise). jwt-simple stays the token library: it parses keys, and [`verify`] follows its
 //! `Token::verify` step by step (length, compact form, header type, algorithm, signature, claims
 //! and their validation) with only the signature check replaced. Tests run tokens through both
 //! and compare outcomes; Wycheproof vectors test every check behind [`FastKey`].
 
 use super::ecdsa::{self, NistP256, NistP384};
+use super::ed25519;
 use super::rsa_pkcs1::{self, Hash};
 use super::{JwtFailure, Key};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jwt_simple::prelude::*;
-use ring::signature::{UnparsedPublicKey, ED25519};
 use serde_json::{Map, Value};
 
 /// jwt-simple's bound on the encoded header.
@@ -35,8 +35,8 @@ pub enum FastKey {
     EcdsaP256(ecdsa::PublicKey<NistP256>),
     /// ES384.
     EcdsaP384(ecdsa::PublicKey<NistP384>),
-    /// An Ed25519 public key, checked by ring.
-    Ed25519(Vec<u8>),
+    /// EdDSA (Ed25519).
+    Ed25519(ed25519::PublicKey),
 }
 
 impl std::fmt::Debug for FastKey {
@@ -46,7 +46,7 @@ impl std::fmt::Debug for FastKey {
             Self::RsaPss { key, hash } => write!(f, "FastKey::RsaPss({key:?}, {hash:?})"),
             Self::EcdsaP256(key) => write!(f, "FastKey::EcdsaP256({key:?})"),
             Self::EcdsaP384(key) => write!(f, "FastKey::EcdsaP384({key:?})"),
-            Self::Ed25519(_) => write!(f, "FastKey::Ed25519"),
+            Self::Ed25519(key) => write!(f, "FastKey::Ed25519({key:?})"),
         }
     }
 }
@@ -75,7 +75,7 @@ impl FastKey {
                 .map(FastKey::EcdsaP256),
             Key::ES384(k) => ecdsa::PublicKey::new(&k.public_key().to_bytes_uncompressed())
                 .map(FastKey::EcdsaP384),
-            Key::EdDSA(k) => Some(FastKey::Ed25519(k.to_bytes())),
+            Key::EdDSA(k) => ed25519::PublicKey::new(&k.to_bytes()).map(FastKey::Ed25519),
             Key::HS256(_) | Key::HS384(_) | Key::HS512(_) => None,
         }
     }
@@ -87,9 +87,7 @@ impl FastKey {
             Self::RsaPss { key, hash } => key.verify_pss(*hash, message, signature),
             Self::EcdsaP256(key) => key.verify(message, signature),
             Self::EcdsaP384(key) => key.verify(message, signature),
-            Self::Ed25519(public) => UnparsedPublicKey::new(&ED25519, public)
-                .verify(message, signature)
-                .is_ok(),
+            Self::Ed25519(key) => key.verify(message, signature),
         }
     }
 }

@@ -187,17 +187,15 @@ fn main() {
             rsa_pkcs1::PublicKey::new(n, e).unwrap();
         }),
     ));
-    // One ES256 and one ES384 signature (Wycheproof's first valid vector of each) checked by
-    // ring and by the ecdsa module, whose key table is built on a key's first check.
-    use api_warden::auth::jwt::ecdsa::{EcdsaCurve, NistP256, NistP384, PublicKey};
+    // One ES256, one ES384 and one Ed25519 signature (Wycheproof's first valid vector of each)
+    // checked by ring and by the filter's own checks, whose key table is built on a key's first
+    // check.
+    use api_warden::auth::jwt::{ecdsa, ed25519};
+    use ring::signature::{
+        VerificationAlgorithm, ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED, ED25519,
+    };
     use wycheproof::ecdsa::TestName;
-    fn ecdsa_steps<C: EcdsaCurve>(
-        budget: u128,
-        results: &mut Vec<(&'static str, f64)>,
-        set: TestName,
-        ring_algorithm: &'static ring::signature::EcdsaVerificationAlgorithm,
-        names: [&'static str; 3],
-    ) {
+    fn first_ecdsa_vector(set: TestName) -> [Vec<u8>; 3] {
         let set = wycheproof::ecdsa::TestSet::load(set).unwrap();
         let group = &set.test_groups[0];
         let t = group
@@ -205,7 +203,62 @@ fn main() {
             .iter()
             .find(|t| t.result == wycheproof::TestResult::Valid)
             .unwrap();
-        let (public, message, signature) = (group.key.key.to_vec(), t.msg.to_vec(), t.sig.to_vec());
+        [group.key.key.to_vec(), t.msg.to_vec(), t.sig.to_vec()]
+    }
+    let ed25519_vector = {
+        let set = wycheproof::eddsa::TestSet::load(wycheproof::eddsa::TestName::Ed25519).unwrap();
+        let group = &set.test_groups[0];
+        let t = group
+            .tests
+            .iter()
+            .find(|t| t.result == wycheproof::TestResult::Valid)
+            .unwrap();
+        [group.key.pk.to_vec(), t.msg.to_vec(), t.sig.to_vec()]
+    };
+    /// A key made ready for the filter's own check, as that check.
+    type Check = Box<dyn Fn(&[u8], &[u8]) -> bool>;
+    fn p256(p: &[u8]) -> Option<Check> {
+        let k = ecdsa::PublicKey::<ecdsa::NistP256>::new(p)?;
+        Some(Box::new(move |m, s| k.verify(m, s)))
+    }
+    fn p384(p: &[u8]) -> Option<Check> {
+        let k = ecdsa::PublicKey::<ecdsa::NistP384>::new(p)?;
+        Some(Box::new(move |m, s| k.verify(m, s)))
+    }
+    fn ed(p: &[u8]) -> Option<Check> {
+        let k = ed25519::PublicKey::new(p)?;
+        Some(Box::new(move |m, s| k.verify(m, s)))
+    }
+    type Row = (
+        &'static str,
+        &'static dyn VerificationAlgorithm,
+        [Vec<u8>; 3],
+        fn(&[u8]) -> Option<Check>,
+    );
+    let checks: [Row; 3] = [
+        (
+            "ES256 ecdsa",
+            &ECDSA_P256_SHA256_FIXED,
+            first_ecdsa_vector(TestName::EcdsaSecp256r1Sha256P1363),
+            p256,
+        ),
+        (
+            "ES384 ecdsa",
+            &ECDSA_P384_SHA384_FIXED,
+            first_ecdsa_vector(TestName::EcdsaSecp384r1Sha384P1363),
+            p384,
+        ),
+        ("Ed25519 ed25519", &ED25519, ed25519_vector, ed),
+    ];
+    // Each: ring's check, the filter's key table with a first check, and its check alone.
+    for (alg_module, ring_algorithm, [public, message, signature], new) in checks {
+        let (alg, module) = alg_module.split_once(' ').unwrap();
+        let names = [
+            format!("{alg} check (ring)"),
+            format!("{alg} key table + check ({module})"),
+            format!("{alg} check ({module})"),
+        ]
+        .map(|n| &*Box::leak(n.into_boxed_str()));
         results.push((
             names[0],
             time(budget, |_| {
@@ -217,72 +270,14 @@ fn main() {
         results.push((
             names[1],
             time(budget, |_| {
-                let key = PublicKey::<C>::new(&public).unwrap();
-                assert!(key.verify(&message, &signature));
+                assert!(new(&public).unwrap()(&message, &signature));
             }),
         ));
-        let key = PublicKey::<C>::new(&public).unwrap();
+        let check = new(&public).unwrap();
         results.push((
             names[2],
             time(budget, |_| {
-                assert!(key.verify(&message, &signature));
-            }),
-        ));
-    }
-    ecdsa_steps::<NistP256>(
-        budget,
-        &mut results,
-        TestName::EcdsaSecp256r1Sha256P1363,
-        &ring::signature::ECDSA_P256_SHA256_FIXED,
-        [
-            "ES256 check (ring)",
-            "ES256 key table + check (ecdsa)",
-            "ES256 check (ecdsa)",
-        ],
-    );
-    ecdsa_steps::<NistP384>(
-        budget,
-        &mut results,
-        TestName::EcdsaSecp384r1Sha384P1363,
-        &ring::signature::ECDSA_P384_SHA384_FIXED,
-        [
-            "ES384 check (ring)",
-            "ES384 key table + check (ecdsa)",
-            "ES384 check (ecdsa)",
-        ],
-    );
-    // One Ed25519 signature (Wycheproof's first valid vector) checked by ring and by the
-    // ed25519 module, whose key table is built on a key's first check.
-    {
-        use api_warden::auth::jwt::ed25519::PublicKey;
-        let set = wycheproof::eddsa::TestSet::load(wycheproof::eddsa::TestName::Ed25519).unwrap();
-        let group = &set.test_groups[0];
-        let t = group
-            .tests
-            .iter()
-            .find(|t| t.result == wycheproof::TestResult::Valid)
-            .unwrap();
-        let (public, message, signature) = (group.key.pk.to_vec(), t.msg.to_vec(), t.sig.to_vec());
-        results.push((
-            "Ed25519 check (ring)",
-            time(budget, |_| {
-                ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, &public)
-                    .verify(&message, &signature)
-                    .unwrap();
-            }),
-        ));
-        results.push((
-            "Ed25519 key table + check (ed25519)",
-            time(budget, |_| {
-                let key = PublicKey::new(&public).unwrap();
-                assert!(key.verify(&message, &signature));
-            }),
-        ));
-        let key = PublicKey::new(&public).unwrap();
-        results.push((
-            "Ed25519 check (ed25519)",
-            time(budget, |_| {
-                assert!(key.verify(&message, &signature));
+                assert!(check(&message, &signature));
             }),
         ));
     }

@@ -2,10 +2,11 @@
 //! RS256/384/512 and PS256/384/512 by [`rsa_pkcs1`](super::rsa_pkcs1) (each key's constants
 //! computed once; PSS decoding in [`rsa_pss`](super::rsa_pss)), ES256 and ES384 by
 //! [`ecdsa`](super::ecdsa) (each key's multiples precomputed), EdDSA by
-//! [`ed25519`](super::ed25519) (likewise). jwt-simple stays the token library: it parses keys, and [`verify`] follows its
-//! `Token::verify` step by step (length, compact form, header type, algorithm, signature, claims
-//! and their validation) with only the signature check replaced. Tests run tokens through both
-//! and compare outcomes; Wycheproof vectors test every check behind [`FastKey`].
+//! [`ed25519`](super::ed25519) (likewise). jwt-simple stays the token library: it parses keys,
+//! and [`verify`] follows its `Token::verify` step by step (length, compact form, header type,
+//! algorithm, signature, claims and their validation) with only the signature check replaced.
+//! Tests run tokens through both and compare outcomes; Wycheproof vectors test every check
+//! behind [`FastKey`].
 
 use super::ecdsa::{self, NistP256, NistP384};
 use super::ed25519;
@@ -60,7 +61,8 @@ fn rsa(
 
 impl FastKey {
     /// The fast form of a configured key; `None` for keys no fast check takes (HMAC keys, RSA
-    /// moduli outside 2048–8192 bits), which jwt-simple keeps checking.
+    /// moduli outside 2048–8192 bits), which jwt-simple keeps checking. (Ed25519 bytes that are
+    /// no curve point never get here: jwt-simple refuses them when it reads the key.)
     pub(super) fn for_key(key: &Key) -> Option<FastKey> {
         let pkcs1 = |hash| move |key| FastKey::RsaPkcs1 { key, hash };
         let pss = |hash| move |key| FastKey::RsaPss { key, hash };

@@ -206,3 +206,18 @@ fn keys_no_fast_check_takes_stay_with_jwt_simple() {
         Some(JwtFailure::BadSignature)
     );
 }
+
+/// Ed25519 bytes that are no curve point never become a key: jwt-simple refuses them when it
+/// reads the key, so every EdDSA key the filter holds has its fast check.
+#[test]
+fn ed25519_bytes_that_are_no_point_are_refused_when_the_key_is_read() {
+    let mut refused = 0;
+    for b in 0..=255u8 {
+        let bytes = [b; 32];
+        match Ed25519PublicKey::from_bytes(&bytes) {
+            Ok(public) => assert!(FastKey::for_key(&Key::EdDSA(public)).is_some(), "{b}"),
+            Err(_) => refused += 1,
+        }
+    }
+    assert!(refused > 0);
+}

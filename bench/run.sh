@@ -48,9 +48,10 @@
 #   call_<kind>     with CALL_COSTS=1 (instead of the variants above): one kind of host call
 #                   20 times per request (CALL_REPEAT=n for another count), beside
 #                   call_none; prints each call's Envoy CPU
-#   baseline_api_key, baseline_redis, baseline_<alg>_distinct  with BASELINE_WASM=path:
-#                   warden_api_key, warden_redis and warden_<alg>_distinct on another build, in the same interleaved rounds (to compare a change with
-#                   what it replaces)
+#   baseline_api_key, baseline_jwt, baseline_es256, baseline_redis, baseline_<alg>_distinct
+#                   with BASELINE_WASM=path: warden_api_key, warden_jwt, warden_es256, warden_redis
+#                   and warden_<alg>_distinct on another build, in the same interleaved rounds (to
+#                   compare a change with what it replaces)
 # ONLY="none empty_wasm warden_api_key" runs a subset. Each round after the first restarts every
 # variant's Envoy (FRESH=0: one process each for the whole run); PIN=1 pins Envoy to CPU 0 and
 # wrk to CPU 1; PACE_MS (default 10) is the mean pause (random, exponential) of the paced latency
@@ -432,7 +433,7 @@ ALL=(none empty_wasm empty_wasm_cfg native_api_key native_api_key_full warden_ap
      warden_es256 native_es256 warden_es256_distinct native_es256_distinct warden_rs256_distinct native_rs256_distinct
      warden_es384_distinct native_es384_distinct warden_ps256_distinct native_ps256_distinct
      warden_eddsa_distinct native_eddsa_distinct host_calls_floor host_calls_floor_lean host_calls_floor_redis host_calls_floor_rls)
-[[ -n ${BASELINE_WASM:-} ]] && ALL+=(baseline_api_key baseline_redis baseline_es256_distinct baseline_es384_distinct
+[[ -n ${BASELINE_WASM:-} ]] && ALL+=(baseline_api_key baseline_jwt baseline_es256 baseline_redis baseline_es256_distinct baseline_es384_distinct
                                    baseline_rs256_distinct baseline_ps256_distinct baseline_eddsa_distinct)
 CALL_KINDS=(clock header_get header_pairs header_set header_remove_absent metric shared_get shared_set property log_below_level)
 CALL_REPEAT=${CALL_REPEAT:-20}
@@ -460,7 +461,9 @@ want warden_api_key && start_variant warden_api_key "$(filters_warden "$(warden_
 want warden_api_key_lean && start_variant warden_api_key_lean "$(filters_warden "$(warden_config '"auth_methods": ["api_key"], "upstream_identity_headers": ["x-client-id"], "rate_limiting": {"response_headers": false}')")" "X-API-Key: $KEY"
 want warden_threat && start_variant warden_threat "$(filters_warden "$(warden_config '"auth_methods": ["api_key"], "security_monitoring": {"abuse": {}}')")" "X-API-Key: $KEY"
 want native_jwt && start_variant native_jwt "$filters_native_jwt" "Authorization: Bearer $JWT"
-want warden_jwt && start_variant warden_jwt "$(filters_warden "$(warden_config "\"jwt\": {\"audience\": \"email-api\", \"keys\": [{\"alg\": \"HS256\", \"secret\": \"$JWT_SECRET\"}]}")")" "Authorization: Bearer $JWT"
+HS256_CONFIG="\"jwt\": {\"audience\": \"email-api\", \"keys\": [{\"alg\": \"HS256\", \"secret\": \"$JWT_SECRET\"}]}"
+want warden_jwt && start_variant warden_jwt "$(filters_warden "$(warden_config "$HS256_CONFIG")")" "Authorization: Bearer $JWT"
+want baseline_jwt && start_variant baseline_jwt "$(filters_warden "$(warden_config "$HS256_CONFIG")" "$BASELINE_WASM")" "Authorization: Bearer $JWT"
 want warden_redis && start_variant warden_redis "$(filters_warden "$(warden_config "$REDIS_MODE")")" "X-API-Key: $KEY"
 want warden_batch && start_variant warden_batch "$(filters_warden "$(warden_config '"auth_methods": ["api_key"], "rate_limiting": {"mode": "redis", "redis": {"cluster": "webdis", "timeout_ms": 1000, "batch_size": 20}}')")" "X-API-Key: $KEY"
 RLS_MODE='"auth_methods": ["api_key"], "rate_limiting": {"mode": "rls", "rls": {"cluster": "ratelimit", "domain": "bench", "send_limits": false, "timeout_ms": 1000}}'
@@ -494,6 +497,7 @@ want warden_rls && start_variant warden_rls "$(filters_warden "$(warden_config "
 want native_rls && start_variant native_rls "$filters_native_rls" "X-API-Key: $KEY"
 want warden_registry && start_variant warden_registry "$(filters_warden "$(warden_config '"auth_methods": ["api_key"], "registry": {"cluster": "webdis", "timeout_ms": 1000}')")" "X-API-Key: $REG_KEY"
 want warden_es256 && start_variant warden_es256 "$(filters_warden "$(warden_asym ES256)")" "Authorization: Bearer $(first_token ES256)"
+want baseline_es256 && start_variant baseline_es256 "$(filters_warden "$(warden_asym ES256)" "$BASELINE_WASM")" "Authorization: Bearer $(first_token ES256)"
 want native_es256 && start_variant native_es256 "$(native_asym ES256 yes)" "Authorization: Bearer $(first_token ES256)"
 for alg in "${ASYM_ALGS[@]}"; do
   lower=$(tr 'A-Z' 'a-z' <<<"$alg")
@@ -700,7 +704,7 @@ if want warden_redis && want warden_api_key; then
       "${MEDCPU[warden_redis]}" "${MEDCPU[host_calls_floor_redis]}" "$(python3 -c "print(${MEDCPU[warden_redis]} - ${MEDCPU[host_calls_floor_redis]})")"
 fi
 # This build against BASELINE_WASM's, variant by variant.
-for v in api_key redis es256_distinct es384_distinct rs256_distinct ps256_distinct eddsa_distinct; do
+for v in api_key jwt es256 redis es256_distinct es384_distinct rs256_distinct ps256_distinct eddsa_distinct; do
   want "baseline_$v" && want "warden_$v" &&
     printf 'warden_%s, this build / BASELINE_WASM: throughput %s (rounds %s), %+.1f us CPU per request\n' "$v" \
       "$(ratio "${MED[warden_$v]}" "${MED[baseline_$v]}")" "$(round_spread "warden_$v" "baseline_$v")" \

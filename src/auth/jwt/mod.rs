@@ -155,15 +155,51 @@ pub struct VerifiedToken {
     pub jti: Option<String>,
 }
 
-/// Tokens this worker verified, by SHA-256 of the whole token. A hit skips the signature and
-/// claims work but re-checks `exp` against the proxy clock; only successes are kept, so nothing
-/// the full path refuses is ever accepted from here. It lives inside the compiled verifier: a
-/// configuration change (key rotation, a revoked `jti`) starts from an empty cache. Bounded:
-/// when full it is emptied, which costs one re-verification per live token.
+/// Tokens this worker verified, keyed by the whole token: a hit is the same bytes, compared in
+/// full by the map, so no hash (not even a collision of one) can stand in for a verification,
+/// and no digest is computed per request. A hit skips the signature and claims work but
+/// re-checks `exp` against the proxy clock; only successes are kept, so nothing the full path
+/// refuses is ever accepted from here. It lives inside the compiled verifier: a configuration
+/// change (key rotation, a revoked `jti`) starts from an empty cache. Bounded in entries and in
+/// the bytes of the tokens it holds: when either would be exceeded it is emptied, which costs
+/// one re-verification per live token.
 #[derive(Debug, Default)]
-struct TokenCache(std::collections::HashMap<[u8; 32], VerifiedToken>);
+struct TokenCache {
+    by_token: std::collections::HashMap<Box<[u8]>, VerifiedToken>,
+    token_bytes: usize,
+}
+
+impl TokenCache {
+    fn get(&self, token: &[u8]) -> Option<&VerifiedToken> {
+        self.by_token.get(token)
+    }
+
+    fn insert(&mut self, token: &[u8], verified: VerifiedToken) {
+        if self.by_token.len() >= TOKEN_CACHE_ENTRIES
+            || self.token_bytes.saturating_add(token.len()) > TOKEN_CACHE_BYTES
+        {
+            self.clear();
+        }
+        // A token already held (a hit past its time, verified again) is replaced, not added.
+        if self.by_token.insert(token.into(), verified).is_none() {
+            self.token_bytes = self.token_bytes.saturating_add(token.len());
+        }
+    }
+
+    fn clear(&mut self) {
+        self.by_token.clear();
+        self.token_bytes = 0;
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.by_token.len()
+    }
+}
 
 const TOKEN_CACHE_ENTRIES: usize = 4096;
+/// 4 MiB of tokens: 4096 of 1 KiB each.
+const TOKEN_CACHE_BYTES: usize = 4 << 20;
 
 /// Why a token was refused; `code` is stable (metrics, JSON), `message` is safe to return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -371,7 +407,7 @@ impl JwtVerifier {
     pub fn jwks_answered(&self, status: Option<u16>, body: &[u8]) -> Option<remote::Fetched> {
         let fetched = self.remote.as_ref()?.answered(status, body);
         if matches!(fetched, remote::Fetched::Updated(_)) {
-            self.cache.borrow_mut().0.clear();
+            self.cache.borrow_mut().clear();
         }
         Some(fetched)
     }
@@ -383,7 +419,7 @@ impl JwtVerifier {
 
     #[cfg(test)]
     fn cached(&self) -> usize {
-        self.cache.borrow().0.len()
+        self.cache.borrow().len()
     }
 
     /// Verifies a token, from this worker's cache of verified tokens when it can.
@@ -391,9 +427,7 @@ impl JwtVerifier {
         if token.len() > self.max_token_length {
             return Err(JwtFailure::TooLong);
         }
-        use sha2::Digest;
-        let key: [u8; 32] = sha2::Sha256::digest(token).into();
-        if let Some(hit) = self.cache.borrow().0.get(&key) {
+        if let Some(hit) = self.cache.borrow().get(token) {
             let skew = self.skew_seconds;
             let not_expired = hit
                 .expires_at
@@ -407,11 +441,7 @@ impl JwtVerifier {
         }
         let verified = self.verify_uncached(token, now_secs)?;
         if verified.expires_at.is_some() {
-            let mut cache = self.cache.borrow_mut();
-            if cache.0.len() >= TOKEN_CACHE_ENTRIES {
-                cache.0.clear();
-            }
-            cache.0.insert(key, verified.clone());
+            self.cache.borrow_mut().insert(token, verified.clone());
         }
         Ok(verified)
     }

@@ -472,6 +472,65 @@ fn the_verified_token_cache_is_bounded() {
 }
 
 #[test]
+fn the_verified_token_cache_is_bounded_in_bytes() {
+    let v = hs_verifier();
+    let padding = "p".repeat(3000);
+    let mut sizes = 0;
+    for i in 0..2000 {
+        let mut c = claims("marketing");
+        c.jwt_id = Some(format!("t-{i}"));
+        c.custom
+            .insert("padding".into(), Value::String(padding.clone()));
+        let token = hs_token(c);
+        sizes += token.len();
+        assert!(v.verify(token.as_bytes(), NOW).is_ok());
+        let cache = v.cache.borrow();
+        assert!(
+            cache.token_bytes <= TOKEN_CACHE_BYTES,
+            "{}",
+            cache.token_bytes
+        );
+        let held: usize = cache.by_token.keys().map(|t| t.len()).sum();
+        assert_eq!(cache.token_bytes, held, "the count is the tokens' bytes");
+    }
+    assert!(sizes > 2 * TOKEN_CACHE_BYTES, "the run overfills the cache");
+    assert!(v.cached() < 2000 && v.cached() > 0, "{}", v.cached());
+}
+
+#[test]
+fn a_token_a_byte_off_a_cached_one_is_decided_as_without_the_cache() {
+    let v = hs_verifier();
+    let token = hs_token(claims("marketing")).into_bytes();
+    assert!(v.verify(&token, NOW).is_ok());
+    let uncached = |t: &[u8]| hs_verifier().verify(t, NOW);
+    let mut refused = 0;
+    for i in 0..token.len() {
+        for b in [b'A', b'_', b'.', b'0', 0xff] {
+            let mut near = token.clone();
+            if near[i] == b {
+                continue;
+            }
+            near[i] = b;
+            let decided = v.verify(&near, NOW);
+            assert_eq!(decided, uncached(&near), "byte {i} set to {b}");
+            refused += usize::from(decided.is_err());
+        }
+    }
+    for near in [&token[..token.len() - 1], &[&token[..], b"A"].concat()[..]] {
+        assert_eq!(v.verify(near, NOW), uncached(near));
+        assert!(v.verify(near, NOW).is_err());
+    }
+    assert!(
+        refused > 4 * token.len(),
+        "nearly every near miss is refused: {refused}"
+    );
+    assert!(
+        v.verify(&token, NOW).is_ok(),
+        "the cached token itself still passes"
+    );
+}
+
+#[test]
 fn a_kid_that_names_two_keys_is_refused_at_configuration() {
     let with_kid = |kid: &str| RawJwtKey {
         kid: Some(kid.into()),

@@ -216,9 +216,9 @@ pub extern "C" fn proxy_on_response_headers(id: u32, _headers: usize, _end_of_st
 
 // The no-op callbacks below stay exported although Envoy would skip a missing one (without
 // `proxy_on_log` and `proxy_on_done`, 1.5 us less Envoy CPU per request): Kong's host calls
-// them without checking that they exist. Without `proxy_on_response_body` and
-// `proxy_on_response_trailers` its nginx workers die at the first request (signal 11); without
-// `proxy_on_log` and `proxy_on_done`, under concurrent requests (tried 2026-12-07, e2e_kong).
+// them without checking that they exist, and its nginx worker dies (signal 11). Without
+// `proxy_on_response_body` and `proxy_on_response_trailers` before the first response; without
+// `proxy_on_log` and `proxy_on_done` after every response it sends (tried 2026-12-07).
 #[no_mangle]
 pub extern "C" fn proxy_on_response_body(_id: u32, _size: usize, _end_of_stream: u32) -> u32 {
     CONTINUE

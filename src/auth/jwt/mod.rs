@@ -175,6 +175,11 @@ impl TokenCache {
     }
 
     fn insert(&mut self, token: &[u8], verified: VerifiedToken) {
+        // `max_token_length` has no ceiling: a token above this is verified every time rather
+        // than empty the cache or carry it past its byte bound.
+        if token.len() > TOKEN_CACHE_MAX_TOKEN {
+            return;
+        }
         if self.by_token.len() >= TOKEN_CACHE_ENTRIES
             || self.token_bytes.saturating_add(token.len()) > TOKEN_CACHE_BYTES
         {
@@ -200,6 +205,8 @@ impl TokenCache {
 const TOKEN_CACHE_ENTRIES: usize = 4096;
 /// 4 MiB of tokens: 4096 of 1 KiB each.
 const TOKEN_CACHE_BYTES: usize = 4 << 20;
+/// The longest token kept: 64 KiB, above Envoy's default limit for all request headers (60 KiB).
+const TOKEN_CACHE_MAX_TOKEN: usize = 64 << 10;
 
 /// Why a token was refused; `code` is stable (metrics, JSON), `message` is safe to return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

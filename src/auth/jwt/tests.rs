@@ -498,6 +498,27 @@ fn the_verified_token_cache_is_bounded_in_bytes() {
 }
 
 #[test]
+fn a_token_too_long_for_the_cache_is_verified_every_time_and_never_held() {
+    let mut r = raw(vec![hs_key()], None);
+    r.max_token_length = Some(8 << 20);
+    let v = JwtVerifier::compile(r).unwrap();
+    let small = hs_token(claims("marketing"));
+    assert!(v.verify(small.as_bytes(), NOW).is_ok());
+    for size in [TOKEN_CACHE_MAX_TOKEN, TOKEN_CACHE_BYTES + 1] {
+        let mut c = claims("marketing");
+        c.custom
+            .insert("padding".into(), Value::String("p".repeat(size)));
+        let big = hs_token(c);
+        assert!(big.len() > TOKEN_CACHE_MAX_TOKEN);
+        assert!(v.verify(big.as_bytes(), NOW).is_ok());
+        assert!(v.verify(big.as_bytes(), NOW).is_ok(), "verified again");
+        let cache = v.cache.borrow();
+        assert_eq!(cache.len(), 1, "only the small token is held");
+        assert_eq!(cache.token_bytes, small.len());
+    }
+}
+
+#[test]
 fn a_token_a_byte_off_a_cached_one_is_decided_as_without_the_cache() {
     let v = hs_verifier();
     let token = hs_token(claims("marketing")).into_bytes();

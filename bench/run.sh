@@ -44,13 +44,16 @@
 #                   host_calls_floor_redis: the same for warden_redis's 19, with its one webdis
 #                   call (the path api-warden sends: examples/redis_call.rs);
 #                   host_calls_floor_rls: the same for warden_rls's 18, with its one gRPC call
-#                   (the message api-warden sends: examples/rls_call.rs)
+#                   (the message api-warden sends: examples/rls_call.rs);
+#                   host_calls_floor_hmac: the same for warden_hmac_1k's 23 (the headers held
+#                   for the body, the body read, two CAS updates), under the same POSTs
 #   call_<kind>     with CALL_COSTS=1 (instead of the variants above): one kind of host call
 #                   20 times per request (CALL_REPEAT=n for another count), beside
 #                   call_none; prints each call's Envoy CPU
-#   baseline_api_key, baseline_jwt, baseline_es256, baseline_redis, baseline_<alg>_distinct
-#                   with BASELINE_WASM=path: warden_api_key, warden_jwt, warden_es256, warden_redis
-#                   and warden_<alg>_distinct on another build, in the same interleaved rounds (to
+#   baseline_api_key, baseline_jwt, baseline_es256, baseline_redis, baseline_hmac_1k,
+#                   baseline_<alg>_distinct with BASELINE_WASM=path: warden_api_key, warden_jwt,
+#                   warden_es256, warden_redis, warden_hmac_1k and warden_<alg>_distinct on
+#                   another build, in the same interleaved rounds (to
 #                   compare a change with what it replaces)
 # ONLY="none empty_wasm warden_api_key" runs a subset. Each round after the first restarts every
 # variant's Envoy (FRESH=0: one process each for the whole run); PIN=1 pins Envoy to CPU 0 and
@@ -200,7 +203,22 @@ $native_ratelimit
 YAML
 )
 
-render() { # $1: listener port, $2: admin port, $3: upstream port, $4: filters
+# The upstream's filters before its router: for POSTs, a buffer filter, so it answers once the
+# whole request is in. Its direct response would otherwise go out after the headers alone, and
+# an HTTP/1.1 server that answers before the request is complete closes the connection: every
+# POST would then open a new upstream connection (about 100 us of Envoy CPU each, measured),
+# and that churn, not the filters, would fill the 1 KiB variants' figures.
+upstream_filters() { # $1: the variant's request header ("signed" for the POSTs)
+  [[ $1 == signed ]] || return 0
+  cat <<YAML
+          - name: envoy.filters.http.buffer
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer
+              max_request_bytes: 65536
+YAML
+}
+
+render() { # $1: listener port, $2: admin port, $3: upstream port, $4: filters, $5: upstream's
   cat <<YAML
 admin: { address: { socket_address: { address: 127.0.0.1, port_value: $2 } } }
 static_resources:
@@ -243,6 +261,7 @@ $4
               domains: ["*"]
               routes: [{ match: { prefix: "/" }, direct_response: { status: 200, body: { inline_string: "ok" } } }]
           http_filters:
+${5:-}
           - name: envoy.filters.http.router
             typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
   clusters:
@@ -284,7 +303,7 @@ start_variant() { # $1: name, $2: filters YAML, $3: request header
   for attempt in 1 2 3; do
     p=$(port); a=$(port); u=$(port)
     [[ $p != "$a" && $p != "$u" && $a != "$u" ]] || continue
-    render "$p" "$a" "$u" "$2" > "$work/$1.yaml"
+    render "$p" "$a" "$u" "$2" "$(upstream_filters "$3")" > "$work/$1.yaml"
     "${ENVOY_PIN[@]}" "$ENVOY" -c "$work/$1.yaml" --concurrency "$CONCURRENCY" --disable-hot-restart -l error > "$work/$1.log" 2>&1 &
     PID[$1]=$!
     for _ in $(seq 100); do
@@ -432,8 +451,8 @@ ALL=(none empty_wasm empty_wasm_cfg native_api_key native_api_key_full warden_ap
      warden_rls native_rls empty_wasm_1k warden_hmac_1k
      warden_es256 native_es256 warden_es256_distinct native_es256_distinct warden_rs256_distinct native_rs256_distinct
      warden_es384_distinct native_es384_distinct warden_ps256_distinct native_ps256_distinct
-     warden_eddsa_distinct native_eddsa_distinct host_calls_floor host_calls_floor_lean host_calls_floor_redis host_calls_floor_rls)
-[[ -n ${BASELINE_WASM:-} ]] && ALL+=(baseline_api_key baseline_jwt baseline_es256 baseline_redis baseline_es256_distinct baseline_es384_distinct
+     warden_eddsa_distinct native_eddsa_distinct host_calls_floor host_calls_floor_lean host_calls_floor_redis host_calls_floor_rls host_calls_floor_hmac)
+[[ -n ${BASELINE_WASM:-} ]] && ALL+=(baseline_api_key baseline_jwt baseline_es256 baseline_redis baseline_hmac_1k baseline_es256_distinct baseline_es384_distinct
                                    baseline_rs256_distinct baseline_ps256_distinct baseline_eddsa_distinct)
 CALL_KINDS=(clock header_get header_pairs header_set header_remove_absent metric shared_get shared_set property log_below_level)
 CALL_REPEAT=${CALL_REPEAT:-20}
@@ -493,6 +512,7 @@ YAML
 )
 want empty_wasm_1k && start_variant empty_wasm_1k "$(filters_empty)" signed
 want warden_hmac_1k && start_variant warden_hmac_1k "$(filters_warden "$(warden_hmac_config)")" signed
+want baseline_hmac_1k && start_variant baseline_hmac_1k "$(filters_warden "$(warden_hmac_config)" "$BASELINE_WASM")" signed
 want warden_rls && start_variant warden_rls "$(filters_warden "$(warden_config "$RLS_MODE")")" "X-API-Key: $KEY"
 want native_rls && start_variant native_rls "$filters_native_rls" "X-API-Key: $KEY"
 want warden_registry && start_variant warden_registry "$(filters_warden "$(warden_config '"auth_methods": ["api_key"], "registry": {"cluster": "webdis", "timeout_ms": 1000}')")" "X-API-Key: $REG_KEY"
@@ -507,6 +527,7 @@ for alg in "${ASYM_ALGS[@]}"; do
 done
 want host_calls_floor && start_variant host_calls_floor "$(filters_warden api_key_path "$HOST_CALLS_WASM")" "X-API-Key: $KEY"
 want host_calls_floor_lean && start_variant host_calls_floor_lean "$(filters_warden api_key_lean_path "$HOST_CALLS_WASM")" "X-API-Key: $KEY"
+want host_calls_floor_hmac && start_variant host_calls_floor_hmac "$(filters_warden hmac_body_path "$HOST_CALLS_WASM")" signed
 want host_calls_floor_redis && start_variant host_calls_floor_redis "$(filters_warden "api_key_redis_path $REDIS_CALL_PATH" "$HOST_CALLS_WASM")" "X-API-Key: $KEY"
 if want host_calls_floor_rls; then
   # The gRPC target and message api-warden sends in RLS mode, as the filter itself builds them.
@@ -704,7 +725,7 @@ if want warden_redis && want warden_api_key; then
       "${MEDCPU[warden_redis]}" "${MEDCPU[host_calls_floor_redis]}" "$(python3 -c "print(${MEDCPU[warden_redis]} - ${MEDCPU[host_calls_floor_redis]})")"
 fi
 # This build against BASELINE_WASM's, variant by variant.
-for v in api_key jwt es256 redis es256_distinct es384_distinct rs256_distinct ps256_distinct eddsa_distinct; do
+for v in api_key jwt es256 redis hmac_1k es256_distinct es384_distinct rs256_distinct ps256_distinct eddsa_distinct; do
   want "baseline_$v" && want "warden_$v" &&
     printf 'warden_%s, this build / BASELINE_WASM: throughput %s (rounds %s), %+.1f us CPU per request\n' "$v" \
       "$(ratio "${MED[warden_$v]}" "${MED[baseline_$v]}")" "$(round_spread "warden_$v" "baseline_$v")" \
@@ -712,6 +733,11 @@ for v in api_key jwt es256 redis es256_distinct es384_distinct rs256_distinct ps
 done
 want warden_hmac_1k && want empty_wasm_1k &&
   target "HMAC over a 1 KiB body, api-warden / empty_wasm under the same POSTs" warden_hmac_1k empty_wasm_1k 0.70
+want warden_hmac_1k && want empty_wasm_1k && want host_calls_floor_hmac &&
+  printf '  of which the host calls alone (host_calls_floor_hmac / empty_wasm_1k): %s, %+.1f us CPU; api-warden'"'"'s own code over them: %+.1f us CPU\n' \
+    "$(ratio "${MED[host_calls_floor_hmac]}" "${MED[empty_wasm_1k]}")" \
+    "$(python3 -c "print(${MEDCPU[host_calls_floor_hmac]} - ${MEDCPU[empty_wasm_1k]})")" \
+    "$(python3 -c "print(${MEDCPU[warden_hmac_1k]} - ${MEDCPU[host_calls_floor_hmac]})")"
 want warden_batch && want warden_api_key &&
   target "Batched Redis mode (20 per call) / local mode" warden_batch warden_api_key 0.70
 want warden_rls && want native_rls &&

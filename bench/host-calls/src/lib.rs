@@ -18,6 +18,12 @@
 //!   `examples/rls_call.rs`), the request paused until its answer, the answer read, then the
 //!   same edits and fields as `api_key_path` (18 calls). Its cost over `api_key_path` is what
 //!   Envoy's wasm gRPC call costs; api-warden's over it is its own RLS code.
+//! - `hmac_body_path`: the host calls of an admitted request signed with the seed's scheme
+//!   over its body (`cargo test --lib host_calls_per_request`, 23 calls): the headers held while
+//!   the body arrives (`allow_on_headers_stop_iteration`), the body read once, a replay-table
+//!   slot and the counter each updated once, the four signature headers removed, the same
+//!   identity edits and fields as `api_key_path`. Its cost over `empty_wasm_1k` is the floor of
+//!   `warden_hmac_1k`; api-warden's over it is its own code (hashing the body included).
 //! - `<call>:<n>`: one kind of host call `n` times per request, so `make bench CALL_COSTS=1`
 //!   can divide the added Envoy CPU by `n`.
 //! - anything else: nothing.
@@ -33,6 +39,7 @@ enum Mode {
     ApiKeyLeanPath,
     ApiKeyRedisPath,
     ApiKeyRlsCall,
+    HmacBodyPath,
     Repeat(Call, u32),
 }
 
@@ -65,6 +72,9 @@ const CALLS: [(&str, Call); 10] = [
 
 const COUNTER_KEY: &str = "aw:rl:marketing:client:marketing";
 const COUNTER: [u8; 64] = [7; 64];
+/// One replay-table slot as `make bench` leaves it on average: six (fingerprint, expiry) entries.
+const REPLAY_KEY: &str = "aw:replay:marketing:17";
+const REPLAY_SLOT: [u8; 144] = [9; 144];
 
 thread_local! {
     static MODE: Cell<Mode> = const { Cell::new(Mode::Nothing) };
@@ -102,6 +112,7 @@ impl RootContext for Root {
             _ if config.trim().starts_with("api_key_redis_path ") => Mode::ApiKeyRedisPath,
             _ if config.trim() == "api_key_path" => Mode::ApiKeyPath,
             _ if config.trim() == "api_key_lean_path" => Mode::ApiKeyLeanPath,
+            _ if config.trim() == "hmac_body_path" => Mode::HmacBodyPath,
             Some((name, n)) => match (CALLS.iter().find(|(c, _)| *c == name), n.parse()) {
                 (Some((_, call)), Ok(n)) => Mode::Repeat(*call, n),
                 _ => Mode::Nothing,
@@ -115,6 +126,7 @@ impl RootContext for Root {
         let latency = hc::define_metric(MetricType::Histogram, "hc.latency_ms").unwrap_or(0);
         LATENCY.with(|l| l.set(latency));
         let _ = hc::set_shared_data(COUNTER_KEY, Some(&COUNTER), None);
+        let _ = hc::set_shared_data(REPLAY_KEY, Some(&REPLAY_SLOT), None);
         true
     }
 
@@ -180,8 +192,13 @@ fn api_key_path(lean: bool) {
 
 /// The edits and counters of an admitted request, after its count.
 fn admitted(lean: bool) {
+    let _ = hc::set_map_value_bytes(MapType::HttpRequestHeaders, "x-api-key", None);
+    identified(lean);
+}
+
+/// The identity headers set, read back, and the two counters.
+fn identified(lean: bool) {
     let req = MapType::HttpRequestHeaders;
-    let _ = hc::set_map_value_bytes(req, "x-api-key", None);
     set(req, "x-client-id", "marketing");
     if !lean {
         set(req, "x-client-name", "Marketing Team");
@@ -192,6 +209,22 @@ fn admitted(lean: bool) {
     let (requests, allowed) = METRICS.with(|m| m.get());
     let _ = hc::increment_metric(requests, 1);
     let _ = hc::increment_metric(allowed, 1);
+}
+
+/// A signed request's body phase, once the whole body is here: the body read, the signature's
+/// replay record and the count (two CAS updates), the signature headers removed, the identity.
+fn hmac_body_path(body_size: usize) {
+    let _ = hc::get_current_time();
+    let _ = hc::get_buffer(BufferType::HttpRequestBody, 0, body_size);
+    for key in [REPLAY_KEY, COUNTER_KEY] {
+        let (value, cas) = hc::get_shared_data(key).unwrap_or((None, None));
+        let _ = hc::set_shared_data(key, value.as_deref(), cas);
+    }
+    let req = MapType::HttpRequestHeaders;
+    for name in ["x-signature", "x-timestamp", "x-nonce", "x-client-id"] {
+        let _ = hc::set_map_value_bytes(req, name, None);
+    }
+    identified(false);
 }
 
 /// Redis mode's request side: the count is asked of webdis and the request waits for it.
@@ -253,7 +286,7 @@ impl Context for Request {
 }
 
 impl HttpContext for Request {
-    fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
+    fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
         match MODE.with(|m| m.get()) {
             Mode::Nothing => {}
             Mode::Repeat(call, n) => repeat(call, n),
@@ -261,14 +294,36 @@ impl HttpContext for Request {
             Mode::ApiKeyLeanPath => api_key_path(true),
             Mode::ApiKeyRedisPath => return api_key_redis_path(),
             Mode::ApiKeyRlsCall => return api_key_rls_call(),
+            Mode::HmacBodyPath => {
+                let _ = hc::get_current_time();
+                let _ = hc::get_map_bytes(MapType::HttpRequestHeaders);
+                let _ = hc::get_property(vec!["source", "address"]);
+                // Nothing to wait for without a body (the bench's readiness probe).
+                return if end_of_stream {
+                    Action::Continue
+                } else {
+                    Action::Pause
+                };
+            }
         }
+        Action::Continue
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if MODE.with(|m| m.get()) != Mode::HmacBodyPath {
+            return Action::Continue;
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        hmac_body_path(body_size);
         Action::Continue
     }
 
     fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
         if matches!(
             MODE.with(|m| m.get()),
-            Mode::ApiKeyPath | Mode::ApiKeyRedisPath | Mode::ApiKeyRlsCall
+            Mode::ApiKeyPath | Mode::ApiKeyRedisPath | Mode::ApiKeyRlsCall | Mode::HmacBodyPath
         ) {
             let resp = MapType::HttpResponseHeaders;
             set(resp, "ratelimit-limit", "1000000000");

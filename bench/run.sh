@@ -454,7 +454,7 @@ ALL=(none empty_wasm empty_wasm_cfg native_api_key native_api_key_full warden_ap
      warden_eddsa_distinct native_eddsa_distinct host_calls_floor host_calls_floor_lean host_calls_floor_redis host_calls_floor_rls host_calls_floor_hmac)
 [[ -n ${BASELINE_WASM:-} ]] && ALL+=(baseline_api_key baseline_jwt baseline_es256 baseline_redis baseline_hmac_1k baseline_es256_distinct baseline_es384_distinct
                                    baseline_rs256_distinct baseline_ps256_distinct baseline_eddsa_distinct)
-CALL_KINDS=(clock header_get header_pairs header_set header_remove_absent metric shared_get shared_set property log_below_level)
+CALL_KINDS=(clock header_get header_pairs header_set header_remove_absent metric shared_get shared_set property log_below_level sha256_1k)
 CALL_REPEAT=${CALL_REPEAT:-20}
 [[ -n ${CALL_COSTS:-} ]] && ALL=(none empty_wasm call_none "${CALL_KINDS[@]/#/call_}")
 VARIANTS=()

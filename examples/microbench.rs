@@ -95,6 +95,15 @@ fn main() {
             std::hint::black_box(api_warden::auth::api_key::digest(KEY.as_bytes()));
         }),
     ));
+    // The same work as `bench/host-calls`' `sha256_1k` in Envoy (`CALL_COSTS=1 make bench`).
+    results.push((
+        "SHA-256, 1 KiB",
+        time(budget, |i| {
+            use sha2::Digest;
+            let block = [i as u8; 1024];
+            std::hint::black_box(sha2::Sha256::digest(std::hint::black_box(&block)));
+        }),
+    ));
     let pattern = api_warden::authz::endpoints::EndpointPattern::parse("p", "/api/send/*").unwrap();
     results.push((
         "path normalise + pattern",

@@ -25,7 +25,8 @@
 //!   identity edits and fields as `api_key_path`. Its cost over `empty_wasm_1k` is the floor of
 //!   `warden_hmac_1k`; api-warden's over it is its own code (hashing the body included).
 //! - `<call>:<n>`: one kind of host call `n` times per request, so `make bench CALL_COSTS=1`
-//!   can divide the added Envoy CPU by `n`.
+//!   can divide the added Envoy CPU by `n`. `sha256_1k` is no host call but SHA-256 over 1 KiB
+//!   inside the VM: its cost beside node's (`make microbench`) says how Envoy's V8 runs compute.
 //! - anything else: nothing.
 use proxy_wasm::hostcalls as hc;
 use proxy_wasm::traits::*;
@@ -55,9 +56,11 @@ enum Call {
     SharedSet,
     Property,
     Log,
+    /// Not a host call: SHA-256 over 1 KiB inside the VM, to compare Envoy's V8 with node's.
+    Sha256Kib,
 }
 
-const CALLS: [(&str, Call); 10] = [
+const CALLS: [(&str, Call); 11] = [
     ("clock", Call::Clock),
     ("header_get", Call::HeaderGet),
     ("header_pairs", Call::HeaderPairs),
@@ -68,6 +71,7 @@ const CALLS: [(&str, Call); 10] = [
     ("shared_set", Call::SharedSet),
     ("property", Call::Property),
     ("log_below_level", Call::Log),
+    ("sha256_1k", Call::Sha256Kib),
 ];
 
 const COUNTER_KEY: &str = "aw:rl:marketing:client:marketing";
@@ -177,6 +181,12 @@ fn repeat(call: Call, n: u32) {
             Call::SharedSet => hc::set_shared_data(COUNTER_KEY, Some(&COUNTER), None),
             Call::Property => hc::get_property(vec!["source", "address"]).map(|_| ()),
             Call::Log => hc::log(LogLevel::Trace, "below Envoy's level"),
+            Call::Sha256Kib => {
+                use sha2::Digest;
+                let block = [i as u8; 1024];
+                std::hint::black_box(sha2::Sha256::digest(std::hint::black_box(&block)));
+                Ok(())
+            }
         };
     }
 }

@@ -45,7 +45,7 @@
 #                   call (the path api-warden sends: examples/redis_call.rs);
 #                   host_calls_floor_rls: the same for warden_rls's 18, with its one gRPC call
 #                   (the message api-warden sends: examples/rls_call.rs);
-#                   host_calls_floor_hmac: the same for warden_hmac_1k's 23 (the headers held
+#                   host_calls_floor_hmac: the same for warden_hmac_1k's 22 (the headers held
 #                   for the body, the body read, two CAS updates), under the same POSTs
 #   call_<kind>     with CALL_COSTS=1 (instead of the variants above): one kind of host call
 #                   20 times per request (CALL_REPEAT=n for another count), beside

@@ -140,7 +140,8 @@ fn whole_requests_never_panic_on_hostile_bytes() {
         if let pipeline::Verdict::Suspend(pending, _) = verdict {
             bodies += 1;
             let body = rng.bytes(128);
-            let _ = pipeline::on_request_body(&cfg, pending, &body, 1_795_910_410, &store);
+            let at = 1_795_910_410;
+            let _ = pipeline::on_request_body(&cfg, pending, &body, at, &store, &head.source);
         }
     }
     println!("body phase reached {bodies} times");

@@ -77,12 +77,7 @@ impl RequestFilter {
             }
         };
         let mut flow = Flow::new(now, pseudo(&headers, ":method"), pseudo(&headers, ":path"));
-        let source = Source::lazy(|| {
-            host.property(&["source", "address"])
-                .ok()
-                .flatten()
-                .and_then(|raw| ip::parse_source(&raw))
-        });
+        let source = caller_address(host);
         let mtls = worker
             .config
             .auth
@@ -161,7 +156,9 @@ impl RequestFilter {
             Ok(body) => {
                 let body = body.unwrap_or_default();
                 let flow = self.flow_mut();
-                let (step, vanished) = worker.with_env(host, now, |env| flow.on_body(env, &body));
+                let source = caller_address(host);
+                let (step, vanished) =
+                    worker.with_env(host, now, |env| flow.on_body(env, &body, &source));
                 worker.note_vanished(host, vanished);
                 step
             }
@@ -211,7 +208,9 @@ impl RequestFilter {
         };
         let now = host.now_ms().unwrap_or(0);
         let flow = self.flow_mut();
-        let (step, vanished) = worker.with_env(host, now, |env| flow.on_callout(env, &answer));
+        let source = caller_address(host);
+        let (step, vanished) =
+            worker.with_env(host, now, |env| flow.on_callout(env, &answer, &source));
         worker.note_vanished(host, vanished);
         if self.execute(host, &worker, step, now) == Action::Continue
             && host.resume_request().is_err()
@@ -325,7 +324,9 @@ impl RequestFilter {
                 Err(_) => {
                     let flow = self.flow_mut();
                     let answer = CalloutAnswer::DispatchFailed;
-                    let (step, _) = worker.with_env(host, now, |env| flow.on_callout(env, &answer));
+                    let source = caller_address(host);
+                    let (step, _) =
+                        worker.with_env(host, now, |env| flow.on_callout(env, &answer, &source));
                     self.execute(host, worker, step, now)
                 }
             },
@@ -399,6 +400,16 @@ fn peer_certificate<H: Host + ?Sized>(host: &H) -> Option<crate::auth::mtls::Pee
         sha256,
         uri_san: text("uri_san_peer_certificate"),
         subject: text("subject_peer_certificate"),
+    })
+}
+
+/// The caller's address, asked of the host only when a decision needs it.
+fn caller_address<H: Host + ?Sized>(host: &H) -> Source<'_> {
+    Source::lazy(|| {
+        host.property(&["source", "address"])
+            .ok()
+            .flatten()
+            .and_then(|raw| ip::parse_source(&raw))
     })
 }
 

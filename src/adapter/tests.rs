@@ -346,6 +346,78 @@ fn a_missing_address_fails_closed_for_allowlisted_clients() {
 }
 
 #[test]
+fn a_signed_request_asks_for_the_callers_address_only_when_a_decision_needs_it() {
+    // The body phase decides; the address is read there, and only for an allowlisted client.
+    let secret = "signer-hmac-secret-0123456789ab";
+    let signer = |id: &str| {
+        json!({"client_id": id, "allowed_endpoints": ["/api/send/*"],
+               "client_secret": secret, "seed_signatures": true})
+    };
+    let mut office = signer("office");
+    office["allowed_ips"] = json!(["192.168.1.0/24"]);
+    let (host, root) = configured(json!({"clients": [signer("marketing"), office]}));
+    let ts = (NOW / 1000).to_string();
+    let cases = [
+        ("marketing", "10.0.0.1:5000", None, 0),
+        ("office", "192.168.1.9:5000", None, 1),
+        (
+            "office",
+            "10.0.0.1:5000",
+            Some((403, "ip_not_allowed".to_string())),
+            1,
+        ),
+    ];
+    for (n, (client, address, refusal, lookups)) in cases.into_iter().enumerate() {
+        let nonce = format!("n{n}");
+        let sig = crate::auth::hmac_signature::sign(
+            secret.as_bytes(),
+            "POST",
+            "/api/send/x",
+            b"{}",
+            &ts,
+            Some(&nonce),
+        );
+        host.request(
+            &[
+                (":method", "POST"),
+                (":path", "/api/send/x"),
+                ("x-client-id", client),
+                ("x-timestamp", &ts),
+                ("x-nonce", &nonce),
+                ("x-signature", &sig),
+            ],
+            b"{}",
+            Some(address),
+        );
+        let before = host
+            .host_calls
+            .borrow()
+            .get("property")
+            .copied()
+            .unwrap_or(0);
+        let replies = host.replies.borrow().len();
+        let mut request = root.new_request();
+        assert_eq!(request.on_request_headers(&host, false), Action::Pause);
+        let action = request.on_request_body(&host, 2, true);
+        let after = host
+            .host_calls
+            .borrow()
+            .get("property")
+            .copied()
+            .unwrap_or(0);
+        assert_eq!(after - before, lookups, "{client} from {address}");
+        match refusal {
+            None => {
+                assert_eq!(action, Action::Continue, "{:?}", host.last_reply());
+                assert_eq!(host.replies.borrow().len(), replies);
+                assert_eq!(host.upstream_header("x-client-id"), [client]);
+            }
+            Some(reply) => assert_eq!(host.last_reply(), Some(reply), "{client} from {address}"),
+        }
+    }
+}
+
+#[test]
 fn unreadable_headers_and_no_configuration_are_refused() {
     let (host, root) = configured(json!({}));
     host.faults.refuse_headers.set(true);
@@ -954,7 +1026,7 @@ fn host_calls_per_request_and_allocations_stay_within_budget() {
         ("public route", json!({}), &public, 11, 41),
         ("unknown API key (401)", json!({}), &refused, 10, 51),
         ("JWT HS256 (cached)", jwt_config, &jwt, 15, 62),
-        ("seed HMAC, 1 KiB body", json!({}), &signed, 23, 108),
+        ("seed HMAC, 1 KiB body", json!({}), &signed, 22, 106),
         ("API key, lean headers", lean_headers(), &plain, 9, 41),
     ];
     let mut allocations = Vec::new();

@@ -12,7 +12,7 @@ use crate::auth::Wait;
 use crate::callout::{CalloutAnswer, CalloutSpec};
 use crate::config::Config;
 use crate::denial::Denial;
-use crate::pipeline::{self, Grant, Pending, RequestHead, Verdict};
+use crate::pipeline::{self, Grant, Pending, RequestHead, Source, Verdict};
 use crate::ratelimit::batch::Reservations;
 use crate::ratelimit::headers as limit_headers;
 use crate::ratelimit::limiter::{Check, Counted, Limiter, PendingCount};
@@ -166,7 +166,8 @@ impl Flow {
     }
 
     /// Decides on the complete body of a request that [`Step::AwaitBody`] let through.
-    pub fn on_body(&mut self, env: &Env, body: &[u8]) -> Step {
+    /// `source`: the caller's address, looked up only if a decision needs it.
+    pub fn on_body(&mut self, env: &Env, body: &[u8], source: &Source) -> Step {
         let State::Body { pending, incoming } = std::mem::replace(&mut self.state, State::Done)
         else {
             return self.fail(internal("no body was awaited"), env.now_ms);
@@ -177,8 +178,9 @@ impl Flow {
         if env.config.abuse.is_some() && self.record.content_hash.is_none() && !body.is_empty() {
             self.record.content_hash = Some(content_hash(body));
         }
-        let verdict =
-            pipeline::on_request_body(env.config, pending, body, env.now_ms / 1000, env.store);
+        let now = env.now_ms / 1000;
+        let verdict = pipeline::on_request_body(env.config, pending, body, now, env.store, source);
+        self.note_address(source);
         self.apply(env, verdict, &incoming)
     }
 
@@ -187,8 +189,8 @@ impl Flow {
         self.finish_reply(pipeline::body_too_large(max), now_ms)
     }
 
-    /// Takes the answer to the call the last step asked for.
-    pub fn on_callout(&mut self, env: &Env, answer: &CalloutAnswer) -> Step {
+    /// Takes the answer to the call the last step asked for (`source` as for [`Self::on_body`]).
+    pub fn on_callout(&mut self, env: &Env, answer: &CalloutAnswer, source: &Source) -> Step {
         match std::mem::replace(&mut self.state, State::Done) {
             State::Counting { pending, edits } => {
                 let target = pending.target().clone();
@@ -197,10 +199,19 @@ impl Flow {
             }
             State::Authenticating { pending, incoming } => {
                 let now = env.now_ms / 1000;
-                let verdict = pipeline::on_auth_answer(env.config, pending, answer, now, env.store);
+                let verdict =
+                    pipeline::on_auth_answer(env.config, pending, answer, now, env.store, source);
+                self.note_address(source);
                 self.apply(env, verdict, &incoming)
             }
             _ => self.fail(internal("no call was awaited"), env.now_ms),
+        }
+    }
+
+    /// The address for the record, if a later phase's decision looked it up.
+    fn note_address(&mut self, source: &Source) {
+        if self.record.address.is_none() {
+            self.record.address = source.peek();
         }
     }
 

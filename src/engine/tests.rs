@@ -130,9 +130,11 @@ fn steps_out_of_order_end_in_an_internal_error() {
         now_ms: NOW,
     };
     let mut flow = Flow::new(NOW, b"GET", b"/x");
-    assert!(matches!(flow.on_body(&env, b"x"), Step::Reply(ref d) if d.status == 500));
+    assert!(
+        matches!(flow.on_body(&env, b"x", &Source::known(None)), Step::Reply(ref d) if d.status == 500)
+    );
     let mut flow = Flow::new(NOW, b"GET", b"/x");
-    let step = flow.on_callout(&env, &CalloutAnswer::NoResponse);
+    let step = flow.on_callout(&env, &CalloutAnswer::NoResponse, &Source::known(None));
     assert!(matches!(step, Step::Reply(ref d) if d.status == 500));
 }
 

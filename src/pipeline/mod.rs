@@ -108,6 +108,11 @@ impl<'a> Source<'a> {
     pub fn peek(&self) -> Option<IpAddr> {
         self.cached.get().copied().flatten()
     }
+
+    /// `Some` (the address, or none) once a decision looked it up; `None` before.
+    fn looked_up(&self) -> Option<Option<IpAddr>> {
+        self.cached.get().copied()
+    }
 }
 
 #[derive(Debug)]
@@ -146,7 +151,9 @@ pub struct Pending {
 struct PendingRequest {
     method: String,
     target: path::RequestTarget,
-    source: Option<IpAddr>,
+    /// The address if the head's decision looked it up; else the resumed phase asks for it
+    /// only if a decision needs it (one host call fewer for most signed requests).
+    source: Option<Option<IpAddr>>,
     level: SecurityLevel,
     creds: Credentials,
     claimed: Option<usize>,
@@ -344,7 +351,7 @@ fn suspend(
             rest: PendingRequest {
                 method,
                 target,
-                source: source.get(),
+                source: source.looked_up(),
                 level,
                 claim_applied: claim.is_some() && matches!(suspension.wait, Wait::Body { .. }),
                 claimed,
@@ -358,13 +365,15 @@ fn suspend(
     )
 }
 
-/// Continues a suspended request with its complete body.
+/// Continues a suspended request with its complete body. `source` is the caller's address as
+/// the host gives it in this callback (asked only if the head's decision did not).
 pub fn on_request_body(
     cfg: &Config,
     pending: Box<Pending>,
     body: &[u8],
     now: u64,
     store: &dyn SharedStore,
+    source: &Source,
 ) -> Verdict {
     let Pending { resume, rest, .. } = *pending;
     let facts = RequestFacts {
@@ -375,7 +384,7 @@ pub fn on_request_body(
         headers: &[],
     };
     let attempt = resume.with_body(&auth_context(cfg, store, now), &facts, body);
-    resumed(cfg, attempt, rest)
+    resumed(cfg, attempt, rest, source)
 }
 
 /// Continues a suspended request with the answer to the call its method asked for.
@@ -385,14 +394,22 @@ pub fn on_auth_answer(
     answer: &CalloutAnswer,
     now: u64,
     store: &dyn SharedStore,
+    source: &Source,
 ) -> Verdict {
     let Pending { resume, rest, .. } = *pending;
     let attempt = resume.with_answer(&auth_context(cfg, store, now), answer);
-    resumed(cfg, attempt, rest)
+    resumed(cfg, attempt, rest, source)
 }
 
-fn resumed(cfg: &Config, attempt: Attempt, rest: PendingRequest) -> Verdict {
-    let source = Source::known(rest.source);
+fn resumed(cfg: &Config, attempt: Attempt, rest: PendingRequest, source: &Source) -> Verdict {
+    let known;
+    let source = match rest.source {
+        Some(ip) => {
+            known = Source::known(ip);
+            &known
+        }
+        None => source,
+    };
     match attempt {
         Attempt::Verified(identity) if rest.deferred.is_some() => {
             let denial = rest.deferred.unwrap_or_else(no_client);
@@ -427,7 +444,7 @@ fn resumed(cfg: &Config, attempt: Attempt, rest: PendingRequest) -> Verdict {
             settled.into(),
             &rest.creds,
             &rest.target.path,
-            &source,
+            source,
             rest.level,
         ),
         // Waiting again (a verified body whose replay record goes to Redis): what the first
@@ -436,7 +453,10 @@ fn resumed(cfg: &Config, attempt: Attempt, rest: PendingRequest) -> Verdict {
             Box::new(Pending {
                 wait: again.wait,
                 resume: again.resume,
-                rest,
+                rest: PendingRequest {
+                    source: source.looked_up(),
+                    ..rest
+                },
             }),
             None,
         ),

@@ -239,16 +239,37 @@ fn signed_request_waits_for_its_body_then_verifies_once() {
     };
     let pending = suspended();
     assert_eq!(pending.max_body_bytes(), Some(100));
-    let g = grant(on_request_body(&c, pending, body, NOW + 1, &store));
+    let g = grant(on_request_body(
+        &c,
+        pending,
+        body,
+        NOW + 1,
+        &store,
+        &from_office(),
+    ));
     assert_eq!(g.identity.unwrap().method, AuthMethod::Hmac);
     assert!(g
         .set_headers
         .contains(&("x-client-id".into(), "marketing".into())));
     assert!(g.remove_headers.iter().any(|h| h == "x-signature"));
-    let d = denial(on_request_body(&c, suspended(), body, NOW + 2, &store));
+    let d = denial(on_request_body(
+        &c,
+        suspended(),
+        body,
+        NOW + 2,
+        &store,
+        &from_office(),
+    ));
     assert_eq!(d.code, "signature_replayed");
     let evil = b"{\"to\":\"evil\"}";
-    let d = denial(on_request_body(&c, suspended(), evil, NOW + 2, &store));
+    let d = denial(on_request_body(
+        &c,
+        suspended(),
+        evil,
+        NOW + 2,
+        &store,
+        &from_office(),
+    ));
     assert_eq!(d.code, "signature_mismatch");
     let d = denial(on_request_body(
         &c,
@@ -256,6 +277,7 @@ fn signed_request_waits_for_its_body_then_verifies_once() {
         &[b'a'; 101],
         NOW + 2,
         &store,
+        &from_office(),
     ));
     assert_eq!((d.status, d.code), (413, "body_too_large"));
 }
@@ -295,7 +317,14 @@ fn where_headers_cannot_be_held_the_claim_goes_on_and_the_body_decides() {
         claimed.remove_headers.iter().any(|h| h == "x-client-id"),
         "the client's own header is replaced"
     );
-    let g = grant(on_request_body(&c, pending, body, NOW + 1, &store));
+    let g = grant(on_request_body(
+        &c,
+        pending,
+        body,
+        NOW + 1,
+        &store,
+        &from_office(),
+    ));
     assert!(g.set_headers.is_empty(), "identity went on with the head");
 }
 
@@ -407,10 +436,24 @@ fn a_claimed_clients_rules_are_told_only_to_a_verified_signature() {
         other => panic!("nothing may be told before the body: {other:?}"),
     };
     // A forged body (or signature) learns only that it is not authenticated...
-    let d = denial(on_request_body(&c, pending(), b"{\"x\":1}", NOW, &store));
+    let d = denial(on_request_body(
+        &c,
+        pending(),
+        b"{\"x\":1}",
+        NOW,
+        &store,
+        &from_office(),
+    ));
     assert_eq!((d.status, d.code), (401, "signature_mismatch"));
     // ...and the real client, verified, learns its own rule.
-    let d = denial(on_request_body(&c, pending(), body, NOW, &store));
+    let d = denial(on_request_body(
+        &c,
+        pending(),
+        body,
+        NOW,
+        &store,
+        &from_office(),
+    ));
     assert_eq!((d.status, d.code), (403, "endpoint_not_allowed"));
 }
 
@@ -564,7 +607,14 @@ fn a_method_can_suspend_on_a_call_and_resume_with_its_answer() {
         status: 200,
         body: b"active".to_vec(),
     };
-    let g = grant(on_auth_answer(&c, pending, &active, NOW, &store));
+    let g = grant(on_auth_answer(
+        &c,
+        pending,
+        &active,
+        NOW,
+        &store,
+        &from_office(),
+    ));
     // Nothing went upstream while it waited, so the whole grant comes now.
     assert!(g
         .set_headers
@@ -576,6 +626,7 @@ fn a_method_can_suspend_on_a_call_and_resume_with_its_answer() {
         &CalloutAnswer::NoResponse,
         NOW,
         &store,
+        &from_office(),
     ));
     assert_eq!((d.status, d.code), (401, "token_inactive"));
 }
@@ -636,4 +687,9 @@ fn callers_without_a_known_address_share_one_bucket() {
         g.limit.unwrap().subject,
         crate::ratelimit::Subject::Address(crate::ratelimit::UNKNOWN_ADDRESS)
     );
+}
+
+/// The caller's address as the host gives it in a later phase: the office's, as in the heads.
+fn from_office() -> Source<'static> {
+    Source::known(office())
 }

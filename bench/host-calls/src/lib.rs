@@ -19,7 +19,7 @@
 //!   same edits and fields as `api_key_path` (18 calls). Its cost over `api_key_path` is what
 //!   Envoy's wasm gRPC call costs; api-warden's over it is its own RLS code.
 //! - `hmac_body_path`: the host calls of an admitted request signed with the seed's scheme
-//!   over its body (`cargo test --lib host_calls_per_request`, 23 calls): the headers held while
+//!   over its body (`cargo test --lib host_calls_per_request`, 22 calls): the headers held while
 //!   the body arrives (`allow_on_headers_stop_iteration`), the body read once, a replay-table
 //!   slot and the counter each updated once, the four signature headers removed, the same
 //!   identity edits and fields as `api_key_path`. Its cost over `empty_wasm_1k` is the floor of
@@ -307,7 +307,6 @@ impl HttpContext for Request {
             Mode::HmacBodyPath => {
                 let _ = hc::get_current_time();
                 let _ = hc::get_map_bytes(MapType::HttpRequestHeaders);
-                let _ = hc::get_property(vec!["source", "address"]);
                 // Nothing to wait for without a body (the bench's readiness probe).
                 return if end_of_stream {
                     Action::Continue

@@ -264,15 +264,22 @@ fn a_signed_body_verifies_once_and_a_tampered_one_never() {
         Verdict::Suspend(pending, _) => pending,
         other => panic!("should wait for the body: {other:?}"),
     };
-    let tampered = pipeline::on_request_body(&c, suspended(), b"{\"to\":\"evil\"}", NOW, &store);
+    let tampered = pipeline::on_request_body(
+        &c,
+        suspended(),
+        b"{\"to\":\"evil\"}",
+        NOW,
+        &store,
+        &nowhere(),
+    );
     assert_eq!(code(tampered), (401, "digest_mismatch"));
-    let v = pipeline::on_request_body(&c, suspended(), body, NOW, &store);
+    let v = pipeline::on_request_body(&c, suspended(), body, NOW, &store, &nowhere());
     assert!(allowed(&v), "{v:?}");
     if let Verdict::Allow(g) = &v {
         assert!(g.remove_headers.iter().any(|h| h == "signature-input"));
         assert!(g.remove_headers.iter().any(|h| h == "signature"));
     }
-    let again = pipeline::on_request_body(&c, suspended(), body, NOW, &store);
+    let again = pipeline::on_request_body(&c, suspended(), body, NOW, &store, &nowhere());
     assert_eq!(code(again), (401, "signature_replayed"));
 }
 
@@ -428,4 +435,9 @@ fn new_configurations_default_to_rfc_9421() {
     )
     .unwrap_err();
     assert_eq!(bad.field, "http_signature.required_components[0]");
+}
+
+/// The caller's address in the body phase: none, as the heads here give.
+fn nowhere() -> Source<'static> {
+    Source::known(None)
 }

@@ -179,7 +179,7 @@ impl Worker {
         let mut step = flow.on_headers(&env, &head);
         for _ in 0..4 {
             let Step::Call(spec) = &step else { break };
-            step = flow.on_callout(&env, &redis.answer(spec));
+            step = flow.on_callout(&env, &redis.answer(spec), &head.source);
         }
         (step, flow.record().clone())
     }

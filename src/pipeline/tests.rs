@@ -239,45 +239,23 @@ fn signed_request_waits_for_its_body_then_verifies_once() {
     };
     let pending = suspended();
     assert_eq!(pending.max_body_bytes(), Some(100));
-    let g = grant(on_request_body(
-        &c,
-        pending,
-        body,
-        NOW + 1,
-        &store,
-        &from_office(),
-    ));
+    let g = grant(body_from_office(&c, pending, body, NOW + 1, &store));
     assert_eq!(g.identity.unwrap().method, AuthMethod::Hmac);
     assert!(g
         .set_headers
         .contains(&("x-client-id".into(), "marketing".into())));
     assert!(g.remove_headers.iter().any(|h| h == "x-signature"));
-    let d = denial(on_request_body(
-        &c,
-        suspended(),
-        body,
-        NOW + 2,
-        &store,
-        &from_office(),
-    ));
+    let d = denial(body_from_office(&c, suspended(), body, NOW + 2, &store));
     assert_eq!(d.code, "signature_replayed");
     let evil = b"{\"to\":\"evil\"}";
-    let d = denial(on_request_body(
-        &c,
-        suspended(),
-        evil,
-        NOW + 2,
-        &store,
-        &from_office(),
-    ));
+    let d = denial(body_from_office(&c, suspended(), evil, NOW + 2, &store));
     assert_eq!(d.code, "signature_mismatch");
-    let d = denial(on_request_body(
+    let d = denial(body_from_office(
         &c,
         suspended(),
         &[b'a'; 101],
         NOW + 2,
         &store,
-        &from_office(),
     ));
     assert_eq!((d.status, d.code), (413, "body_too_large"));
 }
@@ -317,14 +295,7 @@ fn where_headers_cannot_be_held_the_claim_goes_on_and_the_body_decides() {
         claimed.remove_headers.iter().any(|h| h == "x-client-id"),
         "the client's own header is replaced"
     );
-    let g = grant(on_request_body(
-        &c,
-        pending,
-        body,
-        NOW + 1,
-        &store,
-        &from_office(),
-    ));
+    let g = grant(body_from_office(&c, pending, body, NOW + 1, &store));
     assert!(g.set_headers.is_empty(), "identity went on with the head");
 }
 
@@ -436,24 +407,10 @@ fn a_claimed_clients_rules_are_told_only_to_a_verified_signature() {
         other => panic!("nothing may be told before the body: {other:?}"),
     };
     // A forged body (or signature) learns only that it is not authenticated...
-    let d = denial(on_request_body(
-        &c,
-        pending(),
-        b"{\"x\":1}",
-        NOW,
-        &store,
-        &from_office(),
-    ));
+    let d = denial(body_from_office(&c, pending(), b"{\"x\":1}", NOW, &store));
     assert_eq!((d.status, d.code), (401, "signature_mismatch"));
     // ...and the real client, verified, learns its own rule.
-    let d = denial(on_request_body(
-        &c,
-        pending(),
-        body,
-        NOW,
-        &store,
-        &from_office(),
-    ));
+    let d = denial(body_from_office(&c, pending(), body, NOW, &store));
     assert_eq!((d.status, d.code), (403, "endpoint_not_allowed"));
 }
 
@@ -692,4 +649,15 @@ fn callers_without_a_known_address_share_one_bucket() {
 /// The caller's address as the host gives it in a later phase: the office's, as in the heads.
 fn from_office() -> Source<'static> {
     Source::known(office())
+}
+
+/// The body phase, from the office's address (as the heads here are).
+fn body_from_office(
+    c: &Config,
+    pending: Box<Pending>,
+    body: &[u8],
+    now: u64,
+    store: &MemoryStore,
+) -> Verdict {
+    on_request_body(c, pending, body, now, store, &from_office())
 }

@@ -26,6 +26,8 @@
 #   warden_hmac_1k  api-warden with the seed's HMAC signatures over a 1 KiB POST body (each
 #                   request signed here with its own nonce, so none is a replay);
 #                   empty_wasm_1k: the empty filter under the same POSTs (the floor for it)
+#   warden_rfc9421_1k  the same POSTs signed with RFC 9421 (hmac-sha256 over @method,
+#                   @request-target and Content-Digest), the default signing scheme
 #   warden_rls      api-warden with an API key, counting in a rate limit service over gRPC
 #                   (tools/rls-server: limitador in the same Redis); native_rls: Envoy's
 #                   api_key_auth + ratelimit filter asking the same service for the same count
@@ -51,8 +53,9 @@
 #                   20 times per request (CALL_REPEAT=n for another count), beside
 #                   call_none; prints each call's Envoy CPU
 #   baseline_api_key, baseline_jwt, baseline_es256, baseline_redis, baseline_hmac_1k,
-#                   baseline_<alg>_distinct with BASELINE_WASM=path: warden_api_key, warden_jwt,
-#                   warden_es256, warden_redis, warden_hmac_1k and warden_<alg>_distinct on
+#                   baseline_rfc9421_1k, baseline_<alg>_distinct with BASELINE_WASM=path:
+#                   warden_api_key, warden_jwt, warden_es256, warden_redis, warden_hmac_1k,
+#                   warden_rfc9421_1k and warden_<alg>_distinct on
 #                   another build, in the same interleaved rounds (to
 #                   compare a change with what it replaces)
 # ONLY="none empty_wasm warden_api_key" runs a subset. Each round after the first restarts every
@@ -113,6 +116,19 @@ warden_hmac_config() {
   "requests_per_day": 1000000000, "burst_limit": 1000000000}}]}
 JSON
 }
+
+# RFC 9421 signatures (http_signature, the default scheme) from the same client, with the same
+# replay table (both schemes record their signatures in it).
+warden_rfc9421_config() {
+  cat <<JSON
+{"auth_methods": ["http_signature"], "hmac": {"replay_cache_slots": 4096, "replay_slot_entries": 256},
+ "clients": [{"client_id": "marketing", "allowed_endpoints": ["/api/send/*"], "client_secret": "$HMAC_SECRET",
+  "rate_limits": {"requests_per_minute": 1000000000, "requests_per_hour": 1000000000,
+  "requests_per_day": 1000000000, "burst_limit": 1000000000}}]}
+JSON
+}
+# bench/signed.lua's body's RFC 9530 digest, for the RFC 9421 variant's Content-Digest.
+BODY_DIGEST=$(python3 -c 'import base64, hashlib; print("sha-256=:" + base64.b64encode(hashlib.sha256(b"x" * 1024).digest()).decode() + ":")')
 
 filters_none=""
 filters_empty() {
@@ -210,8 +226,8 @@ YAML
 # an HTTP/1.1 server that answers before the request is complete closes the connection: every
 # POST would then open a new upstream connection (about 100 us of Envoy CPU each, measured),
 # and that churn, not the filters, would fill the 1 KiB variants' figures.
-upstream_filters() { # $1: the variant's request header ("signed" for the POSTs)
-  [[ $1 == signed ]] || return 0
+upstream_filters() { # $1: the variant's request header ("signed" or "signed_rfc9421" for the POSTs)
+  [[ $1 == signed* ]] || return 0
   cat <<YAML
           - name: envoy.filters.http.buffer
             typed_config:
@@ -325,7 +341,15 @@ start_variant() { # $1: name, $2: filters YAML, $3: request header
     code=$(head -c 1024 /dev/zero | tr '\0' x | curl -s -o /dev/null -w '%{http_code}' --data-binary @- \
       -H "X-Client-ID: marketing" -H "X-Timestamp: $ts" -H "X-Nonce: $nonce" -H "X-Signature: $sig" \
       -H "Content-Type: application/octet-stream" "127.0.0.1:$p/api/send/bulk" || true)
-    SIGNED[$1]=1
+    SIGNED[$1]=seed
+  elif [[ $3 == signed_rfc9421 ]]; then
+    .venv/bin/python bench/mint_signed.py "$HMAC_SECRET" 1 "$work/check.signed" rfc9421
+    read -r ts nonce sig < "$work/check.signed"
+    code=$(head -c 1024 /dev/zero | tr '\0' x | curl -s -o /dev/null -w '%{http_code}' --data-binary @- \
+      -H "Content-Digest: $BODY_DIGEST" -H "Signature: sig1=:$sig:" \
+      -H "Signature-Input: sig1=(\"@method\" \"@request-target\" \"content-digest\");created=$ts;keyid=\"marketing\";alg=\"hmac-sha256\";nonce=\"$nonce\"" \
+      -H "Content-Type: application/octet-stream" "127.0.0.1:$p/api/send/bulk" || true)
+    SIGNED[$1]=rfc9421
   else
     code=$(curl -s -o /dev/null -w '%{http_code}' -H "$3" "127.0.0.1:$p/api/send/bulk" || true)
   fi
@@ -356,10 +380,12 @@ measure() { # $1: name; appends requests/s, p99 and Envoy CPU microseconds per r
   # Signed variants: fresh signatures each round (timestamps stay inside the window), more
   # than a round sends, so none is sent twice.
   if [[ -n ${SIGNED[$1]:-} ]]; then
-    .venv/bin/python bench/mint_signed.py "$HMAC_SECRET" 20000 "$work/$1.warm.signed"
-    "${WRK[@]}" -t1 -c"$CONNECTIONS" -d1s -s bench/signed.lua "http://127.0.0.1:$p/api/send/bulk" -- "$work/$1.warm.signed" >/dev/null
-    .venv/bin/python bench/mint_signed.py "$HMAC_SECRET" $((30000 * (DURATION + 1))) "$work/$1.signed"
-    load=(-s bench/signed.lua) args=(-- "$work/$1.signed")
+    local scheme=${SIGNED[$1]} digest=()
+    [[ $scheme == rfc9421 ]] && digest=("$BODY_DIGEST")
+    .venv/bin/python bench/mint_signed.py "$HMAC_SECRET" 20000 "$work/$1.warm.signed" "$scheme"
+    "${WRK[@]}" -t1 -c"$CONNECTIONS" -d1s -s bench/signed.lua "http://127.0.0.1:$p/api/send/bulk" -- "$work/$1.warm.signed" "${digest[@]}" >/dev/null
+    .venv/bin/python bench/mint_signed.py "$HMAC_SECRET" $((30000 * (DURATION + 1))) "$work/$1.signed" "$scheme"
+    load=(-s bench/signed.lua) args=(-- "$work/$1.signed" "${digest[@]}")
   else
     "${WRK[@]}" -t1 -c"$CONNECTIONS" -d1s "${load[@]}" "http://127.0.0.1:$p/api/send/bulk" "${args[@]}" >/dev/null
   fi
@@ -450,11 +476,11 @@ YAML
 
 ROUNDS=${ROUNDS:-3}
 ALL=(none empty_wasm empty_wasm_cfg native_api_key native_api_key_full warden_api_key warden_api_key_lean warden_threat native_jwt warden_jwt warden_redis warden_batch warden_registry
-     warden_rls native_rls empty_wasm_1k warden_hmac_1k
+     warden_rls native_rls empty_wasm_1k warden_hmac_1k warden_rfc9421_1k
      warden_es256 native_es256 warden_es256_distinct native_es256_distinct warden_rs256_distinct native_rs256_distinct
      warden_es384_distinct native_es384_distinct warden_ps256_distinct native_ps256_distinct
      warden_eddsa_distinct native_eddsa_distinct host_calls_floor host_calls_floor_lean host_calls_floor_redis host_calls_floor_rls host_calls_floor_hmac)
-[[ -n ${BASELINE_WASM:-} ]] && ALL+=(baseline_api_key baseline_jwt baseline_es256 baseline_redis baseline_hmac_1k baseline_es256_distinct baseline_es384_distinct
+[[ -n ${BASELINE_WASM:-} ]] && ALL+=(baseline_api_key baseline_jwt baseline_es256 baseline_redis baseline_hmac_1k baseline_rfc9421_1k baseline_es256_distinct baseline_es384_distinct
                                    baseline_rs256_distinct baseline_ps256_distinct baseline_eddsa_distinct)
 CALL_KINDS=(clock header_get header_pairs header_set header_remove_absent metric shared_get shared_set property log_below_level sha256_1k)
 CALL_REPEAT=${CALL_REPEAT:-20}
@@ -515,6 +541,8 @@ YAML
 want empty_wasm_1k && start_variant empty_wasm_1k "$(filters_empty)" signed
 want warden_hmac_1k && start_variant warden_hmac_1k "$(filters_warden "$(warden_hmac_config)")" signed
 want baseline_hmac_1k && start_variant baseline_hmac_1k "$(filters_warden "$(warden_hmac_config)" "$BASELINE_WASM")" signed
+want warden_rfc9421_1k && start_variant warden_rfc9421_1k "$(filters_warden "$(warden_rfc9421_config)")" signed_rfc9421
+want baseline_rfc9421_1k && start_variant baseline_rfc9421_1k "$(filters_warden "$(warden_rfc9421_config)" "$BASELINE_WASM")" signed_rfc9421
 want warden_rls && start_variant warden_rls "$(filters_warden "$(warden_config "$RLS_MODE")")" "X-API-Key: $KEY"
 want native_rls && start_variant native_rls "$filters_native_rls" "X-API-Key: $KEY"
 want warden_registry && start_variant warden_registry "$(filters_warden "$(warden_config '"auth_methods": ["api_key"], "registry": {"cluster": "webdis", "timeout_ms": 1000}')")" "X-API-Key: $REG_KEY"
@@ -727,7 +755,7 @@ if want warden_redis && want warden_api_key; then
       "${MEDCPU[warden_redis]}" "${MEDCPU[host_calls_floor_redis]}" "$(python3 -c "print(${MEDCPU[warden_redis]} - ${MEDCPU[host_calls_floor_redis]})")"
 fi
 # This build against BASELINE_WASM's, variant by variant.
-for v in api_key jwt es256 redis hmac_1k es256_distinct es384_distinct rs256_distinct ps256_distinct eddsa_distinct; do
+for v in api_key jwt es256 redis hmac_1k rfc9421_1k es256_distinct es384_distinct rs256_distinct ps256_distinct eddsa_distinct; do
   want "baseline_$v" && want "warden_$v" &&
     printf 'warden_%s, this build / BASELINE_WASM: throughput %s (rounds %s), %+.1f us CPU per request\n' "$v" \
       "$(ratio "${MED[warden_$v]}" "${MED[baseline_$v]}")" "$(round_spread "warden_$v" "baseline_$v")" \
@@ -740,6 +768,8 @@ want warden_hmac_1k && want empty_wasm_1k && want host_calls_floor_hmac &&
     "$(ratio "${MED[host_calls_floor_hmac]}" "${MED[empty_wasm_1k]}")" \
     "$(python3 -c "print(${MEDCPU[host_calls_floor_hmac]} - ${MEDCPU[empty_wasm_1k]})")" \
     "$(python3 -c "print(${MEDCPU[warden_hmac_1k]} - ${MEDCPU[host_calls_floor_hmac]})")"
+want warden_rfc9421_1k && want empty_wasm_1k &&
+  target "RFC 9421 (hmac-sha256) over a 1 KiB body, api-warden / empty_wasm under the seed's POSTs" warden_rfc9421_1k empty_wasm_1k 0.70
 want warden_batch && want warden_api_key &&
   target "Batched Redis mode (20 per call) / local mode" warden_batch warden_api_key 0.70
 want warden_rls && want native_rls &&

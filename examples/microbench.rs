@@ -299,7 +299,7 @@ fn main() {
         ));
     }
     let config = json!({
-        "auth_methods": ["api_key", "jwt", "hmac_signature"],
+        "auth_methods": ["api_key", "jwt", "hmac_signature", "http_signature"],
         "jwt": {"audience": "email-api", "keys": [{"alg": "HS256", "secret": JWT_SECRET}]},
         "hmac": {"replay_cache_slots": 4096, "replay_slot_entries": 4096},
         "clients": [client(json!({}))],
@@ -409,6 +409,50 @@ fn main() {
                     ("x-timestamp", &ts),
                     ("x-nonce", nonce),
                     ("x-signature", sig),
+                    ("content-length", "1024"),
+                ],
+                &body,
+            )
+        }),
+    ));
+    // The same POSTs signed with RFC 9421 (`make bench`'s warden_rfc9421_1k), also signed
+    // before the clock starts.
+    let content_digest = api_warden::auth::http_signature::digest::content_digest(&body);
+    let digest_header = vec![(
+        "content-digest".to_string(),
+        content_digest.as_bytes().to_vec(),
+    )];
+    let message_signed: Vec<(String, String)> = (0..SIGNED_REQUESTS)
+        .map(|i| {
+            let parts = api_warden::auth::http_signature::base::SignedParts {
+                method: "POST",
+                target: "/api/send/bulk",
+                headers: &digest_header,
+            };
+            api_warden::auth::http_signature::sign(
+                HMAC_SECRET.as_bytes(),
+                "marketing",
+                &parts,
+                &["@method", "@request-target", "content-digest"],
+                NOW_MS / 1000,
+                Some(&format!("m{i}")),
+            )
+            .unwrap()
+        })
+        .collect();
+    results.push((
+        "request: RFC 9421, 1 KiB body",
+        time_at_most(budget, SIGNED_REQUESTS, |i| {
+            let (input, signature) = &message_signed[i as usize];
+            forward(
+                &host,
+                &root,
+                &[
+                    (":method", "POST"),
+                    (":path", "/api/send/bulk"),
+                    ("content-digest", &content_digest),
+                    ("signature-input", input),
+                    ("signature", signature),
                     ("content-length", "1024"),
                 ],
                 &body,

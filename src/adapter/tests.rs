@@ -975,6 +975,60 @@ fn host_calls_per_request_and_allocations_stay_within_budget() {
         );
         request.on_response_headers(host);
     };
+    // RFC 9421 over the same body: `make bench`'s warden_rfc9421_1k request.
+    let content_digest = {
+        use base64::Engine;
+        use sha2::Digest;
+        let sum = sha2::Sha256::digest(&body);
+        format!(
+            "sha-256=:{}:",
+            base64::engine::general_purpose::STANDARD.encode(sum)
+        )
+    };
+    let message_signed = |host: &TestHost, root: &RootFilter| {
+        nonce.set(nonce.get() + 1);
+        let n = format!("nonce-{}", nonce.get());
+        let signed_headers = vec![(
+            "content-digest".to_string(),
+            content_digest.as_bytes().to_vec(),
+        )];
+        let parts = crate::auth::http_signature::base::SignedParts {
+            method: "POST",
+            target: "/api/send/x",
+            headers: &signed_headers,
+        };
+        let (input, signature) = crate::auth::http_signature::sign(
+            b"marketing-hmac-secret-0123456789",
+            "marketing",
+            &parts,
+            &["@method", "@request-target", "content-digest"],
+            NOW / 1000,
+            Some(&n),
+        )
+        .unwrap();
+        host.request(
+            &[
+                (":method", "POST"),
+                (":path", "/api/send/x"),
+                ("content-digest", &content_digest),
+                ("signature-input", &input),
+                ("signature", &signature),
+                ("content-length", "1024"),
+            ],
+            &body,
+            Some("10.1.1.1:5000"),
+        );
+        let mut request = root.new_request();
+        assert_eq!(request.on_request_headers(host, false), Action::Pause);
+        assert_eq!(
+            request.on_request_body(host, 1024, true),
+            Action::Continue,
+            "{:?}",
+            host.replies.borrow().last()
+        );
+        request.on_response_headers(host);
+    };
+    let http_signature_config = json!({"auth_methods": ["http_signature"]});
     // Counting in Redis or a rate limit service: the request waits for one answer, then goes on.
     let counted_by_a_call =
         |host: &TestHost, root: &RootFilter, answer: &dyn Fn(&mut RequestFilter, u32)| {
@@ -1013,7 +1067,7 @@ fn host_calls_per_request_and_allocations_stay_within_budget() {
                             "keys": [{"alg": "HS256", "secret": SECRET}]}});
     // (path, configuration, request, host calls, allocations). The allocation budgets leave
     // about 5 to spare, for a standard library that grows a string differently.
-    let paths: [(&str, Value, &SendOne<'_>, u64, u64); 8] = [
+    let paths: [(&str, Value, &SendOne<'_>, u64, u64); 9] = [
         ("API key, local limits", json!({}), &plain, 15, 59),
         (
             "API key, Redis counting",
@@ -1027,6 +1081,13 @@ fn host_calls_per_request_and_allocations_stay_within_budget() {
         ("unknown API key (401)", json!({}), &refused, 10, 51),
         ("JWT HS256 (cached)", jwt_config, &jwt, 15, 62),
         ("seed HMAC, 1 KiB body", json!({}), &signed, 22, 106),
+        (
+            "RFC 9421, 1 KiB body",
+            http_signature_config,
+            &message_signed,
+            20,
+            196,
+        ),
         ("API key, lean headers", lean_headers(), &plain, 9, 41),
     ];
     let mut allocations = Vec::new();

@@ -1086,7 +1086,7 @@ fn host_calls_per_request_and_allocations_stay_within_budget() {
             http_signature_config,
             &message_signed,
             20,
-            196,
+            162,
         ),
         ("API key, lean headers", lean_headers(), &plain, 9, 41),
     ];

@@ -61,47 +61,65 @@ impl SignedParts<'_> {
 
     /// The value of one covered component.
     pub fn value(&self, id: &str) -> Result<Vec<u8>, ComponentError> {
+        let mut out = Vec::new();
+        self.write_value(id, &mut out)?;
+        Ok(out)
+    }
+
+    /// Appends the value of one covered component to `out` (the signature base is written in
+    /// place, without a copy of each value).
+    pub fn write_value(&self, id: &str, out: &mut Vec<u8>) -> Result<(), ComponentError> {
         let missing = || ComponentError::Missing(id.to_string());
-        let text = |s: String| Ok(s.into_bytes());
         match id {
-            "@method" => text(self.method.to_string()),
-            "@scheme" => self.scheme().map_or_else(|| Err(missing()), text),
-            "@authority" => self.authority().map_or_else(|| Err(missing()), text),
-            "@request-target" => text(self.target.to_string()),
+            "@method" => out.extend_from_slice(self.method.as_bytes()),
+            "@scheme" => out.extend_from_slice(self.scheme().ok_or_else(missing)?.as_bytes()),
+            "@authority" => out.extend_from_slice(self.authority().ok_or_else(missing)?.as_bytes()),
+            "@request-target" => out.extend_from_slice(self.target.as_bytes()),
             "@target-uri" => match (self.scheme(), self.authority()) {
                 (Some(scheme), Some(authority)) => {
-                    text(format!("{scheme}://{authority}{}", self.target))
+                    for part in [scheme.as_str(), "://", authority.as_str(), self.target] {
+                        out.extend_from_slice(part.as_bytes());
+                    }
                 }
-                _ => Err(missing()),
+                _ => return Err(missing()),
             },
             "@path" => {
                 let (path, _) = self.path_and_query();
-                text(if path.is_empty() { "/" } else { path }.to_string())
+                out.extend_from_slice(if path.is_empty() { "/" } else { path }.as_bytes());
             }
             "@query" => {
                 let (_, query) = self.path_and_query();
-                text(format!("?{}", query.unwrap_or_default()))
+                out.push(b'?');
+                out.extend_from_slice(query.unwrap_or_default().as_bytes());
             }
-            derived if derived.starts_with('@') => Err(ComponentError::Unsupported(id.into())),
-            field => self.field(field).ok_or_else(missing),
+            derived if derived.starts_with('@') => {
+                return Err(ComponentError::Unsupported(id.into()))
+            }
+            field => {
+                if !self.write_field(field, out) {
+                    return Err(missing());
+                }
+            }
         }
+        Ok(())
     }
 
-    /// Every value of a header, each trimmed, joined with ", " (RFC 9421 §2.1).
-    fn field(&self, name: &str) -> Option<Vec<u8>> {
+    /// Every value of a header, each trimmed, joined with ", " (RFC 9421 §2.1); false when the
+    /// request has no such header.
+    fn write_field(&self, name: &str, out: &mut Vec<u8>) -> bool {
         if name.is_empty() || name.starts_with(':') || name.bytes().any(|b| b.is_ascii_uppercase())
         {
-            return None;
+            return false;
         }
-        let mut joined: Option<Vec<u8>> = None;
+        let mut found = false;
         for (_, value) in self.headers.iter().filter(|(k, _)| k == name) {
-            let out = joined.get_or_insert_with(Vec::new);
-            if !out.is_empty() {
+            if found {
                 out.extend_from_slice(b", ");
             }
             out.extend_from_slice(value.trim_ascii());
+            found = true;
         }
-        joined
+        found
     }
 }
 
@@ -111,16 +129,16 @@ pub fn signature_base(
     components: &[String],
     params: &str,
 ) -> Result<Vec<u8>, ComponentError> {
-    let mut base = Vec::new();
+    let mut base = Vec::with_capacity(256 + params.len());
     for id in components {
-        let value = parts.value(id)?;
-        if value.iter().any(|b| *b == b'\n' || *b == b'\r') {
-            return Err(ComponentError::Unsupported(id.clone()));
-        }
         base.push(b'"');
         base.extend_from_slice(id.as_bytes());
         base.extend_from_slice(b"\": ");
-        base.extend_from_slice(&value);
+        let start = base.len();
+        parts.write_value(id, &mut base)?;
+        if base[start..].iter().any(|b| *b == b'\n' || *b == b'\r') {
+            return Err(ComponentError::Unsupported(id.clone()));
+        }
         base.push(b'\n');
     }
     base.extend_from_slice(b"\"@signature-params\": ");

@@ -19,9 +19,9 @@ pub fn verify(header: &[u8], body: &[u8]) -> Result<(), DigestError> {
         .map_err(|_| DigestError::Unusable)?;
     let mut checked = false;
     for (name, entry) in &members {
-        let expected = match name.as_str() {
-            "sha-256" => Sha256::digest(body).to_vec(),
-            "sha-512" => Sha512::digest(body).to_vec(),
+        let sha256 = match name.as_str() {
+            "sha-256" => true,
+            "sha-512" => false,
             _ => continue,
         };
         let ListEntry::Item(item) = entry else {
@@ -30,7 +30,12 @@ pub fn verify(header: &[u8], body: &[u8]) -> Result<(), DigestError> {
         let BareItem::ByteSequence(presented) = &item.bare_item else {
             return Err(DigestError::Unusable);
         };
-        if *presented != expected {
+        let matches = if sha256 {
+            Sha256::digest(body)[..] == presented[..]
+        } else {
+            Sha512::digest(body)[..] == presented[..]
+        };
+        if !matches {
             return Err(DigestError::Mismatch);
         }
         checked = true;

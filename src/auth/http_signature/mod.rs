@@ -23,7 +23,7 @@ use base::{signature_base, ComponentError, SignedParts};
 use hmac::{Hmac, Mac};
 use schemars::JsonSchema;
 use serde::Deserialize;
-use sfv::{BareItem, Dictionary, FieldType, InnerList, List, ListEntry, Parser};
+use sfv::{BareItem, Dictionary, InnerList, ListEntry, ListSerializer, Parser};
 use sha2::Sha256;
 
 pub const ALGORITHM: &str = "hmac-sha256";
@@ -168,7 +168,11 @@ pub fn parse(headers: &MessageSignature) -> Result<Presented, Refusal> {
             "keyid" => keyid = Some(string_param(value)?),
             "created" => created = Some(time_param(value)?),
             "expires" => expires = Some(time_param(value)?),
-            "alg" if string_param(value)? != ALGORITHM => return Err(Refusal::Unsupported),
+            "alg" => match value {
+                BareItem::String(alg) if alg.as_str() == ALGORITHM => {}
+                BareItem::String(_) => return Err(Refusal::Unsupported),
+                _ => return Err(Refusal::Malformed),
+            },
             // nonce, tag and others are covered through @signature-params.
             _ => {}
         }
@@ -180,15 +184,23 @@ pub fn parse(headers: &MessageSignature) -> Result<Presented, Refusal> {
         },
         _ => return Err(Refusal::Malformed),
     };
-    let list: List = vec![ListEntry::InnerList(inner.clone())];
     Ok(Presented {
         components,
-        params: list.serialize().ok_or(Refusal::Malformed)?,
+        params: serialize_params(inner).ok_or(Refusal::Malformed)?,
         keyid: keyid.ok_or(Refusal::Malformed)?,
         created: created.ok_or(Refusal::Malformed)?,
         expires,
         signature,
     })
+}
+
+/// The inner list as `@signature-params` shows it (RFC 9421 §2.3), serialized in place.
+fn serialize_params(inner: &InnerList) -> Option<String> {
+    let mut list = ListSerializer::new();
+    let mut items = list.inner_list();
+    items.items(&inner.items);
+    items.finish().parameters(&inner.params);
+    list.finish()
 }
 
 fn components(inner: &InnerList) -> Result<Vec<String>, Refusal> {

@@ -113,6 +113,19 @@ fn malformed_inputs_are_refused_not_guessed() {
         ),
         Err(Refusal::Unsupported)
     );
+    // The algorithm is a string; as a token it is malformed, not another algorithm.
+    assert_eq!(
+        sig(
+            "sig1=(\"@method\");keyid=\"a\";created=1;alg=hmac-sha256",
+            good_sig
+        ),
+        Err(Refusal::Malformed)
+    );
+    assert!(sig(
+        "sig1=(\"@method\");keyid=\"a\";created=1;alg=\"hmac-sha256\"",
+        good_sig
+    )
+    .is_ok());
     assert_eq!(
         sig("sig1=(\"content-type\";sf);keyid=\"a\";created=1", good_sig),
         Err(Refusal::Unsupported)

@@ -1080,13 +1080,13 @@ fn host_calls_per_request_and_allocations_stay_within_budget() {
         ("public route", json!({}), &public, 11, 41),
         ("unknown API key (401)", json!({}), &refused, 10, 51),
         ("JWT HS256 (cached)", jwt_config, &jwt, 15, 62),
-        ("seed HMAC, 1 KiB body", json!({}), &signed, 22, 106),
+        ("seed HMAC, 1 KiB body", json!({}), &signed, 22, 105),
         (
             "RFC 9421, 1 KiB body",
             http_signature_config,
             &message_signed,
             20,
-            162,
+            161,
         ),
         ("API key, lean headers", lean_headers(), &plain, 9, 41),
     ];

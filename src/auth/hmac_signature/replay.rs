@@ -51,7 +51,16 @@ impl ReplayTable {
 
     /// The 16 bytes that stand for a signature in every table, and 8 more that pick its slot.
     pub fn fingerprint(signature: &str) -> ([u8; 16], u64) {
-        let digest = Sha256::digest(signature.to_ascii_lowercase().as_bytes());
+        // The hash of the lowercase signature, lowercased a block at a time (no copy of it).
+        let mut hasher = Sha256::new();
+        let mut block = [0u8; 64];
+        for chunk in signature.as_bytes().chunks(block.len()) {
+            let lower = &mut block[..chunk.len()];
+            lower.copy_from_slice(chunk);
+            lower.make_ascii_lowercase();
+            hasher.update(&*lower);
+        }
+        let digest = hasher.finalize();
         let mut fingerprint = [0u8; 16];
         fingerprint.copy_from_slice(&digest[..16]);
         let mut pick = [0u8; 8];
@@ -137,6 +146,26 @@ mod tests {
             T.check_and_record(&store, "c", "sig1", 700, 601),
             ReplayVerdict::Fresh
         );
+    }
+
+    /// The fingerprint names Redis keys too, so it must stay what every release computed: the
+    /// SHA-256 of the lowercase signature, whatever its length or case.
+    #[test]
+    fn fingerprint_is_the_hash_of_the_lowercase_signature() {
+        let long = "AbC0".repeat(40);
+        for signature in [
+            "",
+            "sig1",
+            &"Ab".repeat(32),
+            &"aB".repeat(32),
+            &long[..65],
+            &long,
+        ] {
+            let digest = Sha256::digest(signature.to_ascii_lowercase().as_bytes());
+            let (fingerprint, pick) = ReplayTable::fingerprint(signature);
+            assert_eq!(fingerprint[..], digest[..16], "{signature}");
+            assert_eq!(pick.to_be_bytes()[..], digest[16..24], "{signature}");
+        }
     }
 
     #[test]

@@ -870,6 +870,20 @@ fn host_calls(host: &TestHost, root: &RootFilter, send: &SendOne<'_>) -> Vec<(&'
     calls
 }
 
+/// The request the host holds (headers, then a body of `len` bytes) goes through the filter
+/// and upstream.
+fn forwarded_after_its_body(host: &TestHost, root: &RootFilter, len: usize) {
+    let mut request = root.new_request();
+    assert_eq!(request.on_request_headers(host, false), Action::Pause);
+    assert_eq!(
+        request.on_request_body(host, len, true),
+        Action::Continue,
+        "{:?}",
+        host.replies.borrow().last()
+    );
+    request.on_response_headers(host);
+}
+
 /// What a request costs the host on each path, and the heap allocations it makes, printed by
 /// `make bench` (`cargo test --lib host_calls_per_request -- --nocapture`); the budgets fail the
 /// test when a change adds host calls or allocations to a path. Allocations are counted from
@@ -965,26 +979,10 @@ fn host_calls_per_request_and_allocations_stay_within_budget() {
             &body,
             Some("10.1.1.1:5000"),
         );
-        let mut request = root.new_request();
-        assert_eq!(request.on_request_headers(host, false), Action::Pause);
-        assert_eq!(
-            request.on_request_body(host, 1024, true),
-            Action::Continue,
-            "{:?}",
-            host.replies.borrow().last()
-        );
-        request.on_response_headers(host);
+        forwarded_after_its_body(host, root, 1024);
     };
     // RFC 9421 over the same body: `make bench`'s warden_rfc9421_1k request.
-    let content_digest = {
-        use base64::Engine;
-        use sha2::Digest;
-        let sum = sha2::Sha256::digest(&body);
-        format!(
-            "sha-256=:{}:",
-            base64::engine::general_purpose::STANDARD.encode(sum)
-        )
-    };
+    let content_digest = crate::auth::http_signature::digest::content_digest(&body);
     let message_signed = |host: &TestHost, root: &RootFilter| {
         nonce.set(nonce.get() + 1);
         let n = format!("nonce-{}", nonce.get());
@@ -1018,15 +1016,7 @@ fn host_calls_per_request_and_allocations_stay_within_budget() {
             &body,
             Some("10.1.1.1:5000"),
         );
-        let mut request = root.new_request();
-        assert_eq!(request.on_request_headers(host, false), Action::Pause);
-        assert_eq!(
-            request.on_request_body(host, 1024, true),
-            Action::Continue,
-            "{:?}",
-            host.replies.borrow().last()
-        );
-        request.on_response_headers(host);
+        forwarded_after_its_body(host, root, 1024);
     };
     let http_signature_config = json!({"auth_methods": ["http_signature"]});
     // Counting in Redis or a rate limit service: the request waits for one answer, then goes on.

@@ -418,10 +418,8 @@ fn main() {
     // The same POSTs signed with RFC 9421 (`make bench`'s warden_rfc9421_1k), also signed
     // before the clock starts.
     let content_digest = api_warden::auth::http_signature::digest::content_digest(&body);
-    let digest_header = vec![(
-        "content-digest".to_string(),
-        content_digest.as_bytes().to_vec(),
-    )];
+    let digest_header =
+        api_warden::wire::HeaderMap::of(&[("content-digest", content_digest.as_bytes())]);
     let message_signed: Vec<(String, String)> = (0..SIGNED_REQUESTS)
         .map(|i| {
             let parts = api_warden::auth::http_signature::base::SignedParts {

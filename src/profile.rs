@@ -34,12 +34,12 @@ impl HostProfile {
     /// Whether the request has a body still to come. Envoy says so with `end_of_stream`;
     /// ngx_wasm_module reports `end_of_stream = false` even for a GET without a body, and then
     /// never calls the body phase, so there the framing headers decide.
-    pub fn has_body(self, end_of_stream: bool, headers: &[(String, Vec<u8>)]) -> bool {
+    pub fn has_body(self, end_of_stream: bool, headers: &crate::wire::HeaderMap) -> bool {
         match self {
             Self::Envoy => !end_of_stream,
-            Self::Kong => headers.iter().any(|(name, value)| match name.as_str() {
+            Self::Kong => headers.iter().any(|(name, value)| match name {
                 "transfer-encoding" => true,
-                "content-length" => value.as_slice() != b"0",
+                "content-length" => value != b"0",
                 _ => false,
             }),
         }
@@ -99,10 +99,8 @@ impl HostProfile {
 mod tests {
     use super::*;
 
-    fn h(list: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
-        list.iter()
-            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-            .collect()
+    fn h(list: &[(&str, &str)]) -> crate::wire::HeaderMap {
+        crate::wire::HeaderMap::from_pairs(list.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())))
     }
 
     #[test]

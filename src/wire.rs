@@ -22,18 +22,99 @@ pub fn encode_pairs<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clon
     out
 }
 
-/// Names as text (lossy: proxies validate header names), values as bytes.
-pub fn decode_pairs(bytes: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
-    Some(
-        pairs(bytes)?
-            .into_iter()
-            .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), v.to_vec()))
-            .collect(),
-    )
+/// A header map read from the host, kept in the host's buffer: each name and value is a slice of
+/// it, so reading the request's headers makes two allocations (the buffer and its index), not
+/// two per header. Names are lowercase ASCII: the decoding lowercases them in place (nginx keeps
+/// the client's spelling; Envoy's are lowercase already) and writes `?` over any byte that no
+/// HTTP field name may hold (RFC 9110 names are ASCII tokens), so such a name matches nothing,
+/// as its lossy text did before.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderMap {
+    raw: Vec<u8>,
+    /// Each pair's name and value as (start, end) offsets into `raw`.
+    spans: Vec<[(usize, usize); 2]>,
+}
+
+impl HeaderMap {
+    /// `None` for a map the host should never send (a bound out of range), never a panic.
+    pub fn decode(mut raw: Vec<u8>) -> Option<Self> {
+        let spans = spans(&raw)?;
+        for [(start, end), _] in &spans {
+            for b in raw.get_mut(*start..*end)? {
+                *b = if b.is_ascii() {
+                    b.to_ascii_lowercase()
+                } else {
+                    b'?'
+                };
+            }
+        }
+        Some(Self { raw, spans })
+    }
+
+    /// A map of these pairs, as the host would encode it (tests and the test double).
+    pub fn from_pairs<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone) -> Self {
+        Self::decode(encode_pairs(pairs)).unwrap_or_default()
+    }
+
+    /// A map of these (name, value) pairs, whatever holds them.
+    pub fn of<N: AsRef<str>, V: AsRef<[u8]>>(pairs: &[(N, V)]) -> Self {
+        Self::from_pairs(
+            pairs
+                .iter()
+                .map(|(n, v)| (n.as_ref().as_bytes(), v.as_ref())),
+        )
+    }
+
+    /// Appends a pair, its name lowercased as decoding does.
+    pub fn push(&mut self, name: &str, value: &[u8]) {
+        let start = self.raw.len();
+        self.raw.extend(name.bytes().map(|b| {
+            if b.is_ascii() {
+                b.to_ascii_lowercase()
+            } else {
+                b'?'
+            }
+        }));
+        let middle = self.raw.len();
+        self.raw.extend_from_slice(value);
+        self.spans.push([(start, middle), (middle, self.raw.len())]);
+    }
+
+    /// Each (name, value), in the host's order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+        self.spans.iter().map(|[(ns, ne), (vs, ve)]| {
+            let name = self.raw.get(*ns..*ne).unwrap_or_default();
+            (
+                std::str::from_utf8(name).unwrap_or_default(),
+                self.raw.get(*vs..*ve).unwrap_or_default(),
+            )
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
 }
 
 /// The pairs as slices of `bytes`: no copy of any name or value.
 pub fn pairs(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
+    decode_with(bytes, |[(ns, ne), (vs, ve)]| {
+        Some((bytes.get(ns..ne)?, bytes.get(vs..ve)?))
+    })
+}
+
+/// Where each name and value lies in `bytes`.
+fn spans(bytes: &[u8]) -> Option<Vec<[(usize, usize); 2]>> {
+    decode_with(bytes, Some)
+}
+
+/// Walks the encoding, checking every bound, and keeps what `each` makes of each pair's
+/// (start, end) offsets: one allocation, sized from the count.
+fn decode_with<T>(bytes: &[u8], each: impl Fn([(usize, usize); 2]) -> Option<T>) -> Option<Vec<T>> {
     if bytes.is_empty() {
         return Some(Vec::new());
     }
@@ -47,11 +128,13 @@ pub fn pairs(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
     for n in 0..count {
         let key_len = u32_at(4 + n * 8)?;
         let value_len = u32_at(8 + n * 8)?;
-        let key = bytes.get(pos..pos.checked_add(key_len)?)?;
-        pos = pos.checked_add(key_len)?.checked_add(1)?;
-        let value = bytes.get(pos..pos.checked_add(value_len)?)?;
-        pos = pos.checked_add(value_len)?.checked_add(1)?;
-        out.push((key, value));
+        let key = (pos, pos.checked_add(key_len)?);
+        bytes.get(key.0..key.1)?;
+        pos = key.1.checked_add(1)?;
+        let value = (pos, pos.checked_add(value_len)?);
+        bytes.get(value.0..value.1)?;
+        pos = value.1.checked_add(1)?;
+        out.push(each([key, value])?);
     }
     Some(out)
 }
@@ -60,22 +143,52 @@ pub fn pairs(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
 mod tests {
     use super::*;
 
+    fn decoded(bytes: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
+        let map = HeaderMap::decode(bytes.to_vec())?;
+        Some(
+            map.iter()
+                .map(|(k, v)| (k.to_string(), v.to_vec()))
+                .collect(),
+        )
+    }
+
     #[test]
     fn maps_round_trip_with_binary_values() {
-        let pairs: Vec<(&[u8], &[u8])> = vec![
+        let sent: Vec<(&[u8], &[u8])> = vec![
             (b":path", b"/a"),
             (b"x-note", b"\xff\x00\xfe"),
             (b"empty", b""),
         ];
-        let encoded = encode_pairs(pairs.iter().copied());
-        let decoded = decode_pairs(&encoded).unwrap();
-        assert_eq!(decoded.len(), 3);
-        assert_eq!(decoded[1], ("x-note".to_string(), b"\xff\x00\xfe".to_vec()));
-        assert_eq!(decoded[2].1, b"");
-        assert_eq!(
-            decode_pairs(&encode_pairs(std::iter::empty())),
-            Some(vec![])
+        let encoded = encode_pairs(sent.iter().copied());
+        let got = decoded(&encoded).unwrap();
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[1], ("x-note".to_string(), b"\xff\x00\xfe".to_vec()));
+        assert_eq!(got[2].1, b"");
+        assert_eq!(decoded(&encode_pairs(std::iter::empty())), Some(vec![]));
+        assert_eq!(pairs(&encoded), Some(sent.clone()));
+    }
+
+    #[test]
+    fn names_are_lowercase_ascii_and_values_untouched() {
+        let map = HeaderMap::from_pairs(
+            [
+                (&b"X-API-Key"[..], &b"AbC"[..]),
+                (&b"x-caf\xc3\xa9"[..], &b"\xc3\xa9"[..]),
+                (&b"bad\xff"[..], &b"v"[..]),
+            ]
+            .into_iter(),
         );
+        let got: Vec<(&str, &[u8])> = map.iter().collect();
+        assert_eq!(
+            got,
+            vec![
+                ("x-api-key", &b"AbC"[..]),
+                ("x-caf??", &b"\xc3\xa9"[..]),
+                ("bad?", &b"v"[..]),
+            ]
+        );
+        assert_eq!(map.len(), 3);
+        assert!(HeaderMap::default().is_empty());
     }
 
     #[test]
@@ -83,12 +196,13 @@ mod tests {
         let good = encode_pairs([(&b"a"[..], &b"b"[..])].into_iter());
         // (Only the final NUL may be missing: the value is complete without it.)
         for cut in 1..good.len() - 1 {
-            assert_eq!(decode_pairs(&good[..cut]), None, "cut at {cut}");
+            assert_eq!(decoded(&good[..cut]), None, "cut at {cut}");
+            assert_eq!(pairs(&good[..cut]), None, "cut at {cut}");
         }
-        assert_eq!(decode_pairs(&[0xff, 0xff, 0xff, 0xff]), None);
+        assert_eq!(decoded(&[0xff, 0xff, 0xff, 0xff]), None);
         let mut huge = good.clone();
         huge[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(decode_pairs(&huge), None);
-        assert_eq!(decode_pairs(&[]), Some(vec![]));
+        assert_eq!(decoded(&huge), None);
+        assert_eq!(decoded(&[]), Some(vec![]));
     }
 }

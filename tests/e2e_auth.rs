@@ -988,6 +988,7 @@ fn an_rfc_9421_signature_is_accepted_once() {
         (":scheme".into(), b"http".to_vec()),
         (":authority".into(), b"api.test".to_vec()),
     ];
+    let headers = api_warden::wire::HeaderMap::of(&headers);
     let parts = SignedParts {
         method: "GET",
         target,
@@ -1448,6 +1449,7 @@ fn rfc9421(
         out.push(("Content-Digest".to_string(), digest));
     }
     let method = if body.is_some() { "POST" } else { "GET" };
+    let headers = api_warden::wire::HeaderMap::of(&headers);
     let parts = SignedParts {
         method,
         target,

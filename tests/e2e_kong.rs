@@ -301,11 +301,11 @@ fn rfc_9421_signatures_work_on_kong_too() {
     let digest = content_digest(body);
     // The test client sends `Host: api.test` over plain HTTP (nginx's own `:authority` is its
     // server name: the signature must use the client's).
-    let parts_headers: Vec<(String, Vec<u8>)> = vec![
-        (":scheme".into(), b"http".to_vec()),
-        (":authority".into(), b"api.test".to_vec()),
-        ("content-digest".into(), digest.as_bytes().to_vec()),
-    ];
+    let parts_headers = api_warden::wire::HeaderMap::of(&[
+        (":scheme", &b"http"[..]),
+        (":authority", b"api.test"),
+        ("content-digest", digest.as_bytes()),
+    ]);
     let parts = SignedParts {
         method: "POST",
         target,

@@ -111,6 +111,7 @@ fn shot(n: u64, start: u64) -> Shot {
                 (":authority".to_string(), b"api.test".to_vec()),
                 ("content-digest".to_string(), digest.clone().into_bytes()),
             ];
+            let headers = api_warden::wire::HeaderMap::of(&headers);
             let parts = SignedParts {
                 method: "POST",
                 target: &t,

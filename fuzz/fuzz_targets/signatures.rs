@@ -27,6 +27,7 @@ fuzz_target!(|data: &[u8]| {
         (":authority".to_string(), d.to_vec()),
         (":scheme".to_string(), b"https".to_vec()),
     ];
+    let headers = api_warden::wire::HeaderMap::of(&headers);
     let _ = credentials::extract(&headers);
     let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
     let _ = hmac_signature::check_timestamp(&text(c), 1_800_000_000, 300);

@@ -52,8 +52,8 @@ pub trait Host {
     fn now_ms(&self) -> HostResult<u64>;
     fn plugin_configuration(&self) -> HostResult<Option<Vec<u8>>>;
     fn set_tick_period_ms(&self, period: u32) -> HostResult<()>;
-    /// The request headers as the host has them (names as the host spells them).
-    fn request_headers(&self) -> HostResult<Vec<(String, Vec<u8>)>>;
+    /// The request headers, names lowercased (see [`crate::wire::HeaderMap`]).
+    fn request_headers(&self) -> HostResult<crate::wire::HeaderMap>;
     fn request_body(&self, size: usize) -> HostResult<Option<Vec<u8>>>;
     fn property(&self, path: &[&str]) -> HostResult<Option<Vec<u8>>>;
     /// Publishes a value for the rest of the proxy (Envoy: filter state `wasm.<name>`).

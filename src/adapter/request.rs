@@ -20,21 +20,11 @@ pub struct RequestFilter {
     replied: bool,
 }
 
-fn lowercase_names(mut headers: Vec<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
-    // Envoy's names are lowercase already; nginx keeps the client's spelling.
-    for (name, _) in &mut headers {
-        if name.bytes().any(|b| b.is_ascii_uppercase()) {
-            name.make_ascii_lowercase();
-        }
-    }
-    headers
-}
-
-fn pseudo<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> &'a [u8] {
+fn pseudo<'a>(headers: &'a crate::wire::HeaderMap, name: &str) -> &'a [u8] {
     headers
         .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_slice())
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
         .unwrap_or_default()
 }
 
@@ -69,7 +59,7 @@ impl RequestFilter {
             return self.fail_early(host, denial, now);
         };
         let headers = match host.request_headers() {
-            Ok(h) => lowercase_names(h),
+            Ok(h) => h,
             Err(_) => {
                 let denial =
                     Denial::new(500, "internal_error", "request headers could not be read");

@@ -262,12 +262,16 @@ impl Host for TestHost {
         Ok(())
     }
 
-    fn request_headers(&self) -> HostResult<Vec<(String, Vec<u8>)>> {
+    fn request_headers(&self) -> HostResult<crate::wire::HeaderMap> {
         count(&self.host_calls, "request_headers");
         if self.faults.refuse_headers.get() {
             return Err(HostError(2));
         }
-        Ok(self.request_headers.borrow().clone())
+        // As a proxy sends it: the whole map in the ABI's encoding, in one buffer.
+        let headers = self.request_headers.borrow();
+        Ok(crate::wire::HeaderMap::from_pairs(
+            headers.iter().map(|(k, v)| (k.as_bytes(), v.as_slice())),
+        ))
     }
 
     fn request_body(&self, size: usize) -> HostResult<Option<Vec<u8>>> {

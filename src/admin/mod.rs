@@ -143,6 +143,9 @@ pub fn sign_rfc9421(
         components.push("content-digest");
         out.push(("Content-Digest".to_string(), d));
     }
+    let headers = crate::wire::HeaderMap::from_pairs(
+        headers.iter().map(|(k, v)| (k.as_bytes(), v.as_slice())),
+    );
     let parts = SignedParts {
         method,
         target,

@@ -5,7 +5,7 @@ use super::jwt::looks_like_jwt;
 use crate::denial::Denial;
 
 /// Request headers as the host gives them: lowercase names, raw byte values.
-pub type HeaderList = [(String, Vec<u8>)];
+pub type HeaderList = crate::wire::HeaderMap;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Credentials {
@@ -49,7 +49,7 @@ pub fn single<'a>(headers: &'a HeaderList, name: &str) -> Result<Option<&'a [u8]
             format!("header {name} must appear once"),
         ));
     }
-    Ok(first.map(|(_, v)| v.as_slice()))
+    Ok(first.map(|(_, v)| v))
 }
 
 fn trim(bytes: &[u8]) -> &[u8] {
@@ -112,10 +112,8 @@ pub fn extract(headers: &HeaderList) -> Result<Credentials, Denial> {
 mod tests {
     use super::*;
 
-    fn h(list: &[(&str, &[u8])]) -> Vec<(String, Vec<u8>)> {
-        list.iter()
-            .map(|(k, v)| (k.to_string(), v.to_vec()))
-            .collect()
+    fn h(list: &[(&str, &[u8])]) -> crate::wire::HeaderMap {
+        crate::wire::HeaderMap::from_pairs(list.iter().map(|(k, v)| (k.as_bytes(), *v)))
     }
 
     const JWT: &[u8] = b"eyJhbGciOiJIUzI1NiJ9.eyJhIjoxfQ.c2ln";

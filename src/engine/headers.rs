@@ -76,26 +76,25 @@ pub fn plan(
         set: Vec::with_capacity(set.len()),
         guarded: guarded.clone(),
     };
-    for (name, value) in incoming {
+    for (name, value) in incoming.iter() {
         let Some(g) = guarded.iter().find(|g| same_name(name, g)) else {
             continue;
         };
         if profile.removes_headers() {
-            if !edits.remove.contains(name) {
-                edits.remove.push(name.clone());
+            if !edits.remove.iter().any(|r| r == name) {
+                edits.remove.push(name.to_string());
             }
         } else if identity.contains(g) {
             let occurrences = incoming.iter().filter(|(n, _)| same_name(n, g)).count();
-            let kept = set
-                .iter()
-                .any(|(s, v)| s == g && v.as_bytes() == value.as_slice());
+            let kept = set.iter().any(|(s, v)| s == g && v.as_bytes() == value);
             if occurrences != 1 || !kept || !name.eq_ignore_ascii_case(g) {
                 return Err(identity_header_refused());
             }
         } else if !edits.set.iter().any(|(n, _)| n == name) {
-            edits
-                .set
-                .push((HeaderName::Owned(name.clone()), HeaderValue::Borrowed("")));
+            edits.set.push((
+                HeaderName::Owned(name.to_string()),
+                HeaderValue::Borrowed(""),
+            ));
         }
     }
     edits.set.extend(set);
@@ -141,10 +140,8 @@ mod tests {
         HeaderName::Borrowed("x-security-level"),
     ];
 
-    fn h(list: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
-        list.iter()
-            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-            .collect()
+    fn h(list: &[(&str, &str)]) -> crate::wire::HeaderMap {
+        crate::wire::HeaderMap::from_pairs(list.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())))
     }
 
     fn identity() -> Vec<(HeaderName, HeaderValue)> {
@@ -198,17 +195,15 @@ mod tests {
         assert_eq!(
             e.set,
             [
-                ("X-API-Key".into(), "".into()),
+                // (Names arrive lowercased from the map, whatever the client sent.)
+                ("x-api-key".into(), "".into()),
                 ("x-client-id".into(), "marketing".into())
             ] as [(HeaderName, HeaderValue); 2]
         );
     }
 
-    fn check(e: &HeaderEdits, after: &[(String, Vec<u8>)]) -> Result<(), String> {
-        let pairs: Vec<(&[u8], &[u8])> = after
-            .iter()
-            .map(|(k, v)| (k.as_bytes(), v.as_slice()))
-            .collect();
+    fn check(e: &HeaderEdits, after: &crate::wire::HeaderMap) -> Result<(), String> {
+        let pairs: Vec<(&[u8], &[u8])> = after.iter().map(|(k, v)| (k.as_bytes(), v)).collect();
         verify(e, &pairs)
     }
 

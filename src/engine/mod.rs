@@ -23,6 +23,7 @@ use crate::threat::abuse::mitigation::{self, Gate};
 use crate::threat::abuse::worker::{content_hash, AbuseWorker};
 use crate::threat::blocking::Recorded;
 use crate::threat::report::{ReportAccess, ReportInputs};
+use crate::wire::HeaderMap;
 use headers::HeaderEdits;
 use record::{AuthRecord, DenialRecord, LimitOutcome, LimitRecord, Record};
 use std::cell::RefCell;
@@ -76,12 +77,12 @@ enum State {
     /// Authentication waits for the body; `incoming` are the request headers as read.
     Body {
         pending: Box<Pending>,
-        incoming: Vec<(String, Vec<u8>)>,
+        incoming: HeaderMap,
     },
     /// Authentication waits for a call's answer.
     Authenticating {
         pending: Box<Pending>,
-        incoming: Vec<(String, Vec<u8>)>,
+        incoming: HeaderMap,
     },
     Counting {
         pending: Box<PendingCount>,
@@ -157,7 +158,7 @@ impl Flow {
             self.record.content_hash = head
                 .headers
                 .iter()
-                .find(|(name, _)| name == "x-content-hash")
+                .find(|(name, _)| *name == "x-content-hash")
                 .map(|(_, value)| content_hash(value));
         }
         let verdict = pipeline::on_request_headers(env.config, head, env.now_ms / 1000, env.store);
@@ -221,7 +222,7 @@ impl Flow {
         self.finish_reply(denial, now_ms)
     }
 
-    fn apply(&mut self, env: &Env, verdict: Verdict, incoming: &[(String, Vec<u8>)]) -> Step {
+    fn apply(&mut self, env: &Env, verdict: Verdict, incoming: &HeaderMap) -> Step {
         match verdict {
             Verdict::Allow(mut grant) => {
                 self.note_grant(env, &grant);
@@ -282,7 +283,7 @@ impl Flow {
                     Some(Ok(edits)) => edits,
                     Some(Err(denial)) => return self.finish_reply(denial, env.now_ms),
                 };
-                let incoming = incoming.to_vec();
+                let incoming = incoming.clone();
                 match &pending.wait {
                     Wait::Body { max_bytes } => {
                         let max_bytes = *max_bytes;
@@ -479,7 +480,7 @@ impl Flow {
     fn plan(
         &self,
         env: &Env,
-        incoming: &[(String, Vec<u8>)],
+        incoming: &HeaderMap,
         grant: &mut Grant,
     ) -> Result<HeaderEdits, Denial> {
         headers::plan(

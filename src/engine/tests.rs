@@ -31,10 +31,9 @@ fn run(c: &Config, store: &MemoryStore, path: &str, headers: &[(&str, &str)]) ->
         abuse: &abuse,
         now_ms: NOW,
     };
-    let headers: Vec<(String, Vec<u8>)> = headers
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-        .collect();
+    let headers = crate::wire::HeaderMap::from_pairs(
+        headers.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())),
+    );
     let head = RequestHead {
         method: b"GET",
         path: path.as_bytes(),

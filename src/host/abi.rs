@@ -189,12 +189,10 @@ pub fn header_map_bytes(kind: u32) -> Result<Vec<u8>, Status> {
     Ok(fetch(|d, s| unsafe { proxy_get_header_map_pairs(kind, d, s) })?.unwrap_or_default())
 }
 
-/// All headers of a map, names as text (lossy: the proxy validates names) and values as bytes.
-pub fn header_pairs(kind: u32) -> Result<Vec<(String, Vec<u8>)>, Status> {
-    let bytes =
-        fetch(|d, s| unsafe { proxy_get_header_map_pairs(kind, d, s) })?.unwrap_or_default();
+/// All headers of a map, decoded in the buffer the host filled.
+pub fn header_map(kind: u32) -> Result<wire::HeaderMap, Status> {
     // A map the host should never send is treated as an error, not a panic.
-    wire::decode_pairs(&bytes).ok_or(4)
+    wire::HeaderMap::decode(header_map_bytes(kind)?).ok_or(4)
 }
 
 pub fn header(kind: u32, name: &str) -> Result<Option<Vec<u8>>, Status> {

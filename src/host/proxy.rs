@@ -55,8 +55,8 @@ impl Host for ProxyHost {
         abi::set_tick_period_ms(period).map_err(err)
     }
 
-    fn request_headers(&self) -> HostResult<Vec<(String, Vec<u8>)>> {
-        abi::header_pairs(abi::REQUEST_HEADERS).map_err(err)
+    fn request_headers(&self) -> HostResult<crate::wire::HeaderMap> {
+        abi::header_map(abi::REQUEST_HEADERS).map_err(err)
     }
 
     fn request_body(&self, size: usize) -> HostResult<Option<Vec<u8>>> {

@@ -381,7 +381,7 @@ pub fn on_request_body(
         target: &rest.target.raw,
         body: Some(body),
         content_length: None,
-        headers: &[],
+        headers: &Default::default(),
     };
     let attempt = resume.with_body(&auth_context(cfg, store, now), &facts, body);
     resumed(cfg, attempt, rest, source)
@@ -474,8 +474,8 @@ fn bearer_present(headers: &HeaderList) -> bool {
 }
 
 fn content_length(headers: &HeaderList) -> Option<u64> {
-    let value = headers.iter().find(|(k, _)| k == "content-length")?;
-    std::str::from_utf8(&value.1).ok()?.trim().parse().ok()
+    let value = headers.iter().find(|(k, _)| *k == "content-length")?;
+    std::str::from_utf8(value.1).ok()?.trim().parse().ok()
 }
 
 fn finish(

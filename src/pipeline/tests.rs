@@ -41,10 +41,8 @@ fn cfg() -> Config {
     cfg_with(json!({}))
 }
 
-fn headers(list: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
-    list.iter()
-        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-        .collect()
+fn headers(list: &[(&str, &str)]) -> crate::wire::HeaderMap {
+    crate::wire::HeaderMap::from_pairs(list.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())))
 }
 
 fn office() -> Option<IpAddr> {
@@ -220,10 +218,7 @@ fn signed_request_waits_for_its_body_then_verifies_once() {
         .unwrap();
     let body = b"{\"to\":\"a@b\"}";
     let h = signed("POST", "/api/send/x?y=1", body, NOW);
-    let h: Vec<(String, Vec<u8>)> = h
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-        .collect();
+    let h = crate::wire::HeaderMap::from_pairs(h.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())));
     let req = RequestHead {
         method: b"POST",
         path: b"/api/send/x?y=1",
@@ -272,10 +267,7 @@ fn where_headers_cannot_be_held_the_claim_goes_on_and_the_body_decides() {
         .unwrap();
     let body = b"{}";
     let h = signed("POST", "/api/send/x", body, NOW);
-    let h: Vec<(String, Vec<u8>)> = h
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-        .collect();
+    let h = crate::wire::HeaderMap::from_pairs(h.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())));
     let req = RequestHead {
         method: b"POST",
         path: b"/api/send/x",
@@ -390,10 +382,7 @@ fn a_claimed_clients_rules_are_told_only_to_a_verified_signature() {
         .unwrap();
     let body = b"{}";
     let h = signed("POST", "/api/other", body, NOW);
-    let h: Vec<(String, Vec<u8>)> = h
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-        .collect();
+    let h = crate::wire::HeaderMap::from_pairs(h.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())));
     let req = RequestHead {
         method: b"POST",
         path: b"/api/other",

@@ -26,8 +26,8 @@ impl SignedParts<'_> {
     fn pseudo(&self, name: &str) -> Option<&[u8]> {
         self.headers
             .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_slice())
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v)
     }
 
     fn scheme(&self) -> Option<String> {
@@ -112,7 +112,7 @@ impl SignedParts<'_> {
             return false;
         }
         let mut found = false;
-        for (_, value) in self.headers.iter().filter(|(k, _)| k == name) {
+        for (_, value) in self.headers.iter().filter(|(k, _)| *k == name) {
             if found {
                 out.extend_from_slice(b", ");
             }
@@ -150,10 +150,8 @@ pub fn signature_base(
 mod tests {
     use super::*;
 
-    fn h(list: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
-        list.iter()
-            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-            .collect()
+    fn h(list: &[(&str, &str)]) -> crate::wire::HeaderMap {
+        crate::wire::HeaderMap::from_pairs(list.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())))
     }
 
     #[test]

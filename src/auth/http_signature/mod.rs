@@ -50,7 +50,7 @@ impl HttpSignatureSettings {
             let probe = SignedParts {
                 method: "GET",
                 target: "/",
-                headers: &[],
+                headers: &Default::default(),
             };
             let known = matches!(probe.value(id), Ok(_) | Err(ComponentError::Missing(_)));
             if !known

@@ -12,10 +12,8 @@ fn b64(s: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD.decode(s).unwrap()
 }
 
-fn h(list: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
-    list.iter()
-        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-        .collect()
+fn h(list: &[(&str, &str)]) -> crate::wire::HeaderMap {
+    crate::wire::HeaderMap::from_pairs(list.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())))
 }
 
 /// RFC 9421 Appendix B.2.5: the standard's own `hmac-sha256` example verifies.
@@ -191,7 +189,7 @@ fn cfg(extra: serde_json::Value) -> Config {
 struct Req {
     method: &'static str,
     target: &'static str,
-    headers: Vec<(String, Vec<u8>)>,
+    headers: crate::wire::HeaderMap,
 }
 
 impl Req {
@@ -203,10 +201,7 @@ impl Req {
             (":authority", "api.example.com"),
         ]);
         if let Some(body) = body {
-            headers.push((
-                "content-digest".into(),
-                digest::content_digest(body).into_bytes(),
-            ));
+            headers.push("content-digest", digest::content_digest(body).as_bytes());
         }
         Req {
             method,
@@ -230,11 +225,25 @@ impl Req {
             nonce,
         )
         .unwrap();
-        self.headers
-            .push(("signature-input".into(), input.into_bytes()));
-        self.headers
-            .push(("signature".into(), signature.into_bytes()));
+        self.headers.push("signature-input", input.as_bytes());
+        self.headers.push("signature", signature.as_bytes());
         self
+    }
+
+    /// The `index`th header's value, and the same request with it replaced.
+    fn value(&self, index: usize) -> String {
+        let (_, v) = self.headers.iter().nth(index).unwrap();
+        String::from_utf8(v.to_vec()).unwrap()
+    }
+
+    fn replace(&mut self, index: usize, value: &[u8]) {
+        let pairs: Vec<(&[u8], &[u8])> = self
+            .headers
+            .iter()
+            .enumerate()
+            .map(|(i, (k, v))| (k.as_bytes(), if i == index { value } else { v }))
+            .collect();
+        self.headers = crate::wire::HeaderMap::from_pairs(pairs.into_iter());
     }
 
     fn head(&self, has_body: bool) -> RequestHead<'_> {
@@ -317,7 +326,7 @@ fn what_the_signature_covers_cannot_change() {
     req.target = "/api/send/status?id=2";
     assert_eq!(code(run(&req)), (401, "signature_mismatch"));
     let mut req = signed("GET", "/api/send/status?id=1");
-    req.headers[3].1 = b"evil.example.com".to_vec();
+    req.replace(3, b"evil.example.com");
     assert_eq!(code(run(&req)), (401, "signature_mismatch"));
     // Untouched: accepted.
     let req = signed("GET", "/api/send/status?id=1");
@@ -343,12 +352,10 @@ fn time_key_and_coverage_rules() {
         .unwrap();
     let run = |req: &Req| pipeline::on_request_headers(&c, &req.head(false), NOW, &store);
     let mut base = Req::new("GET", "/api/send/s", None);
-    base.headers
-        .push(("content-type".into(), b"application/json".to_vec()));
+    base.headers.push("content-type", b"application/json");
     let with = |components: &[&str], created| {
         let mut r = Req::new("GET", "/api/send/s", None);
-        r.headers
-            .push(("content-type".into(), b"application/json".to_vec()));
+        r.headers.push("content-type", b"application/json");
         r.signed(components, created, None)
     };
     let full = ["@method", "@target-uri", "content-type"];
@@ -366,18 +373,24 @@ fn time_key_and_coverage_rules() {
         (401, "signature_from_future")
     );
     let mut status = with(&full, NOW);
-    let input = String::from_utf8(status.headers[5].1.clone()).unwrap();
-    status.headers[5].1 = input
-        .replace("\"content-type\")", "\"content-type\" \"@status\")")
-        .into_bytes();
+    let input = status.value(5);
+    status.replace(
+        5,
+        input
+            .replace("\"content-type\")", "\"content-type\" \"@status\")")
+            .as_bytes(),
+    );
     assert_eq!(code(run(&status)), (401, "signature_unsupported"));
     // An unknown key and a client without a secret get the mismatch answer.
     for keyid in ["nobody", "nosecret"] {
         let mut r = with(&full, NOW + 1);
-        let input = String::from_utf8(r.headers[5].1.clone()).unwrap();
-        r.headers[5].1 = input
-            .replace("keyid=\"marketing\"", &format!("keyid=\"{keyid}\""))
-            .into_bytes();
+        let input = r.value(5);
+        r.replace(
+            5,
+            input
+                .replace("keyid=\"marketing\"", &format!("keyid=\"{keyid}\""))
+                .as_bytes(),
+        );
         assert_eq!(code(run(&r)), (401, "signature_mismatch"), "{keyid}");
     }
     drop(base);

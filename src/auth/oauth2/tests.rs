@@ -24,7 +24,9 @@ fn cfg() -> Config {
 
 fn bearer(token: &str) -> Credentials {
     let auth = format!("Bearer {token}");
-    credentials::extract(&[("authorization".to_string(), auth.into_bytes())]).unwrap()
+    let headers =
+        crate::wire::HeaderMap::from_pairs([(&b"authorization"[..], auth.as_bytes())].into_iter());
+    credentials::extract(&headers).unwrap()
 }
 
 fn attempt(c: &Config, store: &MemoryStore, token: &str, now: u64) -> Option<Attempt> {
@@ -35,7 +37,7 @@ fn attempt(c: &Config, store: &MemoryStore, token: &str, now: u64) -> Option<Att
         store,
         now,
     };
-    let headers = Vec::new();
+    let headers = crate::wire::HeaderMap::default();
     let facts = RequestFacts {
         method: "GET",
         target: "/api/x",

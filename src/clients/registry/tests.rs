@@ -163,10 +163,9 @@ impl Worker {
         headers: &[(&str, &str)],
     ) -> (Step, Record) {
         let env = self.env(store, now_ms);
-        let headers: Vec<(String, Vec<u8>)> = headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-            .collect();
+        let headers = crate::wire::HeaderMap::from_pairs(
+            headers.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())),
+        );
         let head = RequestHead {
             method: b"GET",
             path: path.as_bytes(),

@@ -22,33 +22,34 @@ pub fn encode_pairs<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clon
     out
 }
 
-/// A header map read from the host, kept in the host's buffer: each name and value is a slice of
-/// it, so reading the request's headers makes two allocations (the buffer and its index), not
-/// two per header. Names are lowercase ASCII: the decoding lowercases them in place (nginx keeps
-/// the client's spelling; Envoy's are lowercase already) and writes `?` over any byte that no
-/// HTTP field name may hold (RFC 9110 names are ASCII tokens), so such a name matches nothing,
-/// as its lossy text did before.
+/// A header map read from the host, kept in the host's buffer: each value is a slice of it and
+/// each name a slice of one string of all the names, so reading the request's headers makes
+/// three allocations (the buffer, the names, the index), not two per header. Names are
+/// lowercase ASCII: the decoding lowercases them (nginx keeps the client's spelling; Envoy's
+/// are lowercase already) and writes `?` for any byte that no HTTP field name may hold (RFC 9110
+/// names are ASCII tokens), so such a name matches nothing, as its lossy text did before. The
+/// names are text once, at decoding, not again at each lookup.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HeaderMap {
     raw: Vec<u8>,
-    /// Each pair's name and value as (start, end) offsets into `raw`.
+    names: String,
+    /// Each pair's name (in `names`) and value (in `raw`) as (start, end) offsets.
     spans: Vec<[(usize, usize); 2]>,
 }
 
 impl HeaderMap {
     /// `None` for a map the host should never send (a bound out of range), never a panic.
-    pub fn decode(mut raw: Vec<u8>) -> Option<Self> {
-        let spans = spans(&raw)?;
-        for [(start, end), _] in &spans {
-            for b in raw.get_mut(*start..*end)? {
-                *b = if b.is_ascii() {
-                    b.to_ascii_lowercase()
-                } else {
-                    b'?'
-                };
-            }
+    pub fn decode(raw: Vec<u8>) -> Option<Self> {
+        let mut spans = spans(&raw)?;
+        let length = spans.iter().map(|[(start, end), _]| end - start).sum();
+        let mut names = String::with_capacity(length);
+        for [name, _] in &mut spans {
+            let bytes = raw.get(name.0..name.1)?;
+            let start = names.len();
+            names.extend(bytes.iter().map(|&b| lowercase_name_byte(b)));
+            *name = (start, names.len());
         }
-        Some(Self { raw, spans })
+        Some(Self { raw, names, spans })
     }
 
     /// A map of these pairs, as the host would encode it (tests and the test double).
@@ -67,25 +68,19 @@ impl HeaderMap {
 
     /// Appends a pair, its name lowercased as decoding does.
     pub fn push(&mut self, name: &str, value: &[u8]) {
-        let start = self.raw.len();
-        self.raw.extend(name.bytes().map(|b| {
-            if b.is_ascii() {
-                b.to_ascii_lowercase()
-            } else {
-                b'?'
-            }
-        }));
-        let middle = self.raw.len();
+        let start = self.names.len();
+        self.names.extend(name.bytes().map(lowercase_name_byte));
+        let value_start = self.raw.len();
         self.raw.extend_from_slice(value);
-        self.spans.push([(start, middle), (middle, self.raw.len())]);
+        self.spans
+            .push([(start, self.names.len()), (value_start, self.raw.len())]);
     }
 
     /// Each (name, value), in the host's order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
         self.spans.iter().map(|[(ns, ne), (vs, ve)]| {
-            let name = self.raw.get(*ns..*ne).unwrap_or_default();
             (
-                std::str::from_utf8(name).unwrap_or_default(),
+                self.names.get(*ns..*ne).unwrap_or_default(),
                 self.raw.get(*vs..*ve).unwrap_or_default(),
             )
         })
@@ -97,6 +92,15 @@ impl HeaderMap {
 
     pub fn is_empty(&self) -> bool {
         self.spans.is_empty()
+    }
+}
+
+/// A name's byte as the map keeps it: ASCII lowercased, anything else `?`.
+fn lowercase_name_byte(b: u8) -> char {
+    if b.is_ascii() {
+        char::from(b.to_ascii_lowercase())
+    } else {
+        '?'
     }
 }
 

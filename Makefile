@@ -16,7 +16,7 @@ SYSTEM_TOOLS  := curl:curl openssl:openssl redis-server:redis-server redis-cli:r
 
 export ENVOY_BIN := $(abspath $(ENVOY))
 
-.PHONY: build run test unit e2e lint fmt deps wasm-target wasm-cc system-deps dist bench clean schema fuzz fuzz-smoke soak faults rls-server capacity microbench
+.PHONY: build run test unit e2e lint fmt deps wasm-target wasm-cc system-deps dist bench clean schema fuzz fuzz-smoke soak faults rls-server capacity microbench instructions
 
 build: wasm-target
 	cargo build --release --target $(WASM_TARGET) --lib
@@ -104,6 +104,10 @@ bench: build deps rls-server
 # Each core step timed natively and inside V8 (node's WASI), with the factor (not a test).
 microbench: wasm-target wasm-cc
 	bench/microbench.sh
+
+# The same steps' instructions per operation, counted by callgrind (BASELINE=<commit> beside).
+instructions:
+	bench/instructions.sh
 
 # How much rate-limit traffic one Redis carries: the README's capacity model (not a test).
 capacity: system-deps

@@ -31,6 +31,10 @@ fn time_at_most(budget_ms: u128, calls: u64, mut step: impl FnMut(u64)) -> f64 {
         step(i);
     }
     let started = Instant::now();
+    if let Some(n) = fixed_iterations() {
+        measured(n.min(calls.saturating_sub(10)), &mut step);
+        return started.elapsed().as_nanos() as f64 / n.max(1) as f64;
+    }
     let mut n = 0u64;
     while (n < 20 || started.elapsed().as_millis() < budget_ms) && 10 + n < calls {
         step(10 + n);
@@ -39,8 +43,29 @@ fn time_at_most(budget_ms: u128, calls: u64, mut step: impl FnMut(u64)) -> f64 {
     started.elapsed().as_nanos() as f64 / n as f64
 }
 
+/// `MICROBENCH_ITERS=n`: each step runs exactly n times after its warm-up, all inside one call
+/// of `measured`, so `bench/instructions.sh` counts each step's instructions under callgrind
+/// (deterministic, where times on a shared VM are not).
+fn fixed_iterations() -> Option<u64> {
+    static ITERS: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *ITERS.get_or_init(|| std::env::var("MICROBENCH_ITERS").ok()?.parse().ok())
+}
+
+#[inline(never)]
+fn measured(n: u64, step: &mut dyn FnMut(u64)) {
+    for i in 0..n {
+        step(10 + i);
+    }
+}
+
 /// Signed requests made ready for the HMAC step: more than it sends within the default budget.
 const SIGNED_REQUESTS: u64 = 1 << 17;
+
+/// As many as the run will send: all of them when timing, the fixed count plus warm-up when
+/// counting instructions (signing 2^17 requests under callgrind would take minutes).
+fn signed_requests() -> u64 {
+    fixed_iterations().map_or(SIGNED_REQUESTS, |n| n + 10)
+}
 
 fn configured(config: serde_json::Value) -> (TestHost, RootFilter) {
     let host = TestHost::new(&config.to_string(), NOW_MS);
@@ -388,7 +413,7 @@ fn main() {
     ));
     // Signed before the clock starts (each request needs its own nonce), so the step is the
     // filter's work alone; at most as many requests as were signed.
-    let signed: Vec<(String, String)> = (0..SIGNED_REQUESTS)
+    let signed: Vec<(String, String)> = (0..signed_requests())
         .map(|i| {
             let nonce = format!("s{i}");
             let sig = sign(&nonce);
@@ -397,7 +422,7 @@ fn main() {
         .collect();
     results.push((
         "request: seed HMAC, 1 KiB body",
-        time_at_most(budget, SIGNED_REQUESTS, |i| {
+        time_at_most(budget, signed_requests(), |i| {
             let (nonce, sig) = &signed[i as usize];
             forward(
                 &host,
@@ -420,7 +445,7 @@ fn main() {
     let content_digest = api_warden::auth::http_signature::digest::content_digest(&body);
     let digest_header =
         api_warden::wire::HeaderMap::of(&[("content-digest", content_digest.as_bytes())]);
-    let message_signed: Vec<(String, String)> = (0..SIGNED_REQUESTS)
+    let message_signed: Vec<(String, String)> = (0..signed_requests())
         .map(|i| {
             let parts = api_warden::auth::http_signature::base::SignedParts {
                 method: "POST",
@@ -440,7 +465,7 @@ fn main() {
         .collect();
     results.push((
         "request: RFC 9421, 1 KiB body",
-        time_at_most(budget, SIGNED_REQUESTS, |i| {
+        time_at_most(budget, signed_requests(), |i| {
             let (input, signature) = &message_signed[i as usize];
             forward(
                 &host,

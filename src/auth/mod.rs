@@ -140,7 +140,8 @@ pub trait Directory {
     fn find(&self, client_id: &str) -> Option<usize>;
     fn id(&self, client: usize) -> &str;
     fn scopes(&self, client: usize) -> &[String];
-    fn hmac_secret(&self, client: usize) -> Option<&[u8]>;
+    /// The client's signing secret, ready for HMAC.
+    fn hmac_key(&self, client: usize) -> Option<&hmac_signature::SigningKey>;
     /// Whether the client may sign with the seed's scheme (`X-Signature`).
     fn seed_signatures(&self, client: usize) -> bool;
     /// The client whose configured certificate the peer's matches.

@@ -5,6 +5,7 @@
 pub mod registry;
 
 use crate::auth::api_key::RawApiKey;
+use crate::auth::hmac_signature::SigningKey;
 use crate::authz::endpoints::EndpointPattern;
 use crate::authz::ip;
 use crate::authz::levels::SecurityLevel;
@@ -41,7 +42,8 @@ pub struct Client {
     /// What the client may call, from where, at which level.
     pub access: Access,
     pub scopes: Vec<String>,
-    pub hmac_secret: Option<Vec<u8>>,
+    /// Its `client_secret`, ready for HMAC (either signing scheme).
+    pub hmac_key: Option<SigningKey>,
     /// May sign with the seed's scheme.
     pub seed_signatures: bool,
     /// Its certificate, for `mtls`.
@@ -115,14 +117,20 @@ pub fn compile(field: &str, rc: RawClient) -> Result<Client, ConfigError> {
         .enumerate()
         .map(|(j, e)| ip::parse_allowed(&format!("{field}.allowed_ips[{j}]"), e))
         .collect::<Result<Vec<_>, _>>()?;
-    let hmac_secret = match rc.client_secret {
+    let hmac_key = match rc.client_secret {
         Some(s) if s.len() < 16 => {
             return Err(ConfigError::new(
                 format!("{field}.client_secret"),
                 "must be at least 16 bytes",
             ))
         }
-        other => other.map(String::into_bytes),
+        Some(s) => Some(SigningKey::new(s.as_bytes()).ok_or_else(|| {
+            ConfigError::new(
+                format!("{field}.client_secret"),
+                "was refused as an HMAC-SHA256 key",
+            )
+        })?),
+        None => None,
     };
     let rate_limits = rc
         .rate_limits
@@ -146,7 +154,7 @@ pub fn compile(field: &str, rc: RawClient) -> Result<Client, ConfigError> {
             security_level: rc.security_level.unwrap_or(SecurityLevel::Standard),
         },
         scopes: rc.scopes,
-        hmac_secret,
+        hmac_key,
         seed_signatures: rc.seed_signatures,
         certificate: rc
             .certificate

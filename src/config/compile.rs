@@ -95,8 +95,8 @@ impl Directory for Config {
             .map_or(&[], |c| c.scopes.as_slice())
     }
 
-    fn hmac_secret(&self, client: usize) -> Option<&[u8]> {
-        self.clients.get(client)?.hmac_secret.as_deref()
+    fn hmac_key(&self, client: usize) -> Option<&crate::auth::hmac_signature::SigningKey> {
+        self.clients.get(client)?.hmac_key.as_ref()
     }
 
     fn seed_signatures(&self, client: usize) -> bool {

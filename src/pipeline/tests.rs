@@ -364,7 +364,7 @@ fn signed_request_checks_that_need_no_body_happen_before_it() {
     let h: Vec<(&str, &str)> = unknown.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let d = denial(run(&c, "POST", "/api/send/x", &h, true));
     assert_eq!((d.status, d.code), (401, "signature_mismatch"));
-    c.clients[0].hmac_secret = None;
+    c.clients[0].hmac_key = None;
     let fresh = signed("POST", "/api/send/x", b"", NOW);
     let h: Vec<(&str, &str)> = fresh.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let d = denial(run(&c, "POST", "/api/send/x", &h, true));

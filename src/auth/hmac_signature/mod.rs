@@ -132,16 +132,40 @@ impl SignatureFailure {
     }
 }
 
-/// `None` only if the HMAC library refused the key, which it never does (any length is valid).
+/// A client's signing secret made ready once, at configuration: HMAC hashes the key's inner and
+/// outer blocks before any message, two SHA-256 blocks that every signed request (either
+/// scheme) would otherwise hash again. Its `Debug` shows nothing of the key.
+#[derive(Clone)]
+pub struct SigningKey(HmacSha256);
+
+impl SigningKey {
+    /// `None` only if the HMAC library refused the key, which it never does (any length is
+    /// valid).
+    pub fn new(secret: &[u8]) -> Option<Self> {
+        HmacSha256::new_from_slice(secret).ok().map(Self)
+    }
+
+    /// A MAC under this key with nothing hashed yet.
+    pub fn mac(&self) -> HmacSha256 {
+        self.0.clone()
+    }
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningKey(..)")
+    }
+}
+
 fn mac(
-    secret: &[u8],
+    key: &SigningKey,
     method: &str,
     target: &str,
     body: &[u8],
     timestamp: &str,
     nonce: Option<&str>,
-) -> Option<HmacSha256> {
-    let mut mac = HmacSha256::new_from_slice(secret).ok()?;
+) -> HmacSha256 {
+    let mut mac = key.mac();
     mac.update(method.as_bytes());
     mac.update(b"\n");
     mac.update(target.as_bytes());
@@ -153,7 +177,7 @@ fn mac(
         mac.update(b"\n");
         mac.update(nonce.as_bytes());
     }
-    Some(mac)
+    mac
 }
 
 /// Signs a request the way clients must: lowercase hex of HMAC-SHA256. Use this from Rust
@@ -166,8 +190,11 @@ pub fn sign(
     timestamp: &str,
     nonce: Option<&str>,
 ) -> String {
-    mac(secret, method, target, body, timestamp, nonce)
-        .map(|m| hex::encode(m.finalize().into_bytes()))
+    SigningKey::new(secret)
+        .map(|key| {
+            let mac = mac(&key, method, target, body, timestamp, nonce);
+            hex::encode(mac.finalize().into_bytes())
+        })
         .unwrap_or_default()
 }
 
@@ -193,7 +220,7 @@ pub fn check_timestamp(timestamp: &str, now: u64, window: u64) -> Result<u64, Si
 
 /// Verifies the signature in constant time.
 pub fn verify(
-    secret: &[u8],
+    key: &SigningKey,
     method: &str,
     target: &str,
     body: &[u8],
@@ -204,14 +231,13 @@ pub fn verify(
     }
     let presented = hex::decode(&req.signature).map_err(|_| SignatureFailure::Malformed)?;
     mac(
-        secret,
+        key,
         method,
         target,
         body,
         &req.timestamp,
         req.nonce.as_deref(),
     )
-    .ok_or(SignatureFailure::Mismatch)?
     .verify_slice(&presented)
     .map_err(|_| SignatureFailure::Mismatch)
 }
@@ -273,7 +299,7 @@ impl Method for HmacMethod {
         store: &dyn SharedStore,
     ) -> Result<(), StoreError> {
         let signing = (0..directory.count())
-            .filter(|c| directory.hmac_secret(*c).is_some())
+            .filter(|c| directory.hmac_key(*c).is_some())
             .map(|c| directory.id(c));
         settings.hmac.replay.prepare(store, signing)
     }
@@ -319,7 +345,7 @@ fn precheck(ctx: &AuthContext, signed: &SignedRequest) -> Result<(usize, u64), F
         .find(&signed.client_id)
         .ok_or_else(|| fail(SignatureFailure::Mismatch))?;
     // The seed's scheme only for clients that opted in (`seed_signatures`).
-    match ctx.directory.hmac_secret(index) {
+    match ctx.directory.hmac_key(index) {
         Some(_) if ctx.directory.seed_signatures(index) => Ok((index, ts)),
         _ => Err(fail(SignatureFailure::Mismatch)),
     }
@@ -354,11 +380,11 @@ fn verify_locally(
     body: &[u8],
 ) -> Result<(Identity, u64), Failure> {
     let (index, ts) = precheck(ctx, signed)?;
-    let secret = ctx
+    let key = ctx
         .directory
-        .hmac_secret(index)
+        .hmac_key(index)
         .ok_or_else(|| fail(SignatureFailure::Mismatch))?;
-    verify(secret, facts.method, facts.target, body, signed).map_err(fail)?;
+    verify(key, facts.method, facts.target, body, signed).map_err(fail)?;
     let settings = &ctx.settings.hmac;
     let expires_at = ts + settings.window_seconds;
     let id = ctx.directory.id(index);
@@ -425,46 +451,94 @@ mod tests {
         assert_eq!(sig, expected);
     }
 
+    fn key(secret: &[u8]) -> SigningKey {
+        SigningKey::new(secret).unwrap()
+    }
+
+    #[test]
+    fn a_prepared_key_carries_nothing_from_one_request_to_the_next() {
+        // The filter keeps one key per client for every request: each MAC starts from the
+        // key alone, whatever the requests before it hashed or whether they matched.
+        let key = key(SECRET);
+        let genuine = signed("POST", "/api/send/x", b"body", "100", Some("n-1"));
+        let other = signed("POST", "/api/send/x", b"other body", "100", Some("n-2"));
+        for _ in 0..3 {
+            assert_eq!(
+                verify(&key, "POST", "/api/send/x", b"body", &genuine),
+                Ok(())
+            );
+            assert_eq!(
+                verify(&key, "POST", "/api/send/x", b"body", &other),
+                Err(SignatureFailure::Mismatch)
+            );
+        }
+        assert_eq!(format!("{key:?}"), "SigningKey(..)");
+    }
+
     #[test]
     fn genuine_request_verifies() {
         let req = signed("POST", "/api/send/x?a=1", b"body", "100", None);
         assert_eq!(
-            verify(SECRET, "POST", "/api/send/x?a=1", b"body", &req),
+            verify(&key(SECRET), "POST", "/api/send/x?a=1", b"body", &req),
             Ok(())
         );
         let req = signed("POST", "/api/send/x", b"body", "100", Some("n-1"));
-        assert_eq!(verify(SECRET, "POST", "/api/send/x", b"body", &req), Ok(()));
+        assert_eq!(
+            verify(&key(SECRET), "POST", "/api/send/x", b"body", &req),
+            Ok(())
+        );
     }
 
     #[test]
     fn tampering_with_any_part_fails() {
         let req = signed("POST", "/api/send/x?a=1", b"body", "100", Some("n"));
         let m = Err(SignatureFailure::Mismatch);
-        assert_eq!(verify(SECRET, "PUT", "/api/send/x?a=1", b"body", &req), m);
-        assert_eq!(verify(SECRET, "POST", "/api/send/y?a=1", b"body", &req), m);
-        assert_eq!(verify(SECRET, "POST", "/api/send/x?a=2", b"body", &req), m);
-        assert_eq!(verify(SECRET, "POST", "/api/send/x", b"body", &req), m);
-        assert_eq!(verify(SECRET, "POST", "/api/send/x?a=1", b"bodY", &req), m);
         assert_eq!(
-            verify(b"other", "POST", "/api/send/x?a=1", b"body", &req),
+            verify(&key(SECRET), "PUT", "/api/send/x?a=1", b"body", &req),
+            m
+        );
+        assert_eq!(
+            verify(&key(SECRET), "POST", "/api/send/y?a=1", b"body", &req),
+            m
+        );
+        assert_eq!(
+            verify(&key(SECRET), "POST", "/api/send/x?a=2", b"body", &req),
+            m
+        );
+        assert_eq!(
+            verify(&key(SECRET), "POST", "/api/send/x", b"body", &req),
+            m
+        );
+        assert_eq!(
+            verify(&key(SECRET), "POST", "/api/send/x?a=1", b"bodY", &req),
+            m
+        );
+        assert_eq!(
+            verify(&key(b"other"), "POST", "/api/send/x?a=1", b"body", &req),
             m
         );
         let mut other_ts = req.clone();
         other_ts.timestamp = "101".into();
         assert_eq!(
-            verify(SECRET, "POST", "/api/send/x?a=1", b"body", &other_ts),
+            verify(&key(SECRET), "POST", "/api/send/x?a=1", b"body", &other_ts),
             m
         );
         let mut other_nonce = req.clone();
         other_nonce.nonce = Some("m".into());
         assert_eq!(
-            verify(SECRET, "POST", "/api/send/x?a=1", b"body", &other_nonce),
+            verify(
+                &key(SECRET),
+                "POST",
+                "/api/send/x?a=1",
+                b"body",
+                &other_nonce
+            ),
             m
         );
         let mut garbage = req;
         garbage.signature = "zz".repeat(32);
         assert_eq!(
-            verify(SECRET, "POST", "/api/send/x?a=1", b"body", &garbage),
+            verify(&key(SECRET), "POST", "/api/send/x?a=1", b"body", &garbage),
             Err(SignatureFailure::Malformed)
         );
     }

@@ -12,7 +12,7 @@ pub mod digest;
 
 use super::credentials::{Credentials, MessageSignature};
 use super::hmac_signature::replay::{ReplayTable, ReplayVerdict};
-use super::hmac_signature::{oversized, shared_replay};
+use super::hmac_signature::{oversized, shared_replay, SigningKey};
 use super::{
     unauthorized, Attempt, AuthContext, AuthMethod, Failure, Identity, Method, RequestFacts,
     Resume, Suspension, Wait,
@@ -231,10 +231,10 @@ fn sufficient(covered: &[String], has_body: bool, required: &[String]) -> bool {
         && required.iter().all(|r| has(r))
 }
 
-fn mac(secret: &[u8], base: &[u8]) -> Option<Hmac<Sha256>> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).ok()?;
+fn mac(key: &SigningKey, base: &[u8]) -> Hmac<Sha256> {
+    let mut mac = key.mac();
     mac.update(base);
-    Some(mac)
+    mac
 }
 
 /// Signs `parts` for a client: the `Signature-Input` and `Signature` values (label `sig1`).
@@ -264,7 +264,9 @@ pub fn sign(
     }
     let ids: Vec<String> = components.iter().map(|c| c.to_string()).collect();
     let base = signature_base(parts, &ids, &params).ok()?;
-    let signature = mac(secret, &base)?.finalize().into_bytes();
+    let signature = mac(&SigningKey::new(secret)?, &base)
+        .finalize()
+        .into_bytes();
     Some((
         format!("sig1={params}"),
         format!(
@@ -349,9 +351,9 @@ fn check_headers(
         .directory
         .find(&presented.keyid)
         .ok_or_else(|| Refusal::Mismatch.failure())?;
-    let secret = ctx
+    let key = ctx
         .directory
-        .hmac_secret(client)
+        .hmac_key(client)
         .ok_or_else(|| Refusal::Mismatch.failure())?;
     let parts = SignedParts {
         method: facts.method,
@@ -363,8 +365,7 @@ fn check_headers(
             ComponentError::Unsupported(_) => Refusal::Unsupported.failure(),
             ComponentError::Missing(_) => Refusal::Mismatch.failure(),
         })?;
-    mac(secret, &base)
-        .ok_or_else(|| Refusal::Mismatch.failure())?
+    mac(key, &base)
         .verify_slice(&presented.signature)
         .map_err(|_| Refusal::Mismatch.failure())?;
     let digest = presented

@@ -135,7 +135,7 @@ impl SignatureFailure {
 /// A client's signing secret made ready once, at configuration: HMAC hashes the key's inner and
 /// outer blocks before any message, two SHA-256 blocks that every signed request (either
 /// scheme) would otherwise hash again. Boxed: a client without a secret pays one pointer, not
-/// the MAC's 200-odd bytes (inline, 10,000 clients took 21.8 MiB per worker, not 18.4). Its
+/// the MAC's 152 bytes (inline, 10,000 clients took 21.8 MiB per worker, not 18.4). Its
 /// `Debug` shows nothing of the key.
 #[derive(Clone)]
 pub struct SigningKey(Box<HmacSha256>);
